@@ -1,0 +1,87 @@
+//! Sales and items as the ingress and the stages see them: an in-process
+//! copy of what the admin API wrote to Redis, so a purchase never reads
+//! sale metadata from the network.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+/// One item of a sale.
+#[derive(Debug)]
+pub struct Item {
+    pub sale_id: String,
+    pub item_id: String,
+    pub title: String,
+    pub price_cents: u64,
+    pub stock: u64,
+    pub per_user_limit: u32,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    /// Set when the stock script answers `sold_out`; the ingress and the
+    /// dedupe stage answer from it without touching Redis. Relaxed: a stale
+    /// read only means one more trip to the script, which decides anyway.
+    sold_out: AtomicBool,
+}
+
+impl Item {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        sale_id: &str,
+        item_id: &str,
+        title: &str,
+        price_cents: u64,
+        stock: u64,
+        per_user_limit: u32,
+        start_ms: u64,
+        end_ms: u64,
+    ) -> Item {
+        Item {
+            sale_id: sale_id.to_string(),
+            item_id: item_id.to_string(),
+            title: title.to_string(),
+            price_cents,
+            stock,
+            per_user_limit,
+            start_ms,
+            end_ms,
+            sold_out: AtomicBool::new(stock == 0),
+        }
+    }
+
+    pub fn is_sold_out(&self) -> bool {
+        self.sold_out.load(Ordering::Relaxed)
+    }
+
+    pub fn set_sold_out(&self, v: bool) {
+        self.sold_out.store(v, Ordering::Relaxed);
+    }
+}
+
+/// Sale id → item id → item. Reads take a shared lock for a hash lookup by
+/// `&str` (no allocation); writes are rare (admin).
+#[derive(Debug, Default)]
+pub struct Catalog {
+    sales: RwLock<HashMap<String, HashMap<String, Arc<Item>>>>,
+}
+
+impl Catalog {
+    pub fn item(&self, sale_id: &str, item_id: &str) -> Option<Arc<Item>> {
+        let sales = self.sales.read().unwrap_or_else(|p| p.into_inner());
+        sales.get(sale_id)?.get(item_id).cloned()
+    }
+
+    pub fn sale_items(&self, sale_id: &str) -> Option<Vec<Arc<Item>>> {
+        let sales = self.sales.read().unwrap_or_else(|p| p.into_inner());
+        sales.get(sale_id).map(|m| m.values().cloned().collect())
+    }
+
+    /// Replaces a sale and all its items.
+    pub fn put_sale(&self, sale_id: &str, items: Vec<Item>) {
+        let map = items
+            .into_iter()
+            .map(|i| (i.item_id.clone(), Arc::new(i)))
+            .collect();
+        let mut sales = self.sales.write().unwrap_or_else(|p| p.into_inner());
+        sales.insert(sale_id.to_string(), map);
+    }
+}

@@ -1,0 +1,126 @@
+//! The ring slot. The ingress fills the request fields through `&mut Event`
+//! (inside `try_publish`); the stages only ever get `&Event`, so what a
+//! stage decides for later stages lives in atomics.
+//!
+//! Ordering: every stage output is written by exactly one stage and read
+//! only by stages after it. The ring's barrier orders them — a stage stores
+//! its cursor (Release) when it drops its batch, and the next stage loads
+//! it (Acquire) before reading the slot — so the fields themselves use
+//! `Relaxed`.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+
+use crate::catalog::Item;
+use crate::outcome::{OrderId, Status};
+
+/// What the reply stage sends back to the waiting HTTP request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply {
+    pub status: Status,
+    pub order_id: Option<OrderId>,
+}
+
+pub type Replier = oneshot::Sender<Reply>;
+
+/// A purchase request as the ingress parsed it (borrowed from the body).
+#[derive(Debug, Clone, Copy)]
+pub struct Purchase<'a> {
+    pub sale_id: &'a str,
+    pub item_id: &'a str,
+    pub user_id: &'a str,
+    pub request_id: &'a str,
+    pub quantity: u32,
+    pub received_ms: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Event {
+    // Written by the ingress. Strings keep their capacity across laps of
+    // the ring, so filling a slot does not allocate once the ring is warm.
+    pub sale_id: String,
+    pub item_id: String,
+    pub user_id: String,
+    pub request_id: String,
+    pub quantity: u32,
+    pub received_ms: u64,
+    pub item: Option<Arc<Item>>,
+    /// Taken by the reply stage (the only reader).
+    reply: Mutex<Option<Replier>>,
+
+    // Stage outputs (see the module comment for the ordering argument).
+    /// dedupe / deduct: the decision.
+    status: AtomicU8,
+    /// deduct: the order id of a win.
+    order_id: AtomicU64,
+    /// dedupe: the answer was already known (a retried request id); journal
+    /// and publish skip it.
+    replayed: AtomicBool,
+    /// journal: the LSN of the decision record (0: not journaled).
+    lsn: AtomicU64,
+}
+
+impl Event {
+    /// Fills a slot for a new request; resets every stage output.
+    pub fn fill(&mut self, p: &Purchase<'_>, item: Arc<Item>, reply: Option<Replier>) {
+        for (dst, src) in [
+            (&mut self.sale_id, p.sale_id),
+            (&mut self.item_id, p.item_id),
+            (&mut self.user_id, p.user_id),
+            (&mut self.request_id, p.request_id),
+        ] {
+            dst.clear();
+            dst.push_str(src);
+        }
+        self.quantity = p.quantity;
+        self.received_ms = p.received_ms;
+        self.item = Some(item);
+        *self.reply.get_mut().unwrap_or_else(|e| e.into_inner()) = reply;
+        *self.status.get_mut() = Status::Undecided as u8;
+        *self.order_id.get_mut() = 0;
+        *self.replayed.get_mut() = false;
+        *self.lsn.get_mut() = 0;
+    }
+
+    pub fn status(&self) -> Status {
+        Status::from_u8(self.status.load(Ordering::Relaxed)).unwrap_or(Status::Undecided)
+    }
+
+    pub fn decide(&self, status: Status, order_id: Option<OrderId>) {
+        self.order_id
+            .store(order_id.map_or(0, |o| o.0), Ordering::Relaxed);
+        self.status.store(status as u8, Ordering::Relaxed);
+    }
+
+    pub fn order_id(&self) -> Option<OrderId> {
+        self.status()
+            .is_win()
+            .then(|| OrderId(self.order_id.load(Ordering::Relaxed)))
+    }
+
+    pub fn mark_replayed(&self) {
+        self.replayed.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_replayed(&self) -> bool {
+        self.replayed.load(Ordering::Relaxed)
+    }
+
+    pub fn set_lsn(&self, lsn: u64) {
+        self.lsn.store(lsn, Ordering::Relaxed);
+    }
+
+    pub fn lsn(&self) -> u64 {
+        self.lsn.load(Ordering::Relaxed)
+    }
+
+    pub fn take_replier(&self) -> Option<Replier> {
+        self.reply.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    pub fn price_cents(&self) -> u64 {
+        self.item.as_ref().map_or(0, |i| i.price_cents)
+    }
+}

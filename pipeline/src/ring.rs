@@ -1,0 +1,313 @@
+//! The topology: a multi-producer disruptor ring and one thread per stage,
+//! each polling its own `EventPoller` so it sees whole batches.
+//!
+//! ```text
+//! ingress ─try_submit─► RING ─► dedupe ─► deduct ─► journal ─┬─► publish
+//!                                                            └─► reply
+//! ```
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use disruptor::{
+    build_multi_producer, EventPoller, MultiConsumerBarrier, MultiProducer, MultiProducerBarrier,
+    Polling, Producer, SingleConsumerBarrier, Sleep,
+};
+
+use crate::backoff::{Backoff, Sleeper};
+use crate::event::Event;
+use crate::port::{Journal, OrderSink, StockStore};
+use crate::stage::{Dedupe, Deduct, JournalStage, Publish, ReplyStage, Stage};
+use crate::stats::Stats;
+use crate::status::StatusBoard;
+
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Slots in the ring (a power of two). A full ring sheds load (503).
+    pub ring_size: usize,
+    /// Most events one stage takes per batch.
+    pub batch_len_max: u64,
+    /// How long an unpaid win holds its unit.
+    pub pay_timeout_ms: u64,
+    /// Orders the publish stage keeps aside while the sink's queue is full.
+    pub publish_parked_max: usize,
+    /// How long shutdown waits for the order sink to drain.
+    pub publish_flush_timeout: Duration,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            ring_size: 4096,
+            batch_len_max: 64,
+            pay_timeout_ms: 15 * 60 * 1000,
+            publish_parked_max: 100_000,
+            publish_flush_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The adapters the pipeline talks through.
+pub struct Ports {
+    pub store: Box<dyn StockStore>,
+    pub sink: Box<dyn OrderSink>,
+    pub journal: Box<dyn Journal>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("ring_size must be a power of two of at least 2, not {0}")]
+    RingSize(usize),
+    #[error("could not start stage thread {stage}: {source}")]
+    Spawn {
+        stage: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The ring is full: shed the request (503 + Retry-After).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("ring is full")]
+pub struct RingFull;
+
+type RingProducer = MultiProducer<Event, MultiConsumerBarrier>;
+
+/// A handle the ingress publishes through. Clone one per connection; the
+/// pipeline shuts down once every clone is dropped.
+#[derive(Clone)]
+pub struct Submitter {
+    producer: RingProducer,
+    first: Arc<Sleeper>,
+    stats: Arc<Stats>,
+}
+
+impl Submitter {
+    /// Claims a slot and fills it, never blocking: a full ring is `RingFull`.
+    pub fn try_submit(&mut self, fill: impl FnOnce(&mut Event)) -> Result<(), RingFull> {
+        match self.producer.try_publish(fill) {
+            Ok(_) => {
+                self.first.wake();
+                Ok(())
+            }
+            Err(_) => {
+                self.stats.record_shed();
+                Err(RingFull)
+            }
+        }
+    }
+}
+
+/// A poller of either barrier type, behind one interface.
+trait Source: Send {
+    fn batch(&mut self, limit: u64, f: &mut dyn FnMut(&[&Event])) -> Result<usize, Polling>;
+    fn ready(&self) -> bool;
+}
+
+macro_rules! impl_source {
+    ($barrier:ty) => {
+        impl Source for EventPoller<Event, $barrier> {
+            fn batch(
+                &mut self,
+                limit: u64,
+                f: &mut dyn FnMut(&[&Event]),
+            ) -> Result<usize, Polling> {
+                let mut guard = self.take(limit)?;
+                let events: Vec<&Event> = (&mut guard).collect();
+                f(&events);
+                Ok(events.len())
+                // The guard drops here: the stage's cursor moves past the batch.
+            }
+            fn ready(&self) -> bool {
+                self.has_available()
+            }
+        }
+    };
+}
+impl_source!(MultiProducerBarrier);
+impl_source!(SingleConsumerBarrier);
+
+/// The running pipeline.
+pub struct Pipeline {
+    submitter: Option<Submitter>,
+    threads: Vec<JoinHandle<()>>,
+    pub board: Arc<StatusBoard>,
+    pub stats: Arc<Stats>,
+}
+
+fn run<S: Source + 'static>(
+    mut source: S,
+    mut stage: Box<dyn Stage>,
+    me: Arc<Sleeper>,
+    next: Vec<Arc<Sleeper>>,
+    limit: u64,
+    stats: Option<Arc<Stats>>,
+) {
+    me.register_current();
+    let mut backoff = Backoff::default();
+    loop {
+        let result = source.batch(limit, &mut |events| stage.on_batch(events));
+        match result {
+            Ok(n) => {
+                if let Some(s) = &stats {
+                    s.record_batch(n);
+                }
+                for w in &next {
+                    w.wake();
+                }
+                backoff.reset();
+            }
+            Err(Polling::NoEvents) => {
+                stage.on_idle();
+                backoff.idle(&me, || source.ready());
+            }
+            Err(Polling::Shutdown) => {
+                stage.on_shutdown();
+                for w in &next {
+                    w.wake();
+                }
+                return;
+            }
+        }
+    }
+}
+
+fn spawn<S: Source + 'static>(
+    threads: &mut Vec<JoinHandle<()>>,
+    source: S,
+    stage: Box<dyn Stage>,
+    me: Arc<Sleeper>,
+    next: Vec<Arc<Sleeper>>,
+    limit: u64,
+    stats: Option<Arc<Stats>>,
+) -> Result<(), PipelineError> {
+    let name = stage.name();
+    let handle = std::thread::Builder::new()
+        .name(format!("seckill-{name}"))
+        .spawn(move || run(source, stage, me, next, limit, stats))
+        .map_err(|source| PipelineError::Spawn {
+            stage: name,
+            source,
+        })?;
+    threads.push(handle);
+    Ok(())
+}
+
+impl Pipeline {
+    pub fn start(
+        cfg: &PipelineConfig,
+        ports: Ports,
+        board: Arc<StatusBoard>,
+        stats: Arc<Stats>,
+        now_ms: fn() -> u64,
+    ) -> Result<Pipeline, PipelineError> {
+        if cfg.ring_size < 2 || !cfg.ring_size.is_power_of_two() {
+            return Err(PipelineError::RingSize(cfg.ring_size));
+        }
+        // The wait strategy only matters to a blocking `publish`, which the
+        // ingress never calls; stages wait through their own backoff.
+        let builder = build_multi_producer(
+            cfg.ring_size,
+            Event::default,
+            Sleep::new(Duration::from_micros(100)),
+        );
+        let (dedupe_poller, builder) = builder.new_event_poller();
+        let (deduct_poller, builder) = builder.and_then().new_event_poller();
+        let (journal_poller, builder) = builder.and_then().new_event_poller();
+        let (publish_poller, builder) = builder.and_then().new_event_poller();
+        let (reply_poller, builder) = builder.new_event_poller();
+        let producer = builder.build();
+
+        let sleepers: Vec<Arc<Sleeper>> = (0..5).map(|_| Arc::new(Sleeper::default())).collect();
+        let [dedupe_s, deduct_s, journal_s, publish_s, reply_s] =
+            [0, 1, 2, 3, 4].map(|i| Arc::clone(&sleepers[i]));
+        let limit = cfg.batch_len_max.max(1);
+        let mut threads = Vec::new();
+        let Ports {
+            store,
+            sink,
+            journal,
+        } = ports;
+        spawn(
+            &mut threads,
+            dedupe_poller,
+            Box::new(Dedupe::new(Arc::clone(&board))),
+            dedupe_s.clone(),
+            vec![deduct_s.clone()],
+            limit,
+            Some(Arc::clone(&stats)),
+        )?;
+        spawn(
+            &mut threads,
+            deduct_poller,
+            Box::new(Deduct::new(
+                store,
+                Arc::clone(&board),
+                Arc::clone(&stats),
+                cfg.pay_timeout_ms,
+                now_ms,
+            )),
+            deduct_s,
+            vec![journal_s.clone()],
+            limit,
+            None,
+        )?;
+        spawn(
+            &mut threads,
+            journal_poller,
+            Box::new(JournalStage::new(journal, Arc::clone(&stats), now_ms)),
+            journal_s,
+            vec![publish_s.clone(), reply_s.clone()],
+            limit,
+            None,
+        )?;
+        spawn(
+            &mut threads,
+            publish_poller,
+            Box::new(Publish::new(
+                sink,
+                Arc::clone(&stats),
+                cfg.publish_parked_max,
+                cfg.publish_flush_timeout,
+            )),
+            publish_s,
+            vec![],
+            limit,
+            None,
+        )?;
+        spawn(
+            &mut threads,
+            reply_poller,
+            Box::new(ReplyStage::new(Arc::clone(&board))),
+            reply_s,
+            vec![],
+            limit,
+            None,
+        )?;
+        Ok(Pipeline {
+            submitter: Some(Submitter {
+                producer,
+                first: dedupe_s,
+                stats: Arc::clone(&stats),
+            }),
+            threads,
+            board,
+            stats,
+        })
+    }
+
+    /// A new handle for publishing into the ring.
+    pub fn submitter(&self) -> Option<Submitter> {
+        self.submitter.clone()
+    }
+
+    /// Drops the pipeline's own handle and waits for the stages to drain
+    /// the ring and exit. Returns once every other [`Submitter`] is gone too.
+    pub fn shutdown(mut self) {
+        self.submitter = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}

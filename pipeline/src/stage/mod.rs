@@ -1,0 +1,26 @@
+//! The stages. Each is a plain struct with `on_batch(&[&Event])`, so a test
+//! can drive it without a ring; `crate::ring` runs each on its own thread.
+
+mod dedupe;
+mod deduct;
+mod journal;
+mod publish;
+mod reply;
+
+pub use dedupe::Dedupe;
+pub use deduct::Deduct;
+pub use journal::JournalStage;
+pub use publish::Publish;
+pub use reply::ReplyStage;
+
+use crate::event::Event;
+
+pub trait Stage: Send {
+    fn name(&self) -> &'static str;
+    /// Handles every event the ring made available at once (smart batching).
+    fn on_batch(&mut self, events: &[&Event]);
+    /// Called when the ring has nothing for this stage.
+    fn on_idle(&mut self) {}
+    /// Called once after the last event, before the thread exits.
+    fn on_shutdown(&mut self) {}
+}

@@ -1,0 +1,47 @@
+use std::sync::Arc;
+
+use crate::event::{Event, Reply};
+use crate::stage::Stage;
+use crate::status::{RequestState, StatusBoard};
+
+/// Answers the waiting HTTP request — only after the journal stage, so an
+/// answer is never ahead of the disk — and records the state for the status
+/// API.
+pub struct ReplyStage {
+    board: Arc<StatusBoard>,
+}
+
+impl ReplyStage {
+    pub fn new(board: Arc<StatusBoard>) -> ReplyStage {
+        ReplyStage { board }
+    }
+}
+
+impl Stage for ReplyStage {
+    fn name(&self) -> &'static str {
+        "reply"
+    }
+
+    fn on_batch(&mut self, events: &[&Event]) {
+        for e in events {
+            let status = e.status();
+            let order_id = e.order_id();
+            if !e.is_replayed() {
+                self.board.advance(
+                    &e.request_id,
+                    RequestState {
+                        status,
+                        order_id,
+                        sale_id: e.sale_id.clone(),
+                        item_id: e.item_id.clone(),
+                        user_id: e.user_id.clone(),
+                    },
+                );
+            }
+            if let Some(tx) = e.take_replier() {
+                // The client may have gone away; its decision stands.
+                let _ = tx.send(Reply { status, order_id });
+            }
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! Each stage on its own, driven with hand-made slots and in-memory ports,
+//! then the whole ring with fakes.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use seckill_pipeline::fake::{FakeJournal, FakeSink, FakeStore};
+use seckill_pipeline::stage::{Dedupe, Deduct, JournalStage, Publish, ReplyStage, Stage};
+use seckill_pipeline::{
+    Catalog, Event, Item, OrderId, Pipeline, PipelineConfig, Ports, Purchase, Reply, RequestState,
+    Stats, Status, StatusBoard,
+};
+use tokio::sync::oneshot;
+
+fn item(stock: u64, limit: u32) -> Arc<Item> {
+    Arc::new(Item::new("s", "i", "thing", 1999, stock, limit, 0, u64::MAX))
+}
+
+fn slot(item: &Arc<Item>, user: &str, req: &str) -> (Event, oneshot::Receiver<Reply>) {
+    let (tx, rx) = oneshot::channel();
+    let mut e = Event::default();
+    e.fill(
+        &Purchase {
+            sale_id: &item.sale_id,
+            item_id: &item.item_id,
+            user_id: user,
+            request_id: req,
+            quantity: 1,
+            received_ms: 1,
+        },
+        Arc::clone(item),
+        Some(tx),
+    );
+    (e, rx)
+}
+
+fn refs(events: &[Event]) -> Vec<&Event> {
+    events.iter().collect()
+}
+
+fn now() -> u64 {
+    1_000
+}
+
+#[test]
+fn dedupe_answers_a_retried_request_id_from_the_board_and_marks_it_replayed() {
+    let board = Arc::new(StatusBoard::default());
+    board.advance(
+        "r1",
+        RequestState {
+            status: Status::OrderCreated,
+            order_id: Some(OrderId(7)),
+            sale_id: "s".into(),
+            item_id: "i".into(),
+            user_id: "u".into(),
+        },
+    );
+    let it = item(10, 1);
+    let events = vec![slot(&it, "u", "r1").0, slot(&it, "v", "r2").0];
+    Dedupe::new(Arc::clone(&board)).on_batch(&refs(&events));
+    assert_eq!(events[0].status(), Status::Success);
+    assert_eq!(events[0].order_id(), Some(OrderId(7)));
+    assert!(events[0].is_replayed());
+    assert_eq!(events[1].status(), Status::Undecided);
+}
+
+#[test]
+fn dedupe_answers_sold_out_and_known_winners_locally() {
+    let board = Arc::new(StatusBoard::default());
+    board.add_win("s\x1fi\x1fwinner");
+    let it = item(10, 1);
+    let events = vec![slot(&it, "winner", "r1").0, slot(&it, "other", "r2").0];
+    Dedupe::new(Arc::clone(&board)).on_batch(&refs(&events));
+    assert_eq!(events[0].status(), Status::Duplicate);
+    assert_eq!(events[1].status(), Status::Undecided);
+
+    it.set_sold_out(true);
+    let events = vec![slot(&it, "other", "r3").0];
+    Dedupe::new(board).on_batch(&refs(&events));
+    assert_eq!(events[0].status(), Status::SoldOut);
+}
+
+#[test]
+fn deduct_makes_one_store_call_per_batch_and_never_oversells() {
+    let store = FakeStore::with_item("s", "i", 3);
+    let board = Arc::new(StatusBoard::default());
+    let stats = Arc::new(Stats::default());
+    let mut stage = Deduct::new(
+        Box::new(store.clone()),
+        Arc::clone(&board),
+        Arc::clone(&stats),
+        60_000,
+        now,
+    );
+    let it = item(3, 1);
+    let events: Vec<Event> = (0..10)
+        .map(|n| slot(&it, &format!("u{n}"), &format!("r{n}")).0)
+        .collect();
+    stage.on_batch(&refs(&events));
+    assert_eq!(store.calls(), 1, "one call for the whole batch");
+    let wins: Vec<Status> = events.iter().map(|e| e.status()).collect();
+    assert_eq!(wins.iter().filter(|s| **s == Status::Success).count(), 3);
+    assert_eq!(wins.iter().filter(|s| **s == Status::SoldOut).count(), 7);
+    // Arrival order is kept: the first three win.
+    assert!(wins[..3].iter().all(|s| *s == Status::Success));
+    assert!(it.is_sold_out(), "sold-out flag set for the ingress");
+    let stock = store.stock("s", "i").expect("item");
+    assert_eq!((stock.available, stock.locked), (0, 3));
+    assert_eq!(board.wins("s\x1fi\x1fu0"), 1);
+}
+
+#[test]
+fn deduct_degrades_to_pending_when_the_store_times_out() {
+    let store = FakeStore::with_item("s", "i", 3);
+    store.down.store(true, Ordering::SeqCst);
+    let mut stage = Deduct::new(
+        Box::new(store.clone()),
+        Arc::new(StatusBoard::default()),
+        Arc::new(Stats::default()),
+        60_000,
+        now,
+    );
+    let it = item(3, 1);
+    let events: Vec<Event> = (0..4)
+        .map(|n| slot(&it, &format!("u{n}"), &format!("r{n}")).0)
+        .collect();
+    stage.on_batch(&refs(&events));
+    assert!(events.iter().all(|e| e.status() == Status::Pending));
+    assert_eq!(store.stock("s", "i").map(|s| s.available), Some(3));
+}
+
+#[test]
+fn deduct_leaves_locally_decided_events_alone() {
+    let store = FakeStore::with_item("s", "i", 3);
+    let mut stage = Deduct::new(
+        Box::new(store.clone()),
+        Arc::new(StatusBoard::default()),
+        Arc::new(Stats::default()),
+        60_000,
+        now,
+    );
+    let it = item(3, 1);
+    let events = vec![slot(&it, "u", "r").0];
+    events[0].decide(Status::SoldOut, None);
+    stage.on_batch(&refs(&events));
+    assert_eq!(store.calls(), 0);
+}
+
+#[test]
+fn journal_commits_once_per_batch_and_fails_the_batch_on_a_full_disk() {
+    let journal = FakeJournal::default();
+    let mut stage = JournalStage::new(
+        Box::new(journal.clone()),
+        Arc::new(Stats::default()),
+        now,
+    );
+    let it = item(3, 1);
+    let events: Vec<Event> = (0..5)
+        .map(|n| slot(&it, &format!("u{n}"), &format!("r{n}")).0)
+        .collect();
+    events[0].decide(Status::Success, Some(OrderId(1)));
+    stage.on_batch(&refs(&events));
+    assert_eq!(journal.commits(), 1);
+    assert_eq!(journal.durable_count(), 5);
+    assert!(events.iter().all(|e| e.lsn() > 0));
+
+    journal.full.store(true, Ordering::SeqCst);
+    let events = vec![slot(&it, "x", "rx").0];
+    events[0].decide(Status::Success, Some(OrderId(2)));
+    stage.on_batch(&refs(&events));
+    assert_eq!(events[0].status(), Status::Unavailable);
+    assert_eq!(events[0].lsn(), 0);
+}
+
+#[test]
+fn publish_sends_only_journaled_fresh_wins_and_parks_when_the_sink_is_full() {
+    let sink = FakeSink::default();
+    let mut stage = Publish::new(
+        Box::new(sink.clone()),
+        Arc::new(Stats::default()),
+        10,
+        Duration::from_millis(10),
+    );
+    let it = item(3, 1);
+    let events: Vec<Event> = (0..4)
+        .map(|n| slot(&it, &format!("u{n}"), &format!("r{n}")).0)
+        .collect();
+    for (n, e) in events.iter().enumerate() {
+        e.decide(Status::Success, Some(OrderId(n as u64)));
+        e.set_lsn(n as u64 + 1);
+    }
+    events[1].mark_replayed();
+    events[2].set_lsn(0); // not journaled
+    events[3].decide(Status::SoldOut, None);
+    stage.on_batch(&refs(&events));
+    assert_eq!(sink.sent().len(), 1);
+    assert_eq!(sink.sent()[0].order_id, OrderId(0));
+
+    sink.full.store(true, Ordering::SeqCst);
+    let more = vec![slot(&it, "z", "rz").0];
+    more[0].decide(Status::Success, Some(OrderId(9)));
+    more[0].set_lsn(9);
+    stage.on_batch(&refs(&more));
+    assert_eq!(stage.parked(), 1);
+    sink.full.store(false, Ordering::SeqCst);
+    stage.on_idle();
+    assert_eq!(stage.parked(), 0);
+    assert_eq!(sink.sent().len(), 2);
+}
+
+#[test]
+fn reply_answers_every_slot_and_records_the_state() {
+    let board = Arc::new(StatusBoard::default());
+    let it = item(3, 1);
+    let (e, mut rx) = slot(&it, "u", "r");
+    e.decide(Status::Success, Some(OrderId(5)));
+    ReplyStage::new(Arc::clone(&board)).on_batch(&[&e]);
+    assert_eq!(
+        rx.try_recv().ok(),
+        Some(Reply {
+            status: Status::Success,
+            order_id: Some(OrderId(5))
+        })
+    );
+    assert_eq!(board.get("r").map(|s| s.status), Some(Status::Success));
+}
+
+#[test]
+fn the_whole_ring_sells_exactly_the_stock_with_fakes() {
+    let catalog = Catalog::default();
+    catalog.put_sale("s", vec![Item::new("s", "i", "thing", 100, 50, 1, 0, u64::MAX)]);
+    let it = catalog.item("s", "i").expect("item");
+    let store = FakeStore::with_item("s", "i", 50);
+    let sink = FakeSink::default();
+    let journal = FakeJournal::default();
+    let board = Arc::new(StatusBoard::default());
+    let stats = Arc::new(Stats::default());
+    let pipeline = Pipeline::start(
+        &PipelineConfig {
+            ring_size: 256,
+            ..PipelineConfig::default()
+        },
+        Ports {
+            store: Box::new(store.clone()),
+            sink: Box::new(sink.clone()),
+            journal: Box::new(journal.clone()),
+        },
+        Arc::clone(&board),
+        Arc::clone(&stats),
+        now,
+    )
+    .expect("pipeline starts");
+
+    let mut receivers = Vec::new();
+    let mut handles = Vec::new();
+    for t in 0..4 {
+        let mut sub = pipeline.submitter().expect("submitter");
+        let it = Arc::clone(&it);
+        handles.push(std::thread::spawn(move || {
+            let mut rxs = Vec::new();
+            for n in 0..100 {
+                let user = format!("u{}", n % 60); // users repeat across threads
+                let req = format!("t{t}-r{n}");
+                let (tx, rx) = oneshot::channel();
+                let mut tx = Some(tx);
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                loop {
+                    let res = sub.try_submit(|e| {
+                        e.fill(
+                            &Purchase {
+                                sale_id: "s",
+                                item_id: "i",
+                                user_id: &user,
+                                request_id: &req,
+                                quantity: 1,
+                                received_ms: 1,
+                            },
+                            Arc::clone(&it),
+                            tx.take(),
+                        )
+                    });
+                    if res.is_ok() {
+                        break;
+                    }
+                    assert!(std::time::Instant::now() < deadline, "ring stayed full");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                rxs.push(rx);
+            }
+            rxs
+        }));
+    }
+    for h in handles {
+        receivers.extend(h.join().expect("producer thread"));
+    }
+    let replies: Vec<Reply> = receivers
+        .into_iter()
+        .map(|rx| rx.blocking_recv().expect("every request is answered"))
+        .collect();
+    pipeline.shutdown();
+
+    let wins: Vec<&Reply> = replies.iter().filter(|r| r.status == Status::Success).collect();
+    assert_eq!(wins.len(), 50, "exactly the stock is sold");
+    let ids: HashSet<OrderId> = wins.iter().filter_map(|r| r.order_id).collect();
+    assert_eq!(ids.len(), 50, "one order id per win");
+    assert!(replies
+        .iter()
+        .all(|r| matches!(r.status, Status::Success | Status::SoldOut | Status::Duplicate)));
+    let sent: HashSet<OrderId> = sink.sent().iter().map(|o| o.order_id).collect();
+    assert_eq!(sent, ids, "every win reaches the sink, nothing else");
+    assert_eq!(journal.durable_count(), 400, "every decision journaled");
+    assert!(journal.commits() < 400, "commits are grouped");
+    let stock = store.stock("s", "i").expect("item");
+    assert_eq!((stock.available, stock.locked), (0, 50));
+}
