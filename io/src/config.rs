@@ -1,0 +1,206 @@
+//! Configuration: a TOML file, overridden by `SECKILL_*` environment
+//! variables, overridden by command-line flags. Every key is documented in
+//! `seckilld --help`; the TOML keys are the flag names with `_`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser};
+use serde::Deserialize;
+
+/// One struct for all three sources: every field optional, merged in order
+/// flag > environment > file > default.
+macro_rules! settings {
+    ($( $(#[doc = $doc:literal])* $name:ident : $ty:ty = $default:expr, $env:literal; )*) => {
+        #[derive(Debug, Clone, Default, Args, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct Settings {
+            $(
+                $(#[doc = $doc])*
+                #[arg(long, env = $env)]
+                pub $name: Option<$ty>,
+            )*
+        }
+
+        /// The resolved configuration.
+        #[derive(Debug, Clone)]
+        pub struct Config {
+            $( $(#[doc = $doc])* pub $name: $ty, )*
+        }
+
+        impl Settings {
+            /// `self` wins over `lower`.
+            pub fn over(self, lower: Settings) -> Settings {
+                Settings { $( $name: self.$name.or(lower.$name), )* }
+            }
+
+            pub fn resolve(self) -> Config {
+                Config { $( $name: self.$name.unwrap_or_else(|| $default), )* }
+            }
+        }
+    };
+}
+
+settings! {
+    /// Address the HTTP ingress listens on (port 0 picks a free one).
+    listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080)), "SECKILL_LISTEN";
+    /// Redis URL of the stock authority.
+    redis_url: String = "redis://127.0.0.1:6379/".into(), "SECKILL_REDIS_URL";
+    /// Kafka bootstrap brokers (comma separated).
+    kafka_brokers: String = "127.0.0.1:9092".into(), "SECKILL_KAFKA_BROKERS";
+    /// Directory of the write-ahead log (created if missing).
+    wal_dir: PathBuf = PathBuf::from("seckill-wal"), "SECKILL_WAL_DIR";
+    /// Bearer token for /admin/v1 (empty: the admin API is disabled).
+    admin_token: String = String::new(), "SECKILL_ADMIN_TOKEN";
+    /// "fsync": msync each batch before answering; "os": page cache only
+    /// (survives a process crash, not a power cut).
+    durability: String = "fsync".into(), "SECKILL_DURABILITY";
+    /// Size of each WAL segment file in bytes.
+    wal_segment_bytes: u64 = 64 << 20, "SECKILL_WAL_SEGMENT_BYTES";
+    /// Ring slots (a power of two); a full ring answers 503.
+    ring_size: usize = 4096, "SECKILL_RING_SIZE";
+    /// Most requests one stage takes per batch (one Redis call, one flush).
+    batch_len_max: u64 = 64, "SECKILL_BATCH_LEN_MAX";
+    /// Redis connect/read/write timeout in ms; a timeout decides `pending`.
+    redis_timeout_ms: u64 = 250, "SECKILL_REDIS_TIMEOUT_MS";
+    /// Kafka message.timeout.ms: how long the producer retries one order.
+    kafka_message_timeout_ms: u64 = 30_000, "SECKILL_KAFKA_MESSAGE_TIMEOUT_MS";
+    /// Partitions of the topics when seckilld creates them.
+    kafka_partitions: i32 = 3, "SECKILL_KAFKA_PARTITIONS";
+    /// How long a win waits for payment before its unit is released, ms.
+    pay_timeout_ms: u64 = 15 * 60 * 1000, "SECKILL_PAY_TIMEOUT_MS";
+    /// How long the ingress waits for the ring's answer before 504, ms.
+    reply_timeout_ms: u64 = 10_000, "SECKILL_REPLY_TIMEOUT_MS";
+    /// Largest request body accepted, bytes (larger: 413).
+    body_bytes_max: usize = 4096, "SECKILL_BODY_BYTES_MAX";
+    /// Time a client gets to send its request headers, ms.
+    header_timeout_ms: u64 = 5_000, "SECKILL_HEADER_TIMEOUT_MS";
+    /// tokio worker threads for the ingress.
+    worker_threads: usize = 2, "SECKILL_WORKER_THREADS";
+    /// Log filter (tracing env-filter syntax), e.g. "info" or "seckill_io=debug".
+    log: String = "info".into(), "SECKILL_LOG";
+}
+
+/// seckilld — the seckill flash-sale daemon.
+///
+/// Decides who wins a flash sale: HTTP ingress → ring → dedupe → Redis
+/// (batched Lua) → WAL → Kafka. Every option can be set in the TOML file
+/// (`--config`), by its SECKILL_* environment variable, or by its flag;
+/// flags win over the environment, which wins over the file.
+#[derive(Debug, Parser)]
+#[command(name = "seckilld", version)]
+pub struct Cli {
+    /// TOML configuration file (keys as the flags, with `_`).
+    #[arg(long, env = "SECKILL_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid setting {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+pub fn load_file(path: &Path) -> Result<Settings, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    })
+}
+
+impl Cli {
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        let file = match &self.config {
+            Some(p) => load_file(p)?,
+            None => Settings::default(),
+        };
+        let cfg = self.settings.over(file).resolve();
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+impl Config {
+    /// Defaults, as if no file, variable or flag were given.
+    pub fn defaults() -> Config {
+        Settings::default().resolve()
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                reason: reason.to_string(),
+            })
+        };
+        if !self.ring_size.is_power_of_two() || self.ring_size < 2 {
+            return bad("ring_size", "must be a power of two ≥ 2");
+        }
+        if self.batch_len_max == 0 || self.batch_len_max > 4096 {
+            return bad("batch_len_max", "must be 1..=4096");
+        }
+        if self.durability != "fsync" && self.durability != "os" {
+            return bad("durability", "must be \"fsync\" or \"os\"");
+        }
+        if self.worker_threads == 0 {
+            return bad("worker_threads", "must be at least 1");
+        }
+        if self.body_bytes_max < 64 {
+            return bad("body_bytes_max", "must be at least 64");
+        }
+        Ok(())
+    }
+
+    pub fn redis_timeout(&self) -> Duration {
+        Duration::from_millis(self.redis_timeout_ms.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() {
+        let file: Settings =
+            toml::from_str("ring_size = 1024\nadmin_token = \"file\"\n").expect("toml");
+        let flags = Settings {
+            admin_token: Some("flag".into()),
+            ..Settings::default()
+        };
+        let cfg = flags.over(file).resolve();
+        assert_eq!(cfg.admin_token, "flag");
+        assert_eq!(cfg.ring_size, 1024);
+        assert_eq!(cfg.batch_len_max, 64);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(toml::from_str::<Settings>("no_such_key = 1").is_err());
+        let cfg = Settings {
+            ring_size: Some(1000),
+            ..Settings::default()
+        }
+        .resolve();
+        assert!(cfg.validate().is_err());
+    }
+}

@@ -1,0 +1,178 @@
+//! Request parsing and validation on bytes, and JSON answers. No sockets:
+//! this is what the fuzz-style tests drive.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use hyper::{Response, StatusCode};
+use serde::Deserialize;
+
+pub type Resp = Response<Full<Bytes>>;
+
+/// Longest sale or item id.
+pub const ID_LEN_MAX: usize = 64;
+/// Longest user or request id.
+pub const CLIENT_ID_LEN_MAX: usize = 128;
+/// Most units one purchase may ask for, whatever the item's limit.
+pub const QUANTITY_MAX: u32 = 1000;
+
+/// A purchase body. `Cow` borrows from the body unless the JSON string had
+/// escapes.
+#[derive(Debug, Deserialize)]
+pub struct PurchaseBody<'a> {
+    #[serde(borrow)]
+    pub user_id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub request_id: Cow<'a, str>,
+    #[serde(default)]
+    pub quantity: Option<u32>,
+    /// The hidden-URL purchase token (checked once token issuance exists).
+    #[serde(default, borrow)]
+    pub token: Option<Cow<'a, str>>,
+}
+
+/// An error answer: HTTP status, a machine-readable code, a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn into_response(self) -> Resp {
+        let retry = matches!(
+            self.status,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+        );
+        let mut r = json(
+            self.status,
+            &serde_json::json!({"error": self.code, "message": self.message}),
+        );
+        if retry {
+            r.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        r
+    }
+}
+
+/// Checks an id: 1..=max bytes of `[A-Za-z0-9_.:@-]`.
+pub fn check_id(field: &'static str, value: &str, max: usize) -> Result<(), ApiError> {
+    if value.is_empty() || value.len() > max {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            format!("{field} must be 1 to {max} characters"),
+        ));
+    }
+    let ok = value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'@'));
+    if !ok {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            format!("{field} may only hold letters, digits and _ - . : @"),
+        ));
+    }
+    Ok(())
+}
+
+/// Maps a serde_json error to an answer: broken JSON vs. a wrong field.
+pub fn json_error(e: &serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Data => ApiError::bad_request("invalid_field", e.to_string()),
+        Category::Syntax | Category::Eof | Category::Io => {
+            ApiError::bad_request("malformed_json", e.to_string())
+        }
+    }
+}
+
+/// Parses and validates a purchase body.
+pub fn parse_purchase(body: &[u8]) -> Result<PurchaseBody<'_>, ApiError> {
+    let p: PurchaseBody<'_> = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
+    check_id("user_id", &p.user_id, CLIENT_ID_LEN_MAX)?;
+    check_id("request_id", &p.request_id, CLIENT_ID_LEN_MAX)?;
+    if let Some(q) = p.quantity {
+        if q == 0 || q > QUANTITY_MAX {
+            return Err(ApiError::bad_request(
+                "invalid_quantity",
+                format!("quantity must be 1 to {QUANTITY_MAX}"),
+            ));
+        }
+    }
+    Ok(p)
+}
+
+pub fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Resp {
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+pub fn text(status: StatusCode, body: String, content_type: &'static str) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn purchase_bodies_are_validated() {
+        let ok = parse_purchase(br#"{"user_id":"u1","request_id":"r-1"}"#).expect("valid");
+        assert_eq!(ok.user_id, "u1");
+        let code = |b: &[u8]| parse_purchase(b).err().map(|e| e.code);
+        assert_eq!(code(b"{"), Some("malformed_json"));
+        assert_eq!(code(b"not json"), Some("malformed_json"));
+        assert_eq!(code(br#"{"user_id":"u1"}"#), Some("invalid_field"));
+        assert_eq!(code(br#"{"user_id":5,"request_id":"r"}"#), Some("invalid_field"));
+        assert_eq!(code(br#"{"user_id":"","request_id":"r"}"#), Some("invalid_field"));
+        assert_eq!(code(br#"{"user_id":"a b","request_id":"r"}"#), Some("invalid_field"));
+        assert_eq!(
+            code(br#"{"user_id":"u","request_id":"r","quantity":0}"#),
+            Some("invalid_quantity")
+        );
+        assert_eq!(
+            code(br#"{"user_id":"u","request_id":"r","quantity":99999999999}"#),
+            Some("invalid_field")
+        );
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic_the_parser() {
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        for len in 0..2000usize {
+            let bytes: Vec<u8> = (0..len % 97)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    (seed & 0xff) as u8
+                })
+                .collect();
+            let _ = parse_purchase(&bytes);
+        }
+    }
+}

@@ -1,0 +1,320 @@
+use std::time::Duration;
+
+use redis::{Client, Connection, ErrorKind, RedisError, ServerErrorKind};
+use seckill_pipeline::port::{DeductGroup, DeductOutcome, StockStore, StoreError};
+use seckill_pipeline::OrderId;
+
+const DEDUCT_LUA: &str = include_str!("deduct.lua");
+
+/// The keys of one item. They share the hash tag `{sale:item}`, so one
+/// script call can touch them all, on a single Redis or a Cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemKeys {
+    pub stock: String,
+    pub buyers: String,
+    pub req: String,
+    pub unpaid: String,
+    pub orders: String,
+    pub info: String,
+}
+
+pub fn item_keys(sale_id: &str, item_id: &str) -> ItemKeys {
+    let tag = format!("seckill:{{{sale_id}:{item_id}}}");
+    ItemKeys {
+        stock: format!("{tag}:stock"),
+        buyers: format!("{tag}:buyers"),
+        req: format!("{tag}:req"),
+        unpaid: format!("{tag}:unpaid"),
+        orders: format!("{tag}:orders"),
+        info: format!("{tag}:info"),
+    }
+}
+
+fn classify(err: &RedisError) -> StoreError {
+    if err.is_timeout() {
+        StoreError::Timeout
+    } else if err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal() {
+        StoreError::Unavailable(err.to_string())
+    } else {
+        StoreError::Protocol(err.to_string())
+    }
+}
+
+/// The deduct stage's connection: synchronous (the stage has its own
+/// thread), one pipelined round trip per ring batch, reconnecting lazily
+/// after a failure.
+pub struct RedisStockStore {
+    client: Client,
+    conn: Option<Connection>,
+    timeout: Duration,
+    script_sha: String,
+}
+
+impl RedisStockStore {
+    pub fn new(url: &str, timeout: Duration) -> Result<RedisStockStore, StoreError> {
+        let client = Client::open(url).map_err(|e| StoreError::Protocol(e.to_string()))?;
+        Ok(RedisStockStore {
+            client,
+            conn: None,
+            timeout,
+            script_sha: redis::Script::new(DEDUCT_LUA).get_hash().to_string(),
+        })
+    }
+
+    fn connection(&mut self) -> Result<&mut Connection, StoreError> {
+        if self.conn.is_none() {
+            let conn = self
+                .client
+                .get_connection_with_timeout(self.timeout)
+                .map_err(|e| classify(&e))?;
+            conn.set_read_timeout(Some(self.timeout))
+                .map_err(|e| classify(&e))?;
+            conn.set_write_timeout(Some(self.timeout))
+                .map_err(|e| classify(&e))?;
+            self.conn = Some(conn);
+        }
+        self.conn
+            .as_mut()
+            .ok_or_else(|| StoreError::Unavailable("no connection".into()))
+    }
+
+    fn load_script(&mut self) -> Result<(), StoreError> {
+        let conn = self.connection()?;
+        let _: String = redis::cmd("SCRIPT")
+            .arg("LOAD")
+            .arg(DEDUCT_LUA)
+            .query(conn)
+            .map_err(|e| classify(&e))?;
+        Ok(())
+    }
+
+    fn call(&mut self, groups: &[DeductGroup<'_>]) -> Result<Vec<Vec<String>>, RedisError> {
+        let mut pipe = redis::pipe();
+        for g in groups {
+            let keys = item_keys(g.sale_id, g.item_id);
+            let cmd = pipe
+                .cmd("EVALSHA")
+                .arg(&self.script_sha)
+                .arg(5)
+                .arg(&keys.stock)
+                .arg(&keys.buyers)
+                .arg(&keys.req)
+                .arg(&keys.unpaid)
+                .arg(&keys.orders)
+                .arg(g.sale_id)
+                .arg(g.item_id)
+                .arg(g.per_user_limit)
+                .arg(g.pay_deadline_ms);
+            for r in &g.requests {
+                cmd.arg(r.request_id).arg(r.user_id).arg(r.quantity);
+            }
+        }
+        let conn = match self.conn.as_mut() {
+            Some(c) => c,
+            None => unreachable_conn()?,
+        };
+        pipe.query(conn)
+    }
+}
+
+fn unreachable_conn<T>() -> Result<T, RedisError> {
+    Err(RedisError::from((
+        ErrorKind::Io,
+        "redis connection not established",
+    )))
+}
+
+fn parse(res: &str) -> Result<DeductOutcome, StoreError> {
+    Ok(match res {
+        "sold_out" => DeductOutcome::SoldOut,
+        "duplicate" => DeductOutcome::Duplicate,
+        "limit_exceeded" => DeductOutcome::LimitExceeded,
+        "unknown_item" => DeductOutcome::UnknownItem,
+        other => {
+            let id = other
+                .strip_prefix("ok:")
+                .and_then(OrderId::parse)
+                .ok_or_else(|| StoreError::Protocol(format!("unexpected outcome {other:?}")))?;
+            DeductOutcome::Success(id)
+        }
+    })
+}
+
+impl StockStore for RedisStockStore {
+    fn deduct(
+        &mut self,
+        groups: &[DeductGroup<'_>],
+        out: &mut Vec<DeductOutcome>,
+    ) -> Result<(), StoreError> {
+        self.connection()?;
+        let replies = match self.call(groups) {
+            Ok(r) => r,
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                // A restarted Redis forgot the script: load it and go again.
+                self.load_script()?;
+                self.call(groups).map_err(|e| {
+                    self.conn = None;
+                    classify(&e)
+                })?
+            }
+            Err(e) => {
+                // A timed-out or broken connection may still deliver a late
+                // reply; never reuse it.
+                self.conn = None;
+                return Err(classify(&e));
+            }
+        };
+        if replies.len() != groups.len() {
+            return Err(StoreError::Protocol(format!(
+                "{} replies for {} groups",
+                replies.len(),
+                groups.len()
+            )));
+        }
+        for (g, reply) in groups.iter().zip(&replies) {
+            if reply.len() != g.requests.len() {
+                return Err(StoreError::Protocol(format!(
+                    "{} outcomes for {} requests",
+                    reply.len(),
+                    g.requests.len()
+                )));
+            }
+            for r in reply {
+                out.push(parse(r)?);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The stock hash of one item.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StockHash {
+    pub available: i64,
+    pub locked: i64,
+    pub sold: i64,
+    pub total: i64,
+}
+
+/// Admin-side Redis access (loading sales, reading stock, probing).
+#[derive(Clone)]
+pub struct RedisAdmin {
+    client: Client,
+    timeout: Duration,
+}
+
+/// What the admin API writes for one item.
+#[derive(Debug, Clone)]
+pub struct ItemLoad<'a> {
+    pub item_id: &'a str,
+    pub title: &'a str,
+    pub price_cents: u64,
+    pub stock: u64,
+    pub per_user_limit: u32,
+}
+
+impl RedisAdmin {
+    pub fn new(url: &str, timeout: Duration) -> Result<RedisAdmin, RedisError> {
+        Ok(RedisAdmin {
+            client: Client::open(url)?,
+            timeout,
+        })
+    }
+
+    fn conn(&self) -> Result<Connection, RedisError> {
+        let c = self.client.get_connection_with_timeout(self.timeout)?;
+        c.set_read_timeout(Some(self.timeout))?;
+        c.set_write_timeout(Some(self.timeout))?;
+        Ok(c)
+    }
+
+    pub fn ping(&self) -> Result<(), RedisError> {
+        let mut c = self.conn()?;
+        redis::cmd("PING").query::<String>(&mut c).map(|_| ())
+    }
+
+    /// Replaces a sale: resets every item's stock, buyers, stored outcomes
+    /// and unpaid orders, and writes the sale and item metadata (the seed's
+    /// round/info/products layout). Keys expire a day after the sale ends.
+    pub fn load_sale(
+        &self,
+        sale_id: &str,
+        start_ms: u64,
+        end_ms: u64,
+        items: &[ItemLoad<'_>],
+    ) -> Result<(), RedisError> {
+        let mut c = self.conn()?;
+        let expire_at_ms = end_ms.saturating_add(24 * 3600 * 1000);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let round_info = format!("seckill:round:{sale_id}:info");
+        let round_items = format!("seckill:round:{sale_id}:items");
+        pipe.del(&round_items).ignore();
+        pipe.hset_multiple(
+            &round_info,
+            &[("start_ms", start_ms.to_string()), ("end_ms", end_ms.to_string())],
+        )
+        .ignore();
+        for it in items {
+            let k = item_keys(sale_id, it.item_id);
+            pipe.del(&[&k.stock, &k.buyers, &k.req, &k.unpaid, &k.orders, &k.info])
+                .ignore();
+            pipe.hset_multiple(
+                &k.stock,
+                &[
+                    ("available", it.stock),
+                    ("locked", 0),
+                    ("sold", 0),
+                    ("total", it.stock),
+                ],
+            )
+            .ignore();
+            pipe.hset_multiple(
+                &k.info,
+                &[
+                    ("title", it.title.to_string()),
+                    ("price_cents", it.price_cents.to_string()),
+                    ("per_user_limit", it.per_user_limit.to_string()),
+                    ("start_ms", start_ms.to_string()),
+                    ("end_ms", end_ms.to_string()),
+                ],
+            )
+            .ignore();
+            pipe.rpush(&round_items, it.item_id).ignore();
+            // The script fills these hashes; a placeholder field (ids are
+            // never empty) lets them carry the sale's expiry from the start.
+            for key in [&k.buyers, &k.req, &k.orders] {
+                pipe.hset(key, "", "").ignore();
+            }
+            for key in [&k.stock, &k.info, &k.buyers, &k.req, &k.orders] {
+                pipe.cmd("PEXPIREAT").arg(key).arg(expire_at_ms).ignore();
+            }
+        }
+        for key in [&round_info, &round_items] {
+            pipe.cmd("PEXPIREAT").arg(key).arg(expire_at_ms).ignore();
+        }
+        pipe.query::<()>(&mut c)
+    }
+
+    pub fn stock(&self, sale_id: &str, item_id: &str) -> Result<Option<StockHash>, RedisError> {
+        let mut c = self.conn()?;
+        let k = item_keys(sale_id, item_id);
+        let v: Vec<Option<i64>> = redis::cmd("HMGET")
+            .arg(&k.stock)
+            .arg("available")
+            .arg("locked")
+            .arg("sold")
+            .arg("total")
+            .query(&mut c)?;
+        if v.iter().all(Option::is_none) {
+            return Ok(None);
+        }
+        let g = |i: usize| v.get(i).copied().flatten().unwrap_or(0);
+        Ok(Some(StockHash {
+            available: g(0),
+            locked: g(1),
+            sold: g(2),
+            total: g(3),
+        }))
+    }
+}
