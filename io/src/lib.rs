@@ -5,11 +5,13 @@
 //! producer), the WAL journal — and the hyper ingress that feeds the ring.
 //! `seckilld` (in `src/bin`) wires them together.
 
+pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod http;
 pub mod journal;
 pub mod kafka;
+pub mod load;
 pub mod redis;
 
 pub use config::{Cli, Config};

@@ -1,0 +1,267 @@
+//! The load generator's engine: plays a flash sale against a running
+//! daemon — creates the sale with a countdown, lets simulated users click
+//! (optionally more than once, optionally retrying), and records every
+//! answer with its latency. Bounded in requests and in time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use crate::check::Answer;
+
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+pub fn client(max_idle_per_host: usize) -> HttpClient {
+    let mut conn = HttpConnector::new();
+    conn.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(max_idle_per_host)
+        .build(conn)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("HTTP request failed: {0}")]
+    Http(String),
+    #[error("the daemon refused the sale: HTTP {status}: {body}")]
+    Refused { status: u16, body: String },
+}
+
+/// Sends one request; returns HTTP status and body.
+pub async fn send(
+    client: &HttpClient,
+    method: Method,
+    url: &str,
+    bearer: Option<&str>,
+    body: Vec<u8>,
+) -> Result<(u16, Bytes), LoadError> {
+    let mut b = Request::builder()
+        .method(method)
+        .uri(url)
+        .header("content-type", "application/json");
+    if let Some(t) = bearer {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    let req = b
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| LoadError::Http(e.to_string()))?;
+    let resp = client
+        .request(req)
+        .await
+        .map_err(|e| LoadError::Http(e.to_string()))?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| LoadError::Http(e.to_string()))?
+        .to_bytes();
+    Ok((status, body))
+}
+
+/// One item of the sale the load generator creates.
+#[derive(Debug, Clone, Serialize)]
+pub struct ItemSpec {
+    pub item_id: String,
+    pub title: String,
+    pub price_cents: u64,
+    pub stock: u64,
+    pub per_user_limit: u32,
+}
+
+/// Creates (or replaces) a sale through the admin API.
+pub async fn create_sale(
+    client: &HttpClient,
+    base: &str,
+    token: &str,
+    sale_id: &str,
+    start_ms: u64,
+    end_ms: u64,
+    items: &[ItemSpec],
+) -> Result<(), LoadError> {
+    let body = serde_json::to_vec(&serde_json::json!({
+        "start_ms": start_ms, "end_ms": end_ms, "items": items,
+    }))
+    .map_err(|e| LoadError::Http(e.to_string()))?;
+    let url = format!("{base}/admin/v1/sales/{sale_id}");
+    let (status, body) = send(client, Method::PUT, &url, Some(token), body).await?;
+    if status != 200 {
+        return Err(LoadError::Refused {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// What to play.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub base: String,
+    pub sale_id: String,
+    pub items: Vec<String>,
+    pub users: usize,
+    /// Purchases each user sends (distinct request ids: duplicate clicks).
+    pub clicks_per_user: usize,
+    /// Extra sends of the same request id after an answer (client retries).
+    pub retries: usize,
+    pub concurrency: usize,
+    /// Hard stop for the whole run.
+    pub time_max: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub requests: usize,
+    pub elapsed_ms: u64,
+    pub requests_per_sec: f64,
+    pub latency: Latency,
+    pub by_status: std::collections::BTreeMap<String, u64>,
+    pub by_http: std::collections::BTreeMap<u16, u64>,
+    #[serde(skip)]
+    pub answers: Vec<Answer>,
+}
+
+async fn purchase(
+    client: &HttpClient,
+    base: &str,
+    sale: &str,
+    item: &str,
+    user: &str,
+    request_id: &str,
+) -> Answer {
+    let url = format!("{base}/api/v1/sales/{sale}/items/{item}/purchase");
+    let body = format!(r#"{{"user_id":"{user}","request_id":"{request_id}"}}"#).into_bytes();
+    let started = Instant::now();
+    let res = send(client, Method::POST, &url, None, body).await;
+    let latency_us = started.elapsed().as_micros() as u64;
+    let (http, status, order_id) = match res {
+        Ok((code, body)) => {
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let status = v
+                .get("status")
+                .or_else(|| v.get("error"))
+                .and_then(|s| s.as_str())
+                .unwrap_or("unparsable")
+                .to_string();
+            let order = v
+                .get("order_id")
+                .and_then(|s| s.as_str())
+                .map(str::to_string);
+            (code, status, order)
+        }
+        Err(e) => (0, format!("transport: {e}"), None),
+    };
+    Answer {
+        item_id: item.to_string(),
+        user_id: user.to_string(),
+        request_id: request_id.to_string(),
+        http,
+        status,
+        order_id,
+        latency_us,
+    }
+}
+
+/// Plays the plan: every (user, click) is one task; at most `concurrency`
+/// in flight. User `u` buys item `u % items`.
+pub async fn run(client: &HttpClient, plan: &Plan) -> Report {
+    let sem = Arc::new(Semaphore::new(plan.concurrency.max(1)));
+    let deadline = Instant::now() + plan.time_max;
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for u in 0..plan.users {
+        for c in 0..plan.clicks_per_user {
+            let permit = match tokio::time::timeout_at(
+                deadline.into(),
+                Arc::clone(&sem).acquire_owned(),
+            )
+            .await
+            {
+                Ok(Ok(p)) => p,
+                _ => break,
+            };
+            let client = client.clone();
+            let base = plan.base.clone();
+            let sale = plan.sale_id.clone();
+            let item = plan.items[u % plan.items.len().max(1)].clone();
+            let retries = plan.retries;
+            tasks.spawn(async move {
+                let user = format!("user-{u}");
+                let request_id = format!("{sale}-{user}-{c}");
+                let mut answers = Vec::with_capacity(1 + retries);
+                for _ in 0..=retries {
+                    let a = purchase(&client, &base, &sale, &item, &user, &request_id).await;
+                    let retry_later = a.http == 503 || a.http == 0;
+                    answers.push(a);
+                    if retry_later {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                }
+                drop(permit);
+                answers
+            });
+        }
+    }
+    let mut answers = Vec::new();
+    loop {
+        match tokio::time::timeout_at(deadline.into(), tasks.join_next()).await {
+            Ok(Some(Ok(a))) => answers.extend(a),
+            Ok(Some(Err(_))) => {}
+            Ok(None) => break,
+            Err(_) => {
+                tasks.abort_all();
+                break;
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    report(answers, elapsed)
+}
+
+pub fn report(answers: Vec<Answer>, elapsed: Duration) -> Report {
+    // Constant, valid bounds: 1 µs to 60 s at 3 significant figures.
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+        .expect("constant histogram bounds are valid");
+    let mut by_status = std::collections::BTreeMap::new();
+    let mut by_http = std::collections::BTreeMap::new();
+    for a in &answers {
+        let _ = hist.record(a.latency_us.clamp(1, 60_000_000));
+        *by_status.entry(a.status.clone()).or_insert(0) += 1;
+        *by_http.entry(a.http).or_insert(0) += 1;
+    }
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    Report {
+        requests: answers.len(),
+        elapsed_ms: elapsed.as_millis() as u64,
+        requests_per_sec: answers.len() as f64 / secs,
+        latency: Latency {
+            p50_us: hist.value_at_quantile(0.50),
+            p90_us: hist.value_at_quantile(0.90),
+            p99_us: hist.value_at_quantile(0.99),
+            p999_us: hist.value_at_quantile(0.999),
+            max_us: hist.max(),
+        },
+        by_status,
+        by_http,
+        answers,
+    }
+}

@@ -1,0 +1,268 @@
+//! End to end on real processes: a spawned `redis-server`, a spawned
+//! Kafka-protocol broker (tansu), and the daemon serving HTTP on loopback.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use hyper::Method;
+use seckill_io::check::{self, Answer};
+use seckill_io::load::{self, ItemSpec, Plan};
+use seckill_io::redis::{item_keys, StockHash};
+use seckill_io::Daemon;
+use seckill_tests::{daemon_config, Broker, RedisServer, ADMIN_TOKEN};
+
+fn stock_of(redis: &RedisServer, sale: &str, item: &str) -> StockHash {
+    let mut c = redis.connection();
+    let k = item_keys(sale, item);
+    let v: HashMap<String, i64> = redis::cmd("HGETALL")
+        .arg(&k.stock)
+        .query(&mut c)
+        .expect("HGETALL stock");
+    StockHash {
+        available: v.get("available").copied().unwrap_or(-1),
+        locked: v.get("locked").copied().unwrap_or(-1),
+        sold: v.get("sold").copied().unwrap_or(-1),
+        total: v.get("total").copied().unwrap_or(-1),
+    }
+}
+
+fn item(id: &str, stock: u64) -> ItemSpec {
+    ItemSpec {
+        item_id: id.into(),
+        title: format!("item {id}"),
+        price_cents: 1999,
+        stock,
+        per_user_limit: 1,
+    }
+}
+
+async fn open_sale(base: &str, sale: &str, items: &[ItemSpec]) {
+    let now = seckill_pipeline::now_ms();
+    load::create_sale(&load::client(4), base, ADMIN_TOKEN, sale, now, now + 600_000, items)
+        .await
+        .expect("sale created");
+}
+
+async fn buy(base: &str, sale: &str, item: &str, user: &str, req: &str) -> (u16, serde_json::Value) {
+    let url = format!("{base}/api/v1/sales/{sale}/items/{item}/purchase");
+    let body = serde_json::to_vec(&serde_json::json!({"user_id": user, "request_id": req}))
+        .expect("json");
+    let (code, body) = load::send(&load::client(4), Method::POST, &url, None, body)
+        .await
+        .expect("http");
+    (code, serde_json::from_slice(&body).unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_users_clicking_twice_buy_exactly_the_stock_of_100() {
+    let redis = RedisServer::start();
+    let broker = Broker::start();
+    let wal = tempfile::tempdir().expect("tmp");
+    let daemon = Daemon::start(daemon_config(&redis, &broker, wal.path()))
+        .await
+        .expect("daemon starts");
+    let base = format!("http://{}", daemon.addr);
+    open_sale(&base, "flash", &[item("phone", 100)]).await;
+
+    let client = load::client(64);
+    let report = load::run(
+        &client,
+        &Plan {
+            base: base.clone(),
+            sale_id: "flash".into(),
+            items: vec!["phone".into()],
+            users: 1000,
+            clicks_per_user: 2,
+            retries: 0,
+            concurrency: 64,
+            time_max: Duration::from_secs(120),
+        },
+    )
+    .await;
+    assert_eq!(report.requests, 2000, "every request answered: {:?}", report.by_status);
+    let successes: Vec<&Answer> = report
+        .answers
+        .iter()
+        .filter(|a| a.status == "success")
+        .collect();
+    assert_eq!(successes.len(), 100, "answers: {:?}", report.by_status);
+    for a in &report.answers {
+        assert!(
+            matches!(a.status.as_str(), "success" | "sold_out" | "duplicate"),
+            "unexpected answer {a:?}"
+        );
+        assert_eq!(a.http, 200, "{a:?}");
+    }
+    let mut per_user: HashMap<&str, u32> = HashMap::new();
+    for a in &successes {
+        *per_user.entry(&a.user_id).or_insert(0) += 1;
+    }
+    assert!(per_user.values().all(|n| *n == 1), "a user won twice");
+
+    let s = stock_of(&redis, "flash", "phone");
+    assert_eq!((s.available, s.locked, s.sold, s.total), (0, 100, 0, 100));
+
+    let orders = tokio::task::spawn_blocking({
+        let brokers = broker.brokers();
+        move || check::read_orders(&brokers, "flash", 100, Duration::from_secs(30))
+    })
+    .await
+    .expect("join")
+    .expect("read the orders topic");
+    let kafka_ids: Vec<&str> = orders.iter().map(|o| o.order_id.as_str()).collect();
+    let distinct: HashSet<&str> = kafka_ids.iter().copied().collect();
+    assert_eq!(kafka_ids.len(), 100, "exactly 100 orders on Kafka");
+    assert_eq!(distinct.len(), 100, "no duplicate orders");
+    let answered: HashSet<&str> = successes.iter().filter_map(|a| a.order_id.as_deref()).collect();
+    assert_eq!(distinct, answered, "Kafka holds exactly the orders that were won");
+
+    let mut stock = BTreeMap::new();
+    stock.insert("phone".to_string(), s);
+    let verdict = check::check(&report.answers, &stock, &orders, 1);
+    assert!(verdict.ok(), "invariants: {:?}", verdict.violations);
+
+    // The status API follows the order to `order_created`.
+    let first = successes[0];
+    let url = format!("{base}/api/v1/requests/{}", first.request_id);
+    let (code, body) = load::send(&client, Method::GET, &url, None, vec![]).await.expect("status");
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(code, 200);
+    assert_eq!(v["status"], "order_created");
+    assert_eq!(v["order_id"].as_str(), first.order_id.as_deref());
+
+    daemon.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_request_id_gets_the_same_answer_and_order_id_even_after_a_restart() {
+    let redis = RedisServer::start();
+    let broker = Broker::start();
+    let wal = tempfile::tempdir().expect("tmp");
+    let cfg = daemon_config(&redis, &broker, wal.path());
+    let daemon = Daemon::start(cfg.clone()).await.expect("daemon starts");
+    let base = format!("http://{}", daemon.addr);
+    open_sale(&base, "s1", &[item("i1", 1)]).await;
+
+    let (code, first) = buy(&base, "s1", "i1", "alice", "req-a").await;
+    assert_eq!(code, 200);
+    assert_eq!(first["status"], "success");
+    let order_id = first["order_id"].as_str().expect("order id").to_string();
+    let (_, other) = buy(&base, "s1", "i1", "bob", "req-b").await;
+    assert_eq!(other["status"], "sold_out");
+    let (_, again) = buy(&base, "s1", "i1", "alice", "req-a").await;
+    assert_eq!(again["status"], "success");
+    assert_eq!(again["order_id"].as_str(), Some(order_id.as_str()));
+    let (_, alice_again) = buy(&base, "s1", "i1", "alice", "req-a2").await;
+    assert!(
+        matches!(alice_again["status"].as_str(), Some("duplicate" | "sold_out")),
+        "{alice_again}"
+    );
+    daemon.shutdown().await.expect("shutdown");
+
+    // A new daemon on the same WAL and Redis still knows the answer.
+    let daemon = Daemon::start(cfg).await.expect("daemon restarts");
+    let base = format!("http://{}", daemon.addr);
+    open_sale(&base, "s2", &[item("x", 1)]).await; // the catalog is per process
+    let url = format!("{base}/api/v1/requests/req-a");
+    let (code, body) = load::send(&load::client(1), Method::GET, &url, None, vec![])
+        .await
+        .expect("status");
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(v["order_id"].as_str(), Some(order_id.as_str()));
+    let s = stock_of(&redis, "s1", "i1");
+    assert_eq!((s.available, s.locked), (0, 1));
+    daemon.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_4xx_with_an_error_code_and_changes_nothing() {
+    let redis = RedisServer::start();
+    let broker = Broker::start();
+    let wal = tempfile::tempdir().expect("tmp");
+    let daemon = Daemon::start(daemon_config(&redis, &broker, wal.path()))
+        .await
+        .expect("daemon starts");
+    let base = format!("http://{}", daemon.addr);
+    open_sale(&base, "s", &[item("i", 5)]).await;
+    let client = load::client(1);
+    let purchase = format!("{base}/api/v1/sales/s/items/i/purchase");
+
+    let cases: Vec<(&str, Method, String, Vec<u8>, u16, &str)> = vec![
+        ("malformed json", Method::POST, purchase.clone(), b"{\"user_id\": ".to_vec(), 400, "malformed_json"),
+        ("not json", Method::POST, purchase.clone(), b"buy please".to_vec(), 400, "malformed_json"),
+        ("missing field", Method::POST, purchase.clone(), br#"{"user_id":"u1"}"#.to_vec(), 400, "invalid_field"),
+        ("wrong type", Method::POST, purchase.clone(), br#"{"user_id":1,"request_id":"r"}"#.to_vec(), 400, "invalid_field"),
+        ("bad id chars", Method::POST, purchase.clone(), br#"{"user_id":"u 1","request_id":"r"}"#.to_vec(), 400, "invalid_field"),
+        ("absurd quantity", Method::POST, purchase.clone(), br#"{"user_id":"u1","request_id":"r","quantity":1000000}"#.to_vec(), 400, "invalid_quantity"),
+        ("1 MiB body", Method::POST, purchase.clone(), vec![b' '; 1 << 20], 413, "body_too_large"),
+        ("unknown item", Method::POST, format!("{base}/api/v1/sales/s/items/nope/purchase"), br#"{"user_id":"u1","request_id":"r"}"#.to_vec(), 404, "unknown_item"),
+        ("unknown sale", Method::POST, format!("{base}/api/v1/sales/nope/items/i/purchase"), br#"{"user_id":"u1","request_id":"r"}"#.to_vec(), 404, "unknown_item"),
+        ("wrong method", Method::GET, purchase.clone(), vec![], 405, "method_not_allowed"),
+        ("unknown route", Method::GET, format!("{base}/nope"), vec![], 404, "not_found"),
+        ("unknown request", Method::GET, format!("{base}/api/v1/requests/never-sent"), vec![], 404, "unknown_request"),
+    ];
+    for (name, method, url, body, code, error) in cases {
+        match load::send(&client, method, &url, None, body).await {
+            Ok((got, body)) => {
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                assert_eq!(got, code, "{name}: {v}");
+                assert_eq!(v["error"], error, "{name}");
+            }
+            // The server may close the connection while a huge body is
+            // still being written; that is a refusal too.
+            Err(e) => assert_eq!(code, 413, "{name}: {e}"),
+        }
+    }
+    // Admin without or with a wrong token.
+    let sale_body = br#"{"start_ms":1,"end_ms":2,"items":[{"item_id":"i","price_cents":1,"stock":1}]}"#.to_vec();
+    let (code, _) = load::send(&client, Method::PUT, &format!("{base}/admin/v1/sales/evil"), Some("wrong"), sale_body.clone())
+        .await
+        .expect("http");
+    assert_eq!(code, 401);
+    let (code, _) = load::send(&client, Method::PUT, &format!("{base}/admin/v1/sales/evil"), None, sale_body)
+        .await
+        .expect("http");
+    assert_eq!(code, 401);
+
+    let s = stock_of(&redis, "s", "i");
+    assert_eq!((s.available, s.locked), (5, 0), "no state change");
+    let mut c = redis.connection();
+    let evil: bool = redis::cmd("EXISTS")
+        .arg(item_keys("evil", "i").stock)
+        .query(&mut c)
+        .expect("EXISTS");
+    assert!(!evil, "a refused admin call wrote nothing");
+    assert_eq!(daemon.app.board.len(), 0, "no request was recorded");
+    daemon.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purchases_are_answered_pending_while_redis_is_down() {
+    let mut redis = RedisServer::start();
+    let broker = Broker::start();
+    let wal = tempfile::tempdir().expect("tmp");
+    let daemon = Daemon::start(daemon_config(&redis, &broker, wal.path()))
+        .await
+        .expect("daemon starts");
+    let base = format!("http://{}", daemon.addr);
+    open_sale(&base, "s", &[item("i", 5)]).await;
+    redis.kill();
+    let (code, v) = buy(&base, "s", "i", "u1", "r1").await;
+    assert_eq!(code, 202, "{v}");
+    assert_eq!(v["status"], "pending");
+    assert_eq!(v["request_id"], "r1");
+    daemon.shutdown().await.expect("shutdown");
+    // The pending intent is in the WAL for replay.
+    let records: Vec<_> = seckill_wal::Reader::open(wal.path(), 1)
+        .expect("reader")
+        .collect::<Result<_, _>>()
+        .expect("records");
+    let decisions: Vec<_> = records
+        .iter()
+        .filter_map(|r| seckill_pipeline::Decision::decode(&r.payload).ok())
+        .filter(|d| d.request_id == "r1")
+        .map(|d| d.status)
+        .collect();
+    assert_eq!(decisions, vec![seckill_pipeline::Status::Pending]);
+}
