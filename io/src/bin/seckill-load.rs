@@ -1,0 +1,193 @@
+//! seckill-load: plays a flash sale against a running seckilld and checks
+//! the invariants afterwards (from Redis, the Kafka topic and every answer).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use hyper::Method;
+use seckill_io::check;
+use seckill_io::load::{self, ItemSpec, Plan};
+use seckill_io::redis::RedisAdmin;
+
+/// Load generator (压测) for seckilld: creates a sale with a countdown, lets
+/// simulated users race for it over keep-alive connections, reports
+/// throughput, latency percentiles and answers, then checks that nothing was
+/// oversold, every win is on Kafka and nobody won twice. Exit code 0 only
+/// when every invariant held.
+#[derive(Debug, Parser)]
+#[command(name = "seckill-load", version)]
+struct Args {
+    /// Base URL of the daemon.
+    #[arg(long, env = "SECKILL_TARGET", default_value = "http://127.0.0.1:8080")]
+    target: String,
+    /// Admin bearer token of the daemon.
+    #[arg(long, env = "SECKILL_ADMIN_TOKEN")]
+    admin_token: String,
+    /// Redis of the daemon (to read the stock afterwards).
+    #[arg(long, env = "SECKILL_REDIS_URL", default_value = "redis://127.0.0.1:6379/")]
+    redis_url: String,
+    /// Kafka brokers of the daemon (to read the orders afterwards).
+    #[arg(long, env = "SECKILL_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    kafka_brokers: String,
+    /// Sale id to create (default: a fresh one per run).
+    #[arg(long)]
+    sale: Option<String>,
+    /// Items in the sale; user n buys item n mod items.
+    #[arg(long, default_value_t = 1)]
+    items: usize,
+    /// Stock of each item.
+    #[arg(long, default_value_t = 100)]
+    stock: u64,
+    /// Simulated users.
+    #[arg(long, default_value_t = 1000)]
+    users: usize,
+    /// Purchases each user sends (each with its own request id).
+    #[arg(long, default_value_t = 2)]
+    clicks: usize,
+    /// Times each request is sent again with the same request id.
+    #[arg(long, default_value_t = 0)]
+    retries: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Countdown before the sale starts, in seconds.
+    #[arg(long, default_value_t = 3)]
+    countdown_s: u64,
+    /// Hard stop for the run, in seconds.
+    #[arg(long, default_value_t = 120)]
+    time_max_s: u64,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+async fn server_now_ms(client: &load::HttpClient, base: &str) -> anyhow::Result<u64> {
+    let (code, body) = load::send(client, Method::GET, &format!("{base}/api/v1/time"), None, vec![])
+        .await
+        .context("GET /api/v1/time")?;
+    if code != 200 {
+        bail!("GET /api/v1/time answered {code}");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).context("time answer")?;
+    v["now_ms"].as_u64().context("time answer without now_ms")
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.items == 0 || args.users == 0 || args.clicks == 0 {
+        bail!("--items, --users and --clicks must be at least 1");
+    }
+    let client = load::client(args.concurrency);
+    let base = args.target.trim_end_matches('/').to_string();
+    let now = server_now_ms(&client, &base).await?;
+    let sale = args.sale.clone().unwrap_or_else(|| format!("sale-{now}"));
+    let items: Vec<ItemSpec> = (0..args.items)
+        .map(|i| ItemSpec {
+            item_id: format!("item-{i}"),
+            title: format!("Flash item #{i}"),
+            price_cents: 1999,
+            stock: args.stock,
+            per_user_limit: 1,
+        })
+        .collect();
+    let start_ms = now + args.countdown_s * 1000;
+    load::create_sale(&client, &base, &args.admin_token, &sale, start_ms, start_ms + 3_600_000, &items)
+        .await
+        .context("creating the sale")?;
+    eprintln!(
+        "sale {sale}: {} item(s) × {} units, {} users × {} clicks, starts in {} s",
+        args.items, args.stock, args.users, args.clicks, args.countdown_s
+    );
+    loop {
+        let now = server_now_ms(&client, &base).await?;
+        if now >= start_ms {
+            break;
+        }
+        let left = start_ms - now;
+        eprintln!("  … {:.1} s", left as f64 / 1000.0);
+        tokio::time::sleep(Duration::from_millis(left.min(1000))).await;
+    }
+    eprintln!("GO");
+    let plan = Plan {
+        base: base.clone(),
+        sale_id: sale.clone(),
+        items: items.iter().map(|i| i.item_id.clone()).collect(),
+        users: args.users,
+        clicks_per_user: args.clicks,
+        retries: args.retries,
+        concurrency: args.concurrency,
+        time_max: Duration::from_secs(args.time_max_s),
+    };
+    let report = load::run(&client, &plan).await;
+
+    let redis = RedisAdmin::new(&args.redis_url, Duration::from_secs(2)).context("redis url")?;
+    let mut stock = BTreeMap::new();
+    for it in &items {
+        let s = redis
+            .stock(&sale, &it.item_id)
+            .with_context(|| format!("reading stock of {}", it.item_id))?
+            .with_context(|| format!("no stock hash for {}", it.item_id))?;
+        stock.insert(it.item_id.clone(), s);
+    }
+    let wins = report.answers.iter().filter(|a| a.status == "success").count();
+    let brokers = args.kafka_brokers.clone();
+    let sale_id = sale.clone();
+    let orders = tokio::task::spawn_blocking(move || {
+        check::read_orders(&brokers, &sale_id, wins, Duration::from_secs(30))
+    })
+    .await
+    .context("join")?
+    .context("reading seckill.orders")?;
+    let verdict = check::check(&report.answers, &stock, &orders, 1);
+
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "sale_id": sale, "report": report, "stock": stock, "check": verdict,
+            }))?
+        );
+    } else {
+        println!("\n== seckill load: sale {sale} ==");
+        println!("requests      {:>10}", report.requests);
+        println!("elapsed       {:>10} ms", report.elapsed_ms);
+        println!("throughput    {:>10.0} req/s", report.requests_per_sec);
+        let l = &report.latency;
+        println!(
+            "latency µs    p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+            l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us
+        );
+        println!("answers:");
+        for (status, n) in &report.by_status {
+            println!("  {status:<16} {n:>8}");
+        }
+        println!("HTTP codes:");
+        for (code, n) in &report.by_http {
+            println!("  {code:<16} {n:>8}");
+        }
+        println!("stock (Redis):");
+        for (item, s) in &stock {
+            println!(
+                "  {item:<16} total {}  available {}  locked {}  sold {}",
+                s.total, s.available, s.locked, s.sold
+            );
+        }
+        println!(
+            "orders (Kafka) {} ({} distinct, {} duplicate deliveries)",
+            verdict.kafka_orders, verdict.kafka_distinct_orders, verdict.kafka_duplicates
+        );
+        println!("\ninvariants:");
+        println!("  no oversell, every win on Kafka, nobody over the limit: {}",
+            if verdict.ok() { "OK" } else { "VIOLATED" });
+        for v in &verdict.violations {
+            println!("  ✗ {v}");
+        }
+    }
+    if !verdict.ok() {
+        std::process::exit(1);
+    }
+    Ok(())
+}

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# A local flash sale you can watch: starts (or reuses) Redis and a
+# Kafka-protocol broker on loopback, starts seckilld, creates a sale, lets
+# simulated users race for it, and prints the outcome counts and the
+# invariant check. Ctrl-C stops everything it started.
+#
+# Knobs (environment): DEMO_USERS (20000), DEMO_CLICKS (2), DEMO_STOCK (500),
+# DEMO_ITEMS (1), DEMO_CONCURRENCY (64), DEMO_REDIS_PORT (16379),
+# DEMO_KAFKA_PORT (19092), DEMO_HTTP_PORT (18080).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+ensure_all
+
+USERS=${DEMO_USERS:-20000}
+CLICKS=${DEMO_CLICKS:-2}
+STOCK=${DEMO_STOCK:-500}
+ITEMS=${DEMO_ITEMS:-1}
+CONC=${DEMO_CONCURRENCY:-64}
+REDIS_PORT=${DEMO_REDIS_PORT:-16379}
+KAFKA_PORT=${DEMO_KAFKA_PORT:-19092}
+HTTP_PORT=${DEMO_HTTP_PORT:-18080}
+STATE=.seckill
+TOKEN=demo-admin-token
+mkdir -p "$STATE"
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_port() {
+  for _ in $(seq 1 200); do port_open "$1" && return 0; sleep 0.1; done
+  echo "nothing listens on port $1" >&2; return 1
+}
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+say "building seckilld and seckill-load (release)"
+cargo build --release --quiet -p seckill-io --bins
+
+if port_open "$REDIS_PORT"; then
+  say "reusing Redis on 127.0.0.1:$REDIS_PORT"
+else
+  say "starting redis-server on 127.0.0.1:$REDIS_PORT"
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$STATE" --logfile "$PWD/$STATE/redis.log" &
+  pids+=($!)
+  wait_port "$REDIS_PORT"
+fi
+
+if port_open "$KAFKA_PORT"; then
+  say "reusing the Kafka-protocol broker on 127.0.0.1:$KAFKA_PORT"
+else
+  say "starting the tansu broker on 127.0.0.1:$KAFKA_PORT (in-memory storage)"
+  "$(tansu_path)" broker --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --storage-engine memory://tansu/ >"$STATE/tansu.log" 2>&1 &
+  pids+=($!)
+  wait_port "$KAFKA_PORT"
+fi
+
+say "starting seckilld on 127.0.0.1:$HTTP_PORT (log: $STATE/seckilld.log)"
+rm -rf "$STATE/wal"
+SECKILL_LISTEN="127.0.0.1:$HTTP_PORT" \
+SECKILL_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" \
+SECKILL_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" \
+SECKILL_WAL_DIR="$STATE/wal" \
+SECKILL_ADMIN_TOKEN="$TOKEN" \
+  target/release/seckilld >"$STATE/seckilld.log" 2>&1 &
+daemon=$!
+pids+=($daemon)
+wait_port "$HTTP_PORT"
+
+say "flash sale: $USERS users × $CLICKS clicks for $ITEMS item(s) × $STOCK units"
+status=0
+target/release/seckill-load \
+  --target "http://127.0.0.1:$HTTP_PORT" --admin-token "$TOKEN" \
+  --redis-url "redis://127.0.0.1:$REDIS_PORT/" --kafka-brokers "127.0.0.1:$KAFKA_PORT" \
+  --users "$USERS" --clicks "$CLICKS" --stock "$STOCK" --items "$ITEMS" \
+  --concurrency "$CONC" --countdown-s 3 || status=$?
+
+say "daemon counters (GET /metrics)"
+exec 3<>"/dev/tcp/127.0.0.1/$HTTP_PORT"
+printf 'GET /metrics HTTP/1.0\r\nHost: demo\r\n\r\n' >&3
+grep -E '^seckill_(requests|redis_(calls|requests)|wal_commits|kafka_acked|ring_batch_len_max)' <&3 | grep -v ' 0$' || true
+exec 3>&-
+
+say "stopping seckilld (SIGTERM: drain the ring, flush the WAL and Kafka)"
+kill -TERM "$daemon"
+wait "$daemon" || true
+exit "$status"

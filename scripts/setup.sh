@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs what seckill's demo and tests need, when it is missing:
+#   - redis-server, and gcc/g++/make for the bundled librdkafka (Debian packages)
+#   - tansu, a Kafka-protocol broker (cargo install; ~9 minutes the first time)
+# Sourced by demo.sh and test.sh; safe to run again (it skips what is there).
+set -euo pipefail
+
+say() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+ensure_packages() {
+  local missing=()
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  command -v cc >/dev/null 2>&1 || missing+=(gcc)
+  command -v c++ >/dev/null 2>&1 || missing+=(g++)
+  command -v make >/dev/null 2>&1 || missing+=(make)
+  command -v perl >/dev/null 2>&1 || missing+=(perl)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    say "installing Debian packages: ${missing[*]}"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+tansu_path() {
+  if [ -n "${SECKILL_TANSU_BIN:-}" ]; then echo "$SECKILL_TANSU_BIN"; return; fi
+  if command -v tansu >/dev/null 2>&1; then command -v tansu; return; fi
+  echo "${CARGO_HOME:-$HOME/.cargo}/bin/tansu"
+}
+
+ensure_tansu() {
+  if [ ! -x "$(tansu_path)" ]; then
+    say "installing the tansu Kafka-protocol broker (cargo install tansu; takes a while once)"
+    cargo install tansu --locked --features dynostore
+  fi
+}
+
+ensure_all() {
+  command -v cargo >/dev/null 2>&1 || { echo "cargo is required (install Rust first)" >&2; exit 1; }
+  ensure_packages
+  ensure_tansu
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  ensure_all
+  say "ready: redis-server $(redis-server --version | awk '{print $3}'), tansu at $(tansu_path)"
+fi
