@@ -1,0 +1,80 @@
+//! The batched Lua deduction against a spawned redis-server: one script
+//! call carrying a batch of N requests (the deduct stage) vs. the same N
+//! requests as N separate round trips (what a hand-written stack does).
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use seckill_io::redis::{ItemLoad, RedisAdmin, RedisStockStore};
+use seckill_pipeline::port::{DeductGroup, DeductRequest, StockStore};
+use seckill_tests::RedisServer;
+
+fn group<'a>(item: &'a str, requests: Vec<DeductRequest<'a>>) -> DeductGroup<'a> {
+    DeductGroup {
+        sale_id: "bench",
+        item_id: item,
+        per_user_limit: 1,
+        pay_deadline_ms: 1,
+        requests,
+    }
+}
+
+fn deduct(c: &mut Criterion) {
+    let redis = RedisServer::start();
+    let admin = RedisAdmin::new(&redis.url(), Duration::from_secs(2)).expect("admin");
+    let mut store = RedisStockStore::new(&redis.url(), Duration::from_secs(2)).expect("store");
+    let mut g = c.benchmark_group("deduct_redis");
+    g.sample_size(20);
+    let mut round = 0u64;
+    let mut out = Vec::new();
+    let users: Vec<String> = (0..256).map(|n| format!("u{n}")).collect();
+    for batch in [1usize, 16, 64, 256] {
+        g.throughput(Throughput::Elements(batch as u64));
+        for (name, per_request) in [("one_call_per_batch", false), ("one_call_per_request", true)] {
+            g.bench_function(format!("{name}_{batch}"), |b| {
+                b.iter_batched(
+                    || {
+                        round += 1;
+                        // A fresh item with plenty of stock, so every request
+                        // runs the full path (a win), not a sold-out exit.
+                        let item = format!("i{round}");
+                        admin
+                            .load_sale(
+                                "bench",
+                                0,
+                                u64::MAX / 2,
+                                &[ItemLoad {
+                                    item_id: &item,
+                                    title: "",
+                                    price_cents: 1,
+                                    stock: 1_000_000,
+                                    per_user_limit: 1,
+                                }],
+                            )
+                            .expect("load");
+                        item
+                    },
+                    |item| {
+                        out.clear();
+                        let reqs: Vec<DeductRequest<'_>> = users[..batch]
+                            .iter()
+                            .map(|u| DeductRequest { request_id: u, user_id: u, quantity: 1 })
+                            .collect();
+                        if per_request {
+                            for r in &reqs {
+                                store.deduct(&[group(&item, vec![*r])], &mut out).expect("deduct");
+                            }
+                        } else {
+                            store.deduct(&[group(&item, reqs)], &mut out).expect("deduct");
+                        }
+                    },
+                    BatchSize::PerIteration,
+                )
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, deduct);
+criterion_main!(benches);
