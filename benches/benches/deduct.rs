@@ -30,7 +30,10 @@ fn deduct(c: &mut Criterion) {
     let users: Vec<String> = (0..256).map(|n| format!("u{n}")).collect();
     for batch in [1usize, 16, 64, 256] {
         g.throughput(Throughput::Elements(batch as u64));
-        for (name, per_request) in [("one_call_per_batch", false), ("one_call_per_request", true)] {
+        for (name, per_request) in [
+            ("one_call_per_batch", false),
+            ("one_call_per_request", true),
+        ] {
             g.bench_function(format!("{name}_{batch}"), |b| {
                 b.iter_batched(
                     || {
@@ -42,7 +45,7 @@ fn deduct(c: &mut Criterion) {
                             .load_sale(
                                 "bench",
                                 0,
-                                u64::MAX / 2,
+                                4_000_000_000_000,
                                 &[ItemLoad {
                                     item_id: &item,
                                     title: "",
@@ -58,14 +61,22 @@ fn deduct(c: &mut Criterion) {
                         out.clear();
                         let reqs: Vec<DeductRequest<'_>> = users[..batch]
                             .iter()
-                            .map(|u| DeductRequest { request_id: u, user_id: u, quantity: 1 })
+                            .map(|u| DeductRequest {
+                                request_id: u,
+                                user_id: u,
+                                quantity: 1,
+                            })
                             .collect();
                         if per_request {
                             for r in &reqs {
-                                store.deduct(&[group(&item, vec![*r])], &mut out).expect("deduct");
+                                store
+                                    .deduct(&[group(&item, vec![*r])], &mut out)
+                                    .expect("deduct");
                             }
                         } else {
-                            store.deduct(&[group(&item, reqs)], &mut out).expect("deduct");
+                            store
+                                .deduct(&[group(&item, reqs)], &mut out)
+                                .expect("deduct");
                         }
                     },
                     BatchSize::PerIteration,

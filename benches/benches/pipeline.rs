@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use seckill_pipeline::fake::{FakeJournal, FakeSink, FakeStore};
-use seckill_pipeline::{Catalog, Item, Pipeline, PipelineConfig, Ports, Purchase, Stats, StatusBoard};
+use seckill_pipeline::{
+    Catalog, Item, Pipeline, PipelineConfig, Ports, Purchase, Stats, StatusBoard,
+};
 
 const EVENTS: usize = 10_000;
 
@@ -34,7 +36,10 @@ fn pipeline(c: &mut Criterion) {
     g.bench_function("ring_all_stages", |b| {
         b.iter(|| {
             let catalog = Catalog::default();
-            catalog.put_sale("s", vec![Item::new("s", "i", "t", 1, 1_000, 1, 0, u64::MAX)]);
+            catalog.put_sale(
+                "s",
+                vec![Item::new("s", "i", "t", 1, 1_000, 1, 0, u64::MAX)],
+            );
             let item = catalog.item("s", "i").expect("item");
             let p = Pipeline::start(
                 &PipelineConfig::default(),

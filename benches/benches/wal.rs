@@ -70,7 +70,8 @@ fn group_commit(c: &mut Criterion) {
             .write(true)
             .open(&path)
             .expect("reference file");
-        f.write_all(&vec![0u8; SEGMENT_BYTES as usize]).expect("zero");
+        f.write_all(&vec![0u8; SEGMENT_BYTES as usize])
+            .expect("zero");
         f.sync_all().expect("sync");
         let mut buf = Vec::new();
         let mut off = 0u64;

@@ -74,8 +74,10 @@ pub fn check(
             continue;
         }
         let Some(oid) = a.order_id.as_deref() else {
-            r.violations
-                .push(format!("request {} answered success without an order id", a.request_id));
+            r.violations.push(format!(
+                "request {} answered success without an order id",
+                a.request_id
+            ));
             continue;
         };
         r.successes += 1;
@@ -154,8 +156,9 @@ pub fn check(
     r.kafka_distinct_orders = kafka_ids.len() as u64;
     for oid in success_ids.keys() {
         if !kafka_ids.contains(oid) {
-            r.violations
-                .push(format!("order {oid} was answered success but is not on Kafka"));
+            r.violations.push(format!(
+                "order {oid} was answered success but is not on Kafka"
+            ));
         }
     }
     let total_locked: i64 = stock.values().map(|s| s.locked + s.sold).sum();
@@ -199,10 +202,7 @@ pub fn read_orders(
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
                 last_msg = Instant::now();
-                if let Some(Ok(o)) = m
-                    .payload()
-                    .map(serde_json::from_slice::<OrderMessage>)
-                {
+                if let Some(Ok(o)) = m.payload().map(serde_json::from_slice::<OrderMessage>) {
                     if o.sale_id == sale_id {
                         out.push(o);
                     }

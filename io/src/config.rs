@@ -194,6 +194,13 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_parses_and_validates() {
+        let s: Settings =
+            toml::from_str(include_str!("../../seckill.example.toml")).expect("example parses");
+        s.resolve().validate().expect("example is valid");
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_refused() {
         assert!(toml::from_str::<Settings>("no_such_key = 1").is_err());
         let cfg = Settings {

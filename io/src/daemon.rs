@@ -122,8 +122,13 @@ impl Daemon {
             .await
             .map_err(|e| DaemonError::Join(e.to_string()))??
         };
-        tracing::info!(segments = recovered.0.segments, records = recovered.0.records,
-            last_lsn = recovered.0.last_lsn, decisions = recovered.1, "WAL recovered");
+        tracing::info!(
+            segments = recovered.0.segments,
+            records = recovered.0.records,
+            last_lsn = recovered.0.last_lsn,
+            decisions = recovered.1,
+            "WAL recovered"
+        );
 
         let redis = RedisAdmin::new(&cfg.redis_url, cfg.redis_timeout())
             .map_err(|e| DaemonError::Redis(e.to_string()))?;
@@ -191,12 +196,13 @@ impl Daemon {
             .submitter()
             .ok_or_else(|| DaemonError::Join("pipeline has no submitter".into()))?;
 
-        let listener = TcpListener::bind(cfg.listen)
-            .await
-            .map_err(|source| DaemonError::Listen {
-                addr: cfg.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(cfg.listen)
+                .await
+                .map_err(|source| DaemonError::Listen {
+                    addr: cfg.listen,
+                    source,
+                })?;
         let addr = listener
             .local_addr()
             .map_err(|source| DaemonError::Listen {
@@ -254,9 +260,8 @@ impl Daemon {
 
 /// Background health probe: Redis PING and Kafka metadata, once a second.
 async fn probe(app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    let kafka_client: Option<rdkafka::producer::BaseProducer> = kafka::base_config(&app.cfg.kafka_brokers)
-        .create()
-        .ok();
+    let kafka_client: Option<rdkafka::producer::BaseProducer> =
+        kafka::base_config(&app.cfg.kafka_brokers).create().ok();
     let kafka_client = kafka_client.map(Arc::new);
     loop {
         tokio::select! {
@@ -269,7 +274,10 @@ async fn probe(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             .unwrap_or(false);
         let was = app.redis_up.swap(up, Ordering::Relaxed);
         if was != up {
-            tracing::warn!(redis = if up { "up" } else { "down" }, "redis health changed");
+            tracing::warn!(
+                redis = if up { "up" } else { "down" },
+                "redis health changed"
+            );
         }
         if let Some(client) = &kafka_client {
             let client = Arc::clone(client);
@@ -284,7 +292,10 @@ async fn probe(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             .unwrap_or(false);
             let was = app.kafka_up.swap(up, Ordering::Relaxed);
             if was != up {
-                tracing::warn!(kafka = if up { "up" } else { "down" }, "kafka health changed");
+                tracing::warn!(
+                    kafka = if up { "up" } else { "down" },
+                    "kafka health changed"
+                );
             }
         }
     }
@@ -334,7 +345,11 @@ impl App {
             ("redis", self.redis_up.load(Ordering::Relaxed)),
             ("kafka", self.kafka_up.load(Ordering::Relaxed)),
         ] {
-            let _ = writeln!(out, "seckill_dependency_up{{dependency=\"{name}\"}} {}", u8::from(up));
+            let _ = writeln!(
+                out,
+                "seckill_dependency_up{{dependency=\"{name}\"}} {}",
+                u8::from(up)
+            );
         }
         out
     }

@@ -13,9 +13,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{
-    BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer,
-};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 use seckill_pipeline::port::{Order, OrderSink, SinkError};
 use seckill_pipeline::{RequestState, Status, StatusBoard};
@@ -101,13 +99,14 @@ pub async fn ensure_topics(brokers: &str, partitions: i32) -> Result<(), KafkaSe
         NewTopic::new(ORDER_EVENTS_TOPIC, partitions, TopicReplication::Fixed(1)),
     ];
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let results = admin
-        .create_topics(&topics, &opts)
-        .await
-        .map_err(|e| KafkaSetupError::Topic {
-            topic: ORDERS_TOPIC.into(),
-            reason: e.to_string(),
-        })?;
+    let results =
+        admin
+            .create_topics(&topics, &opts)
+            .await
+            .map_err(|e| KafkaSetupError::Topic {
+                topic: ORDERS_TOPIC.into(),
+                reason: e.to_string(),
+            })?;
     for r in results {
         match r {
             Ok(_) => {}
@@ -140,7 +139,10 @@ impl KafkaOrderSink {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "1")
-            .set("message.timeout.ms", message_timeout.as_millis().to_string())
+            .set(
+                "message.timeout.ms",
+                message_timeout.as_millis().to_string(),
+            )
             .set("queue.buffering.max.messages", "100000")
             .create_with_context(DeliveryContext {
                 board,

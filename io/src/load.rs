@@ -190,15 +190,13 @@ pub async fn run(client: &HttpClient, plan: &Plan) -> Report {
     let mut tasks = tokio::task::JoinSet::new();
     for u in 0..plan.users {
         for c in 0..plan.clicks_per_user {
-            let permit = match tokio::time::timeout_at(
-                deadline.into(),
-                Arc::clone(&sem).acquire_owned(),
-            )
-            .await
-            {
-                Ok(Ok(p)) => p,
-                _ => break,
-            };
+            let permit =
+                match tokio::time::timeout_at(deadline.into(), Arc::clone(&sem).acquire_owned())
+                    .await
+                {
+                    Ok(Ok(p)) => p,
+                    _ => break,
+                };
             let client = client.clone();
             let base = plan.base.clone();
             let sale = plan.sale_id.clone();

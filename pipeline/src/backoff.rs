@@ -68,8 +68,9 @@ impl Backoff {
         me.sleeping.store(true, Ordering::Relaxed);
         fence(Ordering::SeqCst);
         if !ready() {
-            thread::park_timeout(self.park.max(PARK_MIN));
-            self.park = (self.park * 2).min(PARK_MAX);
+            let park = self.park.clamp(PARK_MIN, PARK_MAX);
+            thread::park_timeout(park);
+            self.park = (park * 2).min(PARK_MAX);
         }
         me.sleeping.store(false, Ordering::Relaxed);
     }

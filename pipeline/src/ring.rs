@@ -18,7 +18,7 @@ use disruptor::{
 use crate::backoff::{Backoff, Sleeper};
 use crate::event::Event;
 use crate::port::{Journal, OrderSink, StockStore};
-use crate::stage::{Dedupe, Deduct, JournalStage, Publish, ReplyStage, Stage};
+use crate::stage::{Deduct, Dedupe, JournalStage, Publish, ReplyStage, Stage};
 use crate::stats::Stats;
 use crate::status::StatusBoard;
 

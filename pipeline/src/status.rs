@@ -60,7 +60,11 @@ impl StatusBoard {
         if !s.status.is_final() {
             return None;
         }
-        let status = if s.status.is_win() { Status::Success } else { s.status };
+        let status = if s.status.is_win() {
+            Status::Success
+        } else {
+            s.status
+        };
         Some((status, s.order_id))
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use seckill_pipeline::fake::{FakeJournal, FakeSink, FakeStore};
-use seckill_pipeline::stage::{Dedupe, Deduct, JournalStage, Publish, ReplyStage, Stage};
+use seckill_pipeline::stage::{Deduct, Dedupe, JournalStage, Publish, ReplyStage, Stage};
 use seckill_pipeline::{
     Catalog, Event, Item, OrderId, Pipeline, PipelineConfig, Ports, Purchase, Reply, RequestState,
     Stats, Status, StatusBoard,
@@ -15,7 +15,16 @@ use seckill_pipeline::{
 use tokio::sync::oneshot;
 
 fn item(stock: u64, limit: u32) -> Arc<Item> {
-    Arc::new(Item::new("s", "i", "thing", 1999, stock, limit, 0, u64::MAX))
+    Arc::new(Item::new(
+        "s",
+        "i",
+        "thing",
+        1999,
+        stock,
+        limit,
+        0,
+        u64::MAX,
+    ))
 }
 
 fn slot(item: &Arc<Item>, user: &str, req: &str) -> (Event, oneshot::Receiver<Reply>) {
@@ -151,11 +160,7 @@ fn deduct_leaves_locally_decided_events_alone() {
 #[test]
 fn journal_commits_once_per_batch_and_fails_the_batch_on_a_full_disk() {
     let journal = FakeJournal::default();
-    let mut stage = JournalStage::new(
-        Box::new(journal.clone()),
-        Arc::new(Stats::default()),
-        now,
-    );
+    let mut stage = JournalStage::new(Box::new(journal.clone()), Arc::new(Stats::default()), now);
     let it = item(3, 1);
     let events: Vec<Event> = (0..5)
         .map(|n| slot(&it, &format!("u{n}"), &format!("r{n}")).0)
@@ -230,7 +235,10 @@ fn reply_answers_every_slot_and_records_the_state() {
 #[test]
 fn the_whole_ring_sells_exactly_the_stock_with_fakes() {
     let catalog = Catalog::default();
-    catalog.put_sale("s", vec![Item::new("s", "i", "thing", 100, 50, 1, 0, u64::MAX)]);
+    catalog.put_sale(
+        "s",
+        vec![Item::new("s", "i", "thing", 100, 50, 1, 0, u64::MAX)],
+    );
     let it = catalog.item("s", "i").expect("item");
     let store = FakeStore::with_item("s", "i", 50);
     let sink = FakeSink::default();
@@ -301,13 +309,17 @@ fn the_whole_ring_sells_exactly_the_stock_with_fakes() {
         .collect();
     pipeline.shutdown();
 
-    let wins: Vec<&Reply> = replies.iter().filter(|r| r.status == Status::Success).collect();
+    let wins: Vec<&Reply> = replies
+        .iter()
+        .filter(|r| r.status == Status::Success)
+        .collect();
     assert_eq!(wins.len(), 50, "exactly the stock is sold");
     let ids: HashSet<OrderId> = wins.iter().filter_map(|r| r.order_id).collect();
     assert_eq!(ids.len(), 50, "one order id per win");
-    assert!(replies
-        .iter()
-        .all(|r| matches!(r.status, Status::Success | Status::SoldOut | Status::Duplicate)));
+    assert!(replies.iter().all(|r| matches!(
+        r.status,
+        Status::Success | Status::SoldOut | Status::Duplicate
+    )));
     let sent: HashSet<OrderId> = sink.sent().iter().map(|o| o.order_id).collect();
     assert_eq!(sent, ids, "every win reaches the sink, nothing else");
     assert_eq!(journal.durable_count(), 400, "every decision journaled");

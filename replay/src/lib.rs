@@ -67,7 +67,9 @@ pub fn inspect(dir: &Path, from: Lsn) -> Result<Inventory, ReplayError> {
                 reason: e.to_string(),
             })?;
             *inv.by_status.entry(d.status.as_str().into()).or_insert(0) += 1;
-            let e = open.entry(d.request_id.to_string()).or_insert((false, false));
+            let e = open
+                .entry(d.request_id.to_string())
+                .or_insert((false, false));
             e.0 = d.status == Status::Pending;
             e.1 = e.1 || d.status.is_win();
         } else if rec.kind == Kind::Published {

@@ -38,15 +38,29 @@ fn item(id: &str, stock: u64) -> ItemSpec {
 
 async fn open_sale(base: &str, sale: &str, items: &[ItemSpec]) {
     let now = seckill_pipeline::now_ms();
-    load::create_sale(&load::client(4), base, ADMIN_TOKEN, sale, now, now + 600_000, items)
-        .await
-        .expect("sale created");
+    load::create_sale(
+        &load::client(4),
+        base,
+        ADMIN_TOKEN,
+        sale,
+        now,
+        now + 600_000,
+        items,
+    )
+    .await
+    .expect("sale created");
 }
 
-async fn buy(base: &str, sale: &str, item: &str, user: &str, req: &str) -> (u16, serde_json::Value) {
+async fn buy(
+    base: &str,
+    sale: &str,
+    item: &str,
+    user: &str,
+    req: &str,
+) -> (u16, serde_json::Value) {
     let url = format!("{base}/api/v1/sales/{sale}/items/{item}/purchase");
-    let body = serde_json::to_vec(&serde_json::json!({"user_id": user, "request_id": req}))
-        .expect("json");
+    let body =
+        serde_json::to_vec(&serde_json::json!({"user_id": user, "request_id": req})).expect("json");
     let (code, body) = load::send(&load::client(4), Method::POST, &url, None, body)
         .await
         .expect("http");
@@ -79,7 +93,11 @@ async fn a_thousand_users_clicking_twice_buy_exactly_the_stock_of_100() {
         },
     )
     .await;
-    assert_eq!(report.requests, 2000, "every request answered: {:?}", report.by_status);
+    assert_eq!(
+        report.requests, 2000,
+        "every request answered: {:?}",
+        report.by_status
+    );
     let successes: Vec<&Answer> = report
         .answers
         .iter()
@@ -113,8 +131,14 @@ async fn a_thousand_users_clicking_twice_buy_exactly_the_stock_of_100() {
     let distinct: HashSet<&str> = kafka_ids.iter().copied().collect();
     assert_eq!(kafka_ids.len(), 100, "exactly 100 orders on Kafka");
     assert_eq!(distinct.len(), 100, "no duplicate orders");
-    let answered: HashSet<&str> = successes.iter().filter_map(|a| a.order_id.as_deref()).collect();
-    assert_eq!(distinct, answered, "Kafka holds exactly the orders that were won");
+    let answered: HashSet<&str> = successes
+        .iter()
+        .filter_map(|a| a.order_id.as_deref())
+        .collect();
+    assert_eq!(
+        distinct, answered,
+        "Kafka holds exactly the orders that were won"
+    );
 
     let mut stock = BTreeMap::new();
     stock.insert("phone".to_string(), s);
@@ -124,7 +148,9 @@ async fn a_thousand_users_clicking_twice_buy_exactly_the_stock_of_100() {
     // The status API follows the order to `order_created`.
     let first = successes[0];
     let url = format!("{base}/api/v1/requests/{}", first.request_id);
-    let (code, body) = load::send(&client, Method::GET, &url, None, vec![]).await.expect("status");
+    let (code, body) = load::send(&client, Method::GET, &url, None, vec![])
+        .await
+        .expect("status");
     let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
     assert_eq!(code, 200);
     assert_eq!(v["status"], "order_created");
@@ -154,7 +180,10 @@ async fn a_retried_request_id_gets_the_same_answer_and_order_id_even_after_a_res
     assert_eq!(again["order_id"].as_str(), Some(order_id.as_str()));
     let (_, alice_again) = buy(&base, "s1", "i1", "alice", "req-a2").await;
     assert!(
-        matches!(alice_again["status"].as_str(), Some("duplicate" | "sold_out")),
+        matches!(
+            alice_again["status"].as_str(),
+            Some("duplicate" | "sold_out")
+        ),
         "{alice_again}"
     );
     daemon.shutdown().await.expect("shutdown");
@@ -188,19 +217,105 @@ async fn bad_input_gets_a_4xx_with_an_error_code_and_changes_nothing() {
     let client = load::client(1);
     let purchase = format!("{base}/api/v1/sales/s/items/i/purchase");
 
-    let cases: Vec<(&str, Method, String, Vec<u8>, u16, &str)> = vec![
-        ("malformed json", Method::POST, purchase.clone(), b"{\"user_id\": ".to_vec(), 400, "malformed_json"),
-        ("not json", Method::POST, purchase.clone(), b"buy please".to_vec(), 400, "malformed_json"),
-        ("missing field", Method::POST, purchase.clone(), br#"{"user_id":"u1"}"#.to_vec(), 400, "invalid_field"),
-        ("wrong type", Method::POST, purchase.clone(), br#"{"user_id":1,"request_id":"r"}"#.to_vec(), 400, "invalid_field"),
-        ("bad id chars", Method::POST, purchase.clone(), br#"{"user_id":"u 1","request_id":"r"}"#.to_vec(), 400, "invalid_field"),
-        ("absurd quantity", Method::POST, purchase.clone(), br#"{"user_id":"u1","request_id":"r","quantity":1000000}"#.to_vec(), 400, "invalid_quantity"),
-        ("1 MiB body", Method::POST, purchase.clone(), vec![b' '; 1 << 20], 413, "body_too_large"),
-        ("unknown item", Method::POST, format!("{base}/api/v1/sales/s/items/nope/purchase"), br#"{"user_id":"u1","request_id":"r"}"#.to_vec(), 404, "unknown_item"),
-        ("unknown sale", Method::POST, format!("{base}/api/v1/sales/nope/items/i/purchase"), br#"{"user_id":"u1","request_id":"r"}"#.to_vec(), 404, "unknown_item"),
-        ("wrong method", Method::GET, purchase.clone(), vec![], 405, "method_not_allowed"),
-        ("unknown route", Method::GET, format!("{base}/nope"), vec![], 404, "not_found"),
-        ("unknown request", Method::GET, format!("{base}/api/v1/requests/never-sent"), vec![], 404, "unknown_request"),
+    // (case, method, url, body, expected status, expected error code)
+    type Case<'a> = (&'a str, Method, String, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "malformed json",
+            Method::POST,
+            purchase.clone(),
+            b"{\"user_id\": ".to_vec(),
+            400,
+            "malformed_json",
+        ),
+        (
+            "not json",
+            Method::POST,
+            purchase.clone(),
+            b"buy please".to_vec(),
+            400,
+            "malformed_json",
+        ),
+        (
+            "missing field",
+            Method::POST,
+            purchase.clone(),
+            br#"{"user_id":"u1"}"#.to_vec(),
+            400,
+            "invalid_field",
+        ),
+        (
+            "wrong type",
+            Method::POST,
+            purchase.clone(),
+            br#"{"user_id":1,"request_id":"r"}"#.to_vec(),
+            400,
+            "invalid_field",
+        ),
+        (
+            "bad id chars",
+            Method::POST,
+            purchase.clone(),
+            br#"{"user_id":"u 1","request_id":"r"}"#.to_vec(),
+            400,
+            "invalid_field",
+        ),
+        (
+            "absurd quantity",
+            Method::POST,
+            purchase.clone(),
+            br#"{"user_id":"u1","request_id":"r","quantity":1000000}"#.to_vec(),
+            400,
+            "invalid_quantity",
+        ),
+        (
+            "1 MiB body",
+            Method::POST,
+            purchase.clone(),
+            vec![b' '; 1 << 20],
+            413,
+            "body_too_large",
+        ),
+        (
+            "unknown item",
+            Method::POST,
+            format!("{base}/api/v1/sales/s/items/nope/purchase"),
+            br#"{"user_id":"u1","request_id":"r"}"#.to_vec(),
+            404,
+            "unknown_item",
+        ),
+        (
+            "unknown sale",
+            Method::POST,
+            format!("{base}/api/v1/sales/nope/items/i/purchase"),
+            br#"{"user_id":"u1","request_id":"r"}"#.to_vec(),
+            404,
+            "unknown_item",
+        ),
+        (
+            "wrong method",
+            Method::GET,
+            purchase.clone(),
+            vec![],
+            405,
+            "method_not_allowed",
+        ),
+        (
+            "unknown route",
+            Method::GET,
+            format!("{base}/nope"),
+            vec![],
+            404,
+            "not_found",
+        ),
+        (
+            "unknown request",
+            Method::GET,
+            format!("{base}/api/v1/requests/never-sent"),
+            vec![],
+            404,
+            "unknown_request",
+        ),
     ];
     for (name, method, url, body, code, error) in cases {
         match load::send(&client, method, &url, None, body).await {
@@ -215,14 +330,28 @@ async fn bad_input_gets_a_4xx_with_an_error_code_and_changes_nothing() {
         }
     }
     // Admin without or with a wrong token.
-    let sale_body = br#"{"start_ms":1,"end_ms":2,"items":[{"item_id":"i","price_cents":1,"stock":1}]}"#.to_vec();
-    let (code, _) = load::send(&client, Method::PUT, &format!("{base}/admin/v1/sales/evil"), Some("wrong"), sale_body.clone())
-        .await
-        .expect("http");
+    let sale_body =
+        br#"{"start_ms":1,"end_ms":2,"items":[{"item_id":"i","price_cents":1,"stock":1}]}"#
+            .to_vec();
+    let (code, _) = load::send(
+        &client,
+        Method::PUT,
+        &format!("{base}/admin/v1/sales/evil"),
+        Some("wrong"),
+        sale_body.clone(),
+    )
+    .await
+    .expect("http");
     assert_eq!(code, 401);
-    let (code, _) = load::send(&client, Method::PUT, &format!("{base}/admin/v1/sales/evil"), None, sale_body)
-        .await
-        .expect("http");
+    let (code, _) = load::send(
+        &client,
+        Method::PUT,
+        &format!("{base}/admin/v1/sales/evil"),
+        None,
+        sale_body,
+    )
+    .await
+    .expect("http");
     assert_eq!(code, 401);
 
     let s = stock_of(&redis, "s", "i");

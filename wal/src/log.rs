@@ -238,7 +238,9 @@ impl Wal {
                     return Err(WalError::Corruption {
                         segment: path,
                         offset: 0,
-                        reason: format!("segment starts at LSN {first_lsn}, {e} expected (missing segment?)"),
+                        reason: format!(
+                            "segment starts at LSN {first_lsn}, {e} expected (missing segment?)"
+                        ),
                     });
                 }
             }

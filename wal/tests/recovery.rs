@@ -21,7 +21,9 @@ fn opts() -> Options {
 
 /// A payload with no zero byte, so a cut always changes it.
 fn payload(n: usize, len: usize) -> Vec<u8> {
-    (0..len).map(|i| ((n * 31 + i * 7) % 255 + 1) as u8).collect()
+    (0..len)
+        .map(|i| ((n * 31 + i * 7) % 255 + 1) as u8)
+        .collect()
 }
 
 fn write_records(dir: &Path, sizes: &[usize]) -> Vec<Vec<u8>> {
@@ -85,14 +87,22 @@ fn recovery_cuts_a_torn_tail_at_every_byte_of_the_last_record() {
     let sizes = [40, 50, 60, 70];
     let written = write_records(base.path(), &sizes);
     let seg = segments(base.path())[0].clone();
-    let last_start = SEGMENT_HEADER_LEN + sizes[..3].iter().map(|s| s + RECORD_HEADER_LEN).sum::<usize>();
+    let last_start = SEGMENT_HEADER_LEN
+        + sizes[..3]
+            .iter()
+            .map(|s| s + RECORD_HEADER_LEN)
+            .sum::<usize>();
     let last_end = last_start + RECORD_HEADER_LEN + sizes[3];
     for cut in last_start..last_end {
         for truncate in [false, true] {
             let dir = tempfile::tempdir().expect("tmp");
             copy_dir(base.path(), dir.path());
             let path = dir.path().join(seg.file_name().expect("name"));
-            let mut f = OpenOptions::new().read(true).write(true).open(&path).expect("open seg");
+            let mut f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .expect("open seg");
             if truncate {
                 f.set_len(cut as u64).expect("truncate");
             } else {
@@ -122,7 +132,11 @@ fn a_flipped_bit_in_a_sealed_segment_is_corruption_and_salvage_keeps_the_prefix(
     assert!(segs.len() >= 3);
     // Flip a bit in the 5th record of the second segment.
     let at = SEGMENT_HEADER_LEN + 4 * (RECORD_HEADER_LEN + 100) + RECORD_HEADER_LEN + 3;
-    let mut f = OpenOptions::new().read(true).write(true).open(&segs[1]).expect("open");
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&segs[1])
+        .expect("open");
     let mut b = [0u8; 1];
     f.seek(SeekFrom::Start(at as u64)).expect("seek");
     f.read_exact(&mut b).expect("read");
@@ -132,9 +146,14 @@ fn a_flipped_bit_in_a_sealed_segment_is_corruption_and_salvage_keeps_the_prefix(
     drop(f);
 
     match Wal::open(dir.path(), opts()) {
-        Err(WalError::Corruption { segment, offset, .. }) => {
+        Err(WalError::Corruption {
+            segment, offset, ..
+        }) => {
             assert_eq!(segment, segs[1]);
-            assert_eq!(offset as usize, SEGMENT_HEADER_LEN + 4 * (RECORD_HEADER_LEN + 100));
+            assert_eq!(
+                offset as usize,
+                SEGMENT_HEADER_LEN + 4 * (RECORD_HEADER_LEN + 100)
+            );
         }
         Err(e) => panic!("expected corruption, got {e}"),
         Ok(_) => panic!("expected corruption, open succeeded"),
@@ -148,7 +167,10 @@ fn a_flipped_bit_in_a_sealed_segment_is_corruption_and_salvage_keeps_the_prefix(
     assert!(report.corruption.is_some());
     assert_eq!(report.records_kept, per_seg + 4);
     assert!(!report.quarantined.is_empty());
-    assert_eq!(wal.append(Kind::Decision, b"x").expect("append"), per_seg + 5);
+    assert_eq!(
+        wal.append(Kind::Decision, b"x").expect("append"),
+        per_seg + 5
+    );
     drop(wal);
     assert_eq!(read_all(dir.path()).len() as u64, per_seg + 5);
 }
@@ -158,20 +180,27 @@ fn a_checkpoint_deletes_segments_wholly_below_it() {
     let dir = tempfile::tempdir().expect("tmp");
     let (mut wal, _) = Wal::open(dir.path(), opts()).expect("open");
     for n in 0..500 {
-        wal.append(Kind::Decision, &payload(n, 100)).expect("append");
+        wal.append(Kind::Decision, &payload(n, 100))
+            .expect("append");
     }
     wal.commit().expect("commit");
     let before = wal.segment_count();
     wal.checkpoint(400).expect("checkpoint");
     assert!(wal.segment_count() < before);
     drop(wal);
-    assert_eq!(seckill_wal::read_checkpoint(dir.path()).expect("read"), Some(400));
+    assert_eq!(
+        seckill_wal::read_checkpoint(dir.path()).expect("read"),
+        Some(400)
+    );
     let first = Reader::open(dir.path(), 1)
         .expect("reader")
         .next()
         .expect("a record")
         .expect("valid");
-    assert!(first.lsn <= 400, "everything from the checkpoint on is kept");
+    assert!(
+        first.lsn <= 400,
+        "everything from the checkpoint on is kept"
+    );
     let lsns: Vec<u64> = Reader::open(dir.path(), 400)
         .expect("reader")
         .map(|r| r.expect("valid").lsn)
@@ -183,7 +212,10 @@ fn a_checkpoint_deletes_segments_wholly_below_it() {
 fn a_second_writer_is_refused() {
     let dir = tempfile::tempdir().expect("tmp");
     let (_wal, _) = Wal::open(dir.path(), opts()).expect("open");
-    assert!(matches!(Wal::open(dir.path(), opts()), Err(WalError::Config(_))));
+    assert!(matches!(
+        Wal::open(dir.path(), opts()),
+        Err(WalError::Config(_))
+    ));
 }
 
 proptest! {

@@ -26,7 +26,11 @@ struct Args {
     #[arg(long, env = "SECKILL_ADMIN_TOKEN")]
     admin_token: String,
     /// Redis of the daemon (to read the stock afterwards).
-    #[arg(long, env = "SECKILL_REDIS_URL", default_value = "redis://127.0.0.1:6379/")]
+    #[arg(
+        long,
+        env = "SECKILL_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/"
+    )]
     redis_url: String,
     /// Kafka brokers of the daemon (to read the orders afterwards).
     #[arg(long, env = "SECKILL_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
@@ -64,9 +68,15 @@ struct Args {
 }
 
 async fn server_now_ms(client: &load::HttpClient, base: &str) -> anyhow::Result<u64> {
-    let (code, body) = load::send(client, Method::GET, &format!("{base}/api/v1/time"), None, vec![])
-        .await
-        .context("GET /api/v1/time")?;
+    let (code, body) = load::send(
+        client,
+        Method::GET,
+        &format!("{base}/api/v1/time"),
+        None,
+        vec![],
+    )
+    .await
+    .context("GET /api/v1/time")?;
     if code != 200 {
         bail!("GET /api/v1/time answered {code}");
     }
@@ -94,9 +104,17 @@ async fn main() -> anyhow::Result<()> {
         })
         .collect();
     let start_ms = now + args.countdown_s * 1000;
-    load::create_sale(&client, &base, &args.admin_token, &sale, start_ms, start_ms + 3_600_000, &items)
-        .await
-        .context("creating the sale")?;
+    load::create_sale(
+        &client,
+        &base,
+        &args.admin_token,
+        &sale,
+        start_ms,
+        start_ms + 3_600_000,
+        &items,
+    )
+    .await
+    .context("creating the sale")?;
     eprintln!(
         "sale {sale}: {} item(s) × {} units, {} users × {} clicks, starts in {} s",
         args.items, args.stock, args.users, args.clicks, args.countdown_s
@@ -132,7 +150,11 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("no stock hash for {}", it.item_id))?;
         stock.insert(it.item_id.clone(), s);
     }
-    let wins = report.answers.iter().filter(|a| a.status == "success").count();
+    let wins = report
+        .answers
+        .iter()
+        .filter(|a| a.status == "success")
+        .count();
     let brokers = args.kafka_brokers.clone();
     let sale_id = sale.clone();
     let orders = tokio::task::spawn_blocking(move || {
@@ -180,8 +202,10 @@ async fn main() -> anyhow::Result<()> {
             verdict.kafka_orders, verdict.kafka_distinct_orders, verdict.kafka_duplicates
         );
         println!("\ninvariants:");
-        println!("  no oversell, every win on Kafka, nobody over the limit: {}",
-            if verdict.ok() { "OK" } else { "VIOLATED" });
+        println!(
+            "  no oversell, every win on Kafka, nobody over the limit: {}",
+            if verdict.ok() { "OK" } else { "VIOLATED" }
+        );
         for v in &verdict.violations {
             println!("  ✗ {v}");
         }

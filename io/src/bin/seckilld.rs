@@ -19,7 +19,9 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("cannot start the tokio runtime")?;
     rt.block_on(async move {
-        let daemon = Daemon::start(cfg).await.context("seckilld failed to start")?;
+        let daemon = Daemon::start(cfg)
+            .await
+            .context("seckilld failed to start")?;
         // The address on stdout, for scripts that start us on port 0.
         println!("listening on {}", daemon.addr);
         wait_for_signal().await?;

@@ -147,9 +147,18 @@ mod tests {
         assert_eq!(code(b"{"), Some("malformed_json"));
         assert_eq!(code(b"not json"), Some("malformed_json"));
         assert_eq!(code(br#"{"user_id":"u1"}"#), Some("invalid_field"));
-        assert_eq!(code(br#"{"user_id":5,"request_id":"r"}"#), Some("invalid_field"));
-        assert_eq!(code(br#"{"user_id":"","request_id":"r"}"#), Some("invalid_field"));
-        assert_eq!(code(br#"{"user_id":"a b","request_id":"r"}"#), Some("invalid_field"));
+        assert_eq!(
+            code(br#"{"user_id":5,"request_id":"r"}"#),
+            Some("invalid_field")
+        );
+        assert_eq!(
+            code(br#"{"user_id":"","request_id":"r"}"#),
+            Some("invalid_field")
+        );
+        assert_eq!(
+            code(br#"{"user_id":"a b","request_id":"r"}"#),
+            Some("invalid_field")
+        );
         assert_eq!(
             code(br#"{"user_id":"u","request_id":"r","quantity":0}"#),
             Some("invalid_quantity")

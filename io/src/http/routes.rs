@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use super::codec::{self, check_id, json, text, ApiError, Resp, ID_LEN_MAX};
 use crate::daemon::App;
-use crate::redis::ItemLoad;
+use crate::redis::{ItemLoad, SALE_END_MS_MAX};
 
 /// Largest admin body (a sale with many items).
 const ADMIN_BODY_BYTES_MAX: usize = 1 << 20;
@@ -37,7 +37,11 @@ pub async fn handle(
     Ok(resp)
 }
 
-async fn route(app: &Arc<App>, sub: &Mutex<Submitter>, req: Request<Incoming>) -> Result<Resp, ApiError> {
+async fn route(
+    app: &Arc<App>,
+    sub: &Mutex<Submitter>,
+    req: Request<Incoming>,
+) -> Result<Resp, ApiError> {
     let path = req.uri().path().to_owned();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = req.method().clone();
@@ -50,7 +54,9 @@ async fn route(app: &Arc<App>, sub: &Mutex<Submitter>, req: Request<Incoming>) -
             StatusCode::OK,
             &serde_json::json!({"now_ms": seckill_pipeline::now_ms()}),
         )),
-        (&Method::GET, ["healthz"]) => Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
+        (&Method::GET, ["healthz"]) => {
+            Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"})))
+        }
         (&Method::GET, ["readyz"]) => Ok(readyz(app)),
         (&Method::GET, ["metrics"]) => Ok(text(
             StatusCode::OK,
@@ -66,7 +72,11 @@ async fn route(app: &Arc<App>, sub: &Mutex<Submitter>, req: Request<Incoming>) -
             "method_not_allowed",
             format!("{method} is not allowed here"),
         )),
-        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")),
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such endpoint",
+        )),
     }
 }
 
@@ -132,7 +142,11 @@ async fn purchase(
     let body = read_body(app, req, app.cfg.body_bytes_max).await?;
     let p = codec::parse_purchase(&body)?;
     let item: Arc<Item> = app.catalog.item(sale, item_id).ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "unknown_item", format!("no item {item_id} in sale {sale}"))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_item",
+            format!("no item {item_id} in sale {sale}"),
+        )
     })?;
     let quantity = p.quantity.unwrap_or(1);
     let now = seckill_pipeline::now_ms();
@@ -194,7 +208,11 @@ async fn purchase(
 fn request_status(app: &App, id: &str) -> Result<Resp, ApiError> {
     check_id("request_id", id, codec::CLIENT_ID_LEN_MAX)?;
     let s = app.board.get(id).ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "unknown_request", format!("no request {id}"))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_request",
+            format!("no request {id}"),
+        )
     })?;
     Ok(json(
         StatusCode::OK,
@@ -287,8 +305,11 @@ async fn put_sale(app: &Arc<App>, sale: &str, req: Request<Incoming>) -> Result<
     check_id("sale", sale, ID_LEN_MAX)?;
     let body = read_body(app, req, ADMIN_BODY_BYTES_MAX).await?;
     let s: SaleBody = serde_json::from_slice(&body).map_err(|e| codec::json_error(&e))?;
-    if s.end_ms <= s.start_ms {
-        return Err(ApiError::bad_request("invalid_window", "end_ms must be after start_ms"));
+    if s.end_ms <= s.start_ms || s.end_ms > SALE_END_MS_MAX {
+        return Err(ApiError::bad_request(
+            "invalid_window",
+            "end_ms must be after start_ms and before the year 10000",
+        ));
     }
     if s.items.is_empty() || s.items.len() > ITEMS_PER_SALE_MAX {
         return Err(ApiError::bad_request(
@@ -300,10 +321,16 @@ async fn put_sale(app: &Arc<App>, sale: &str, req: Request<Incoming>) -> Result<
     for it in &s.items {
         check_id("item_id", &it.item_id, ID_LEN_MAX)?;
         if !seen.insert(it.item_id.as_str()) {
-            return Err(ApiError::bad_request("invalid_items", format!("item {} twice", it.item_id)));
+            return Err(ApiError::bad_request(
+                "invalid_items",
+                format!("item {} twice", it.item_id),
+            ));
         }
         if it.stock > STOCK_MAX {
-            return Err(ApiError::bad_request("invalid_stock", format!("stock may be at most {STOCK_MAX}")));
+            return Err(ApiError::bad_request(
+                "invalid_stock",
+                format!("stock may be at most {STOCK_MAX}"),
+            ));
         }
         if it.per_user_limit == 0 || it.per_user_limit > codec::QUANTITY_MAX {
             return Err(ApiError::bad_request(
@@ -312,7 +339,10 @@ async fn put_sale(app: &Arc<App>, sale: &str, req: Request<Incoming>) -> Result<
             ));
         }
         if it.title.len() > 512 {
-            return Err(ApiError::bad_request("invalid_title", "title may be at most 512 bytes"));
+            return Err(ApiError::bad_request(
+                "invalid_title",
+                "title may be at most 512 bytes",
+            ));
         }
     }
     let now = seckill_pipeline::now_ms();
@@ -350,15 +380,34 @@ async fn put_sale(app: &Arc<App>, sale: &str, req: Request<Incoming>) -> Result<
     match loaded {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
-            return Err(ApiError::new(StatusCode::BAD_GATEWAY, "redis_unavailable", e.to_string()))
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "redis_unavailable",
+                e.to_string(),
+            ))
         }
-        Err(e) => return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())),
+        Err(e) => {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                e.to_string(),
+            ))
+        }
     }
     let items: Vec<Item> = s
         .items
         .iter()
         .map(|i| {
-            Item::new(&sale_id, &i.item_id, &i.title, i.price_cents, i.stock, i.per_user_limit, s.start_ms, s.end_ms)
+            Item::new(
+                &sale_id,
+                &i.item_id,
+                &i.title,
+                i.price_cents,
+                i.stock,
+                i.per_user_limit,
+                s.start_ms,
+                s.end_ms,
+            )
         })
         .collect();
     app.catalog.put_sale(&sale_id, items);
@@ -373,10 +422,13 @@ async fn put_sale(app: &Arc<App>, sale: &str, req: Request<Incoming>) -> Result<
 async fn get_sale(app: &Arc<App>, sale: &str, req: &Request<Incoming>) -> Result<Resp, ApiError> {
     authorize(app, req)?;
     check_id("sale", sale, ID_LEN_MAX)?;
-    let items = app
-        .catalog
-        .sale_items(sale)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_sale", format!("no sale {sale}")))?;
+    let items = app.catalog.sale_items(sale).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_sale",
+            format!("no sale {sale}"),
+        )
+    })?;
     let redis = app.redis.clone();
     let sale_id = sale.to_string();
     let stocks = tokio::task::spawn_blocking(move || {
@@ -392,11 +444,16 @@ async fn get_sale(app: &Arc<App>, sale: &str, req: &Request<Incoming>) -> Result
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     let mut out = Vec::new();
     for (i, stock) in stocks {
-        let stock = stock.map_err(|e| ApiError::new(StatusCode::BAD_GATEWAY, "redis_unavailable", e.to_string()))?;
+        let stock = stock.map_err(|e| {
+            ApiError::new(StatusCode::BAD_GATEWAY, "redis_unavailable", e.to_string())
+        })?;
         out.push(serde_json::json!({
             "item_id": i.item_id, "title": i.title, "price_cents": i.price_cents,
             "per_user_limit": i.per_user_limit, "stock": stock,
         }));
     }
-    Ok(json(StatusCode::OK, &serde_json::json!({"sale_id": sale, "items": out})))
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({"sale_id": sale, "items": out}),
+    ))
 }

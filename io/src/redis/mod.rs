@@ -3,4 +3,6 @@
 
 mod store;
 
-pub use store::{item_keys, ItemKeys, ItemLoad, RedisAdmin, RedisStockStore, StockHash};
+pub use store::{
+    item_keys, ItemKeys, ItemLoad, RedisAdmin, RedisStockStore, StockHash, SALE_END_MS_MAX,
+};

@@ -6,6 +6,9 @@ use seckill_pipeline::OrderId;
 
 const DEDUCT_LUA: &str = include_str!("deduct.lua");
 
+/// Latest sale end accepted (9999-12-31T23:59:59.999Z).
+pub const SALE_END_MS_MAX: u64 = 253_402_300_799_999;
+
 /// The keys of one item. They share the hash tag `{sale:item}`, so one
 /// script call can touch them all, on a single Redis or a Cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,7 +247,9 @@ impl RedisAdmin {
         items: &[ItemLoad<'_>],
     ) -> Result<(), RedisError> {
         let mut c = self.conn()?;
-        let expire_at_ms = end_ms.saturating_add(24 * 3600 * 1000);
+        // Redis refuses expiry times past its range; the admin API bounds
+        // `end_ms` to the year 9999, this keeps direct callers safe too.
+        let expire_at_ms = end_ms.min(SALE_END_MS_MAX).saturating_add(24 * 3600 * 1000);
         let mut pipe = redis::pipe();
         pipe.atomic();
         let round_info = format!("seckill:round:{sale_id}:info");
@@ -252,7 +257,10 @@ impl RedisAdmin {
         pipe.del(&round_items).ignore();
         pipe.hset_multiple(
             &round_info,
-            &[("start_ms", start_ms.to_string()), ("end_ms", end_ms.to_string())],
+            &[
+                ("start_ms", start_ms.to_string()),
+                ("end_ms", end_ms.to_string()),
+            ],
         )
         .ignore();
         for it in items {

@@ -34,7 +34,11 @@ impl JournalStage {
                 order_id: e.order_id(),
                 price_cents: e.price_cents(),
                 quantity: e.quantity,
-                received_ms: if e.received_ms == 0 { now } else { e.received_ms },
+                received_ms: if e.received_ms == 0 {
+                    now
+                } else {
+                    e.received_ms
+                },
                 sale_id: &e.sale_id,
                 item_id: &e.item_id,
                 user_id: &e.user_id,

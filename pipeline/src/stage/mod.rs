@@ -1,14 +1,14 @@
 //! The stages. Each is a plain struct with `on_batch(&[&Event])`, so a test
 //! can drive it without a ring; `crate::ring` runs each on its own thread.
 
-mod dedupe;
 mod deduct;
+mod dedupe;
 mod journal;
 mod publish;
 mod reply;
 
-pub use dedupe::Dedupe;
 pub use deduct::Deduct;
+pub use dedupe::Dedupe;
 pub use journal::JournalStage;
 pub use publish::Publish;
 pub use reply::ReplyStage;

@@ -1,15 +1,17 @@
 //! seckill-replay: the operator's tool for the WAL.
 //!
 //! Exit codes: 0 fine, 1 usage or I/O error, 2 corruption found.
+//! Stop the daemon before `salvage`: the WAL directory has one writer.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use seckill_replay::{inspect, ReplayError};
-use seckill_wal::WalError;
+use seckill_wal::{Options, Wal, WalError};
 
-/// Inspect and verify seckill's write-ahead log (read-only).
+/// Inspect, verify and salvage seckill's write-ahead log. `inspect` and
+/// `verify` never change a byte; `salvage` cuts at the first corruption.
 #[derive(Debug, Parser)]
 #[command(name = "seckill-replay", version)]
 struct Args {
@@ -34,6 +36,47 @@ enum Cmd {
     },
     /// Reads every record and checks every checksum.
     Verify,
+    /// After a corruption: keeps every record before it, moves the later
+    /// segments to `quarantine/` in the WAL directory, and reports both.
+    /// The daemon then starts from what was kept.
+    Salvage,
+}
+
+/// The segment size the log was written with (all segments share it).
+fn segment_bytes(dir: &std::path::Path) -> u64 {
+    seckill_wal::segment::list(dir)
+        .ok()
+        .and_then(|segs| segs.last().and_then(|(_, p)| std::fs::metadata(p).ok()))
+        .map_or(Options::default().segment_bytes, |m| m.len())
+}
+
+fn salvage(dir: &std::path::Path) -> ExitCode {
+    let opts = Options {
+        segment_bytes: segment_bytes(dir),
+        ..Options::default()
+    };
+    match Wal::salvage(dir, opts) {
+        Ok((_, report)) => {
+            match &report.corruption {
+                None => println!("nothing to salvage: every record is valid"),
+                Some((seg, off, reason)) => {
+                    println!("corruption in {} at byte {off}: {reason}", seg.display());
+                    println!(
+                        "kept {} records (up to LSN {})",
+                        report.records_kept, report.last_lsn_kept
+                    );
+                    for q in &report.quarantined {
+                        println!("quarantined {}", q.display());
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("salvage failed: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -41,6 +84,7 @@ fn main() -> ExitCode {
     let from = match args.cmd {
         Cmd::Inspect { from_lsn, .. } => from_lsn,
         Cmd::Verify => 1,
+        Cmd::Salvage => return salvage(&args.wal_dir),
     };
     match inspect(&args.wal_dir, from) {
         Ok(inv) => {
@@ -64,6 +108,7 @@ fn main() -> ExitCode {
                     println!("  unpublished  {}", inv.unpublished);
                 }
                 Cmd::Verify => println!("ok: {} records, every checksum holds", inv.records),
+                Cmd::Salvage => {}
             }
             ExitCode::SUCCESS
         }
