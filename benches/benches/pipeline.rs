@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use seckill_pipeline::fake::{FakeJournal, FakeSink, FakeStore};
-use seckill_pipeline::{
-    Catalog, Item, Pipeline, PipelineConfig, Ports, Purchase, Stats, StatusBoard,
-};
+use seckill_pipeline::{Catalog, Item, Pipeline, PipelineConfig, Ports, Purchase, Resume, Shared};
 
 const EVENTS: usize = 10_000;
 
@@ -48,8 +46,8 @@ fn pipeline(c: &mut Criterion) {
                     sink: Box::new(FakeSink::default()),
                     journal: Box::new(FakeJournal::default()),
                 },
-                Arc::new(StatusBoard::default()),
-                Arc::new(Stats::default()),
+                &Shared::default(),
+                Resume::default(),
                 now,
             )
             .expect("start");

@@ -1,14 +1,19 @@
-//! Wiring: config → recover the WAL → connect Redis and Kafka → start the
-//! ring → serve; and the reverse on shutdown (stop intake, drain the ring,
-//! commit the WAL, flush the producer).
+//! Wiring: config → recover the WAL → replay what is unfinished → serve;
+//! and the reverse on shutdown (stop intake, drain the ring, commit the
+//! WAL, flush the producer, write the checkpoint).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use seckill_pipeline::{Catalog, Pipeline, PipelineConfig, Ports, Stats, Status, StatusBoard};
+use seckill_pipeline::health::{Health, State};
+use seckill_pipeline::{
+    Catalog, Pipeline, PipelineConfig, Ports, RequestState, Resume, Shared, Status, StatusBoard,
+};
+use seckill_replay::{Replayer, Work};
 use seckill_wal::{Durability, Kind, Options, Wal};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -16,27 +21,34 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::journal::WalJournal;
-use crate::kafka::{self, KafkaOrderSink, SinkStats};
+use crate::kafka::{self, KafkaOrderSink, SinkShared, SinkStats};
 use crate::redis::{RedisAdmin, RedisStockStore};
+
+/// How long start-up replay may take before the daemon serves anyway
+/// (what is left is re-driven in the background).
+const STARTUP_REPLAY_MAX: Duration = Duration::from_secs(60);
+/// How long one background re-drive round may take.
+const ROUND_MAX: Duration = Duration::from_secs(30);
 
 /// What the handlers share.
 pub struct App {
     pub cfg: Config,
     pub catalog: Arc<Catalog>,
+    pub shared: Shared,
     pub board: Arc<StatusBoard>,
-    pub stats: Arc<Stats>,
     pub sink_stats: Arc<SinkStats>,
+    pub kafka: Arc<Health>,
     pub redis: RedisAdmin,
     /// False once shutdown began: new purchases get 503.
     pub accepting: AtomicBool,
-    pub redis_up: AtomicBool,
-    pub kafka_up: AtomicBool,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error(transparent)]
     Wal(#[from] seckill_wal::WalError),
+    #[error(transparent)]
+    Replay(#[from] seckill_replay::ReplayError),
     #[error("redis: {0}")]
     Redis(String),
     #[error(transparent)]
@@ -60,6 +72,7 @@ pub struct Daemon {
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
     probe: JoinHandle<()>,
+    drain: JoinHandle<()>,
     pipeline: Option<Pipeline>,
 }
 
@@ -67,9 +80,10 @@ pub struct Daemon {
 /// request id after a restart gets its original answer.
 fn rebuild_board(wal: &Wal, board: &StatusBoard) -> Result<u64, seckill_wal::WalError> {
     let mut n = 0;
+    let mut key = String::new();
     for rec in wal.read_from(1)? {
         let rec = rec?;
-        if rec.kind != Kind::Decision {
+        if !matches!(rec.kind, Kind::Decision | Kind::Resolved) {
             continue;
         }
         let Ok(d) = seckill_pipeline::Decision::decode(&rec.payload) else {
@@ -77,13 +91,12 @@ fn rebuild_board(wal: &Wal, board: &StatusBoard) -> Result<u64, seckill_wal::Wal
             continue;
         };
         if d.status.is_win() {
-            let mut key = String::new();
             seckill_pipeline::status::winner_key(&mut key, d.sale_id, d.item_id, d.user_id);
             board.add_win(&key);
         }
         board.advance(
             d.request_id,
-            seckill_pipeline::RequestState {
+            RequestState {
                 status: d.status,
                 order_id: d.order_id,
                 sale_id: d.sale_id.to_string(),
@@ -96,86 +109,105 @@ fn rebuild_board(wal: &Wal, board: &StatusBoard) -> Result<u64, seckill_wal::Wal
     Ok(n)
 }
 
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, DaemonError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| DaemonError::Join(e.to_string()))
+}
+
+/// Loads the sales every daemon wrote into Redis into the local catalog.
+async fn refresh_catalog(redis: &RedisAdmin, catalog: &Catalog) -> bool {
+    let r = redis.clone();
+    match blocking(move || r.load_sales()).await {
+        Ok(Ok(sales)) => {
+            for s in sales {
+                catalog.refresh_sale(&s.sale_id, s.items);
+            }
+            true
+        }
+        _ => false,
+    }
+}
+
 impl Daemon {
     pub async fn start(cfg: Config) -> Result<Daemon, DaemonError> {
         let durability: Durability = cfg.durability.parse()?;
+        let shared = Shared::default();
+        let board = Arc::clone(&shared.board);
+
+        // 1. Recover the journal and read what is unfinished.
         let wal_dir = cfg.wal_dir.clone();
         let seg = cfg.wal_segment_bytes;
-        let board = Arc::new(StatusBoard::default());
-        let (wal, recovered) = {
+        let (wal, report, work, decisions) = {
             let board = Arc::clone(&board);
-            tokio::task::spawn_blocking(move || -> Result<_, DaemonError> {
-                let (wal, report) = Wal::open(
-                    &wal_dir,
-                    Options {
-                        segment_bytes: seg,
-                        durability,
-                    },
-                )?;
+            blocking(move || -> Result<_, DaemonError> {
+                let opts = Options {
+                    segment_bytes: seg,
+                    durability,
+                };
+                let (wal, report) = Wal::open(&wal_dir, opts)?;
                 if let Some(t) = &report.torn_tail {
                     tracing::warn!(segment = %t.segment.display(), offset = t.offset,
                         bytes = t.bytes_cut, reason = %t.reason, "cut a torn WAL tail");
                 }
-                let n = rebuild_board(&wal, &board)?;
-                Ok((wal, (report, n)))
+                let decisions = rebuild_board(&wal, &board)?;
+                let from = report.checkpoint.unwrap_or(1);
+                let work = seckill_replay::scan(&wal_dir, from)?;
+                Ok((wal, report, work, decisions))
             })
-            .await
-            .map_err(|e| DaemonError::Join(e.to_string()))??
+            .await??
         };
-        tracing::info!(
-            segments = recovered.0.segments,
-            records = recovered.0.records,
-            last_lsn = recovered.0.last_lsn,
-            decisions = recovered.1,
-            "WAL recovered"
-        );
+        tracing::info!(segments = report.segments, records = report.records,
+            last_lsn = report.last_lsn, checkpoint = ?report.checkpoint, decisions,
+            pending = work.redrive.len(), wins_to_publish = work.republish.len(), "WAL recovered");
 
+        // 2. Dependencies.
         let redis = RedisAdmin::new(&cfg.redis_url, cfg.redis_timeout())
             .map_err(|e| DaemonError::Redis(e.to_string()))?;
         let store = RedisStockStore::new(&cfg.redis_url, cfg.redis_timeout())
             .map_err(|e| DaemonError::Redis(e.to_string()))?;
-        let redis_up = {
-            let r = redis.clone();
-            tokio::task::spawn_blocking(move || r.ping().is_ok())
-                .await
-                .unwrap_or(false)
-        };
+        let catalog = Arc::new(Catalog::default());
+        let redis_up = refresh_catalog(&redis, &catalog).await;
         if !redis_up {
+            shared.redis.fail("unreachable at start");
             tracing::warn!(url = %cfg.redis_url, "redis is not reachable; purchases will be decided pending");
         }
-
-        let kafka_up = match tokio::time::timeout(
+        let kafka = Arc::new(Health::new("kafka", State::Up));
+        match tokio::time::timeout(
             Duration::from_secs(15),
             kafka::ensure_topics(&cfg.kafka_brokers, cfg.kafka_partitions),
         )
         .await
         {
-            Ok(Ok(())) => true,
+            Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "could not ensure Kafka topics");
-                false
+                kafka.fail(&e.to_string());
             }
             Err(_) => {
-                tracing::warn!("Kafka did not answer topic creation in time");
-                false
+                kafka.fail("no answer to topic creation in 15 s");
             }
-        };
+        }
         let sink = KafkaOrderSink::new(
             &cfg.kafka_brokers,
-            Arc::clone(&board),
+            SinkShared {
+                board: Arc::clone(&board),
+                outstanding: Arc::clone(&shared.outstanding),
+                health: Arc::clone(&kafka),
+            },
             Duration::from_millis(cfg.kafka_message_timeout_ms),
         )?;
         let sink_stats = Arc::clone(&sink.stats);
-        let sink = tokio::task::spawn_blocking(move || {
+        let sink = blocking(move || {
             if let Err(e) = sink.warm_up(Duration::from_secs(5)) {
                 tracing::warn!(error = %e, "Kafka warm-up failed; orders wait in the producer queue");
             }
             sink
         })
-        .await
-        .map_err(|e| DaemonError::Join(e.to_string()))?;
+        .await?;
 
-        let stats = Arc::new(Stats::default());
+        // 3. The ring, then replay before any client is let in.
         let pipeline = Pipeline::start(
             &PipelineConfig {
                 ring_size: cfg.ring_size,
@@ -188,14 +220,31 @@ impl Daemon {
                 sink: Box::new(sink),
                 journal: Box::new(WalJournal::new(wal)),
             },
-            Arc::clone(&board),
-            Arc::clone(&stats),
+            &shared,
+            Resume {
+                last_lsn: report.last_lsn,
+                checkpoint: report.checkpoint.unwrap_or(0),
+            },
             seckill_pipeline::now_ms,
         )?;
         let submitter = pipeline
             .submitter()
             .ok_or_else(|| DaemonError::Join("pipeline has no submitter".into()))?;
+        let replayer = Arc::new(Mutex::new(Replayer::new(
+            pipeline
+                .submitter()
+                .ok_or_else(|| DaemonError::Join("pipeline has no submitter".into()))?,
+            Arc::clone(&catalog),
+            shared.clone(),
+        )));
+        {
+            let replayer = Arc::clone(&replayer);
+            let redis_health = Arc::clone(&shared.redis);
+            let backlog = Arc::clone(&shared.backlog);
+            blocking(move || startup_replay(&replayer, &work, &redis_health, &backlog)).await?;
+        }
 
+        // 4. Serve.
         let listener =
             TcpListener::bind(cfg.listen)
                 .await
@@ -211,14 +260,13 @@ impl Daemon {
             })?;
         let app = Arc::new(App {
             cfg: cfg.clone(),
-            catalog: Arc::new(Catalog::default()),
+            catalog,
+            shared: shared.clone(),
             board,
-            stats,
             sink_stats,
+            kafka,
             redis,
             accepting: AtomicBool::new(true),
-            redis_up: AtomicBool::new(redis_up),
-            kafka_up: AtomicBool::new(kafka_up),
         });
         let (stop, stop_rx) = watch::channel(false);
         let server = tokio::spawn(crate::http::serve(
@@ -228,7 +276,13 @@ impl Daemon {
             stop_rx.clone(),
             Duration::from_secs(5),
         ));
-        let probe = tokio::spawn(probe(Arc::clone(&app), stop_rx));
+        let probe = tokio::spawn(probe(Arc::clone(&app), stop_rx.clone()));
+        let drain = tokio::spawn(drain_loop(
+            Arc::clone(&app),
+            replayer,
+            cfg.wal_dir.clone(),
+            stop_rx,
+        ));
         tracing::info!(%addr, "seckilld listening");
         Ok(Daemon {
             addr,
@@ -236,52 +290,149 @@ impl Daemon {
             stop,
             server,
             probe,
+            drain,
             pipeline: Some(pipeline),
         })
     }
 
     /// Graceful stop: refuse new purchases, let in-flight ones finish,
-    /// drain the ring (the journal commits, the producer flushes).
+    /// drain the ring (the journal commits, the producer flushes), then
+    /// write the checkpoint.
     pub async fn shutdown(mut self) -> Result<(), DaemonError> {
         tracing::info!("shutting down: intake stopped, draining the ring");
         self.app.accepting.store(false, Ordering::Relaxed);
         let _ = self.stop.send(true);
         let _ = (&mut self.server).await;
         let _ = (&mut self.probe).await;
+        let _ = (&mut self.drain).await;
         if let Some(p) = self.pipeline.take() {
-            tokio::task::spawn_blocking(move || p.shutdown())
-                .await
-                .map_err(|e| DaemonError::Join(e.to_string()))?;
+            blocking(move || p.shutdown()).await?;
         }
-        tracing::info!("shutdown complete");
+        let safe = self.app.shared.outstanding.safe_lsn();
+        let dir = self.app.cfg.wal_dir.clone();
+        blocking(move || -> Result<(), seckill_wal::WalError> {
+            if seckill_wal::read_checkpoint(&dir)?.unwrap_or(0) < safe {
+                seckill_wal::write_checkpoint(&dir, safe)?;
+            }
+            Ok(())
+        })
+        .await??;
+        tracing::info!(checkpoint = safe, "shutdown complete");
         Ok(())
     }
 }
 
-/// Background health probe: Redis PING and Kafka metadata, once a second.
+/// Before serving: publish again every win since the checkpoint (Kafka may
+/// not have it) and, if Redis answers, re-drive every pending intent.
+fn startup_replay(
+    replayer: &Mutex<Replayer>,
+    work: &Work,
+    redis: &Health,
+    backlog: &seckill_pipeline::progress::Backlog,
+) {
+    let mut r = replayer.lock().unwrap_or_else(|e| e.into_inner());
+    r.seed(work);
+    let republished = r.republish(work, STARTUP_REPLAY_MAX);
+    if work.redrive.is_empty() {
+        if republished > 0 {
+            tracing::info!(republished, "start-up replay: wins handed to Kafka again");
+        }
+        return;
+    }
+    if redis.state() == State::Down {
+        tracing::warn!(
+            pending = work.redrive.len(),
+            "start-up replay: redis is down; pending intents wait for it"
+        );
+        return;
+    }
+    redis.transition(
+        &[State::Up],
+        State::Draining,
+        "pending intents in the journal",
+    );
+    let round = r.redrive(work, STARTUP_REPLAY_MAX);
+    if round.complete && backlog.total() == 0 {
+        redis.transition(&[State::Draining], State::Up, "start-up replay done");
+    }
+    tracing::info!(
+        republished,
+        redriven = round.submitted,
+        complete = round.complete,
+        "start-up replay"
+    );
+}
+
+/// In the background: when Redis is draining, re-drive the journal's pending
+/// intents (in LSN order, through the ring) until none is left, then mark
+/// Redis up again.
+async fn drain_loop(
+    app: Arc<App>,
+    replayer: Arc<Mutex<Replayer>>,
+    wal_dir: PathBuf,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = crate::http::until_true(&mut stop) => return,
+        }
+        let redis = &app.shared.redis;
+        if redis.state() != State::Draining {
+            continue;
+        }
+        let dir = wal_dir.clone();
+        let r = Arc::clone(&replayer);
+        let backlog = Arc::clone(&app.shared.backlog);
+        let health = Arc::clone(redis);
+        let done = blocking(move || -> Result<bool, seckill_replay::ReplayError> {
+            let from = seckill_wal::read_checkpoint(&dir)?.unwrap_or(1);
+            let work = seckill_replay::scan(&dir, from)?;
+            let mut r = r.lock().unwrap_or_else(|e| e.into_inner());
+            let round = r.redrive(&work, ROUND_MAX);
+            tracing::info!(
+                redriven = round.submitted,
+                complete = round.complete,
+                backlog = backlog.total(),
+                "re-drive round"
+            );
+            Ok(round.complete && backlog.total() == 0 && health.state() == State::Draining)
+        })
+        .await;
+        match done {
+            Ok(Ok(true)) => {
+                redis.transition(&[State::Draining], State::Up, "backlog drained");
+            }
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "re-drive round failed"),
+            Err(e) => tracing::error!(error = %e, "re-drive round panicked"),
+        }
+    }
+}
+
+/// Background health probe, once a second: Redis PING (and the catalog
+/// other daemons wrote), Kafka metadata.
 async fn probe(app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    let kafka_client: Option<rdkafka::producer::BaseProducer> =
-        kafka::base_config(&app.cfg.kafka_brokers).create().ok();
-    let kafka_client = kafka_client.map(Arc::new);
+    let kafka_client: Option<Arc<rdkafka::producer::BaseProducer>> =
+        kafka::base_config(&app.cfg.kafka_brokers)
+            .create()
+            .ok()
+            .map(Arc::new);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = crate::http::until_true(&mut stop) => return,
         }
-        let redis = app.redis.clone();
-        let up = tokio::task::spawn_blocking(move || redis.ping().is_ok())
-            .await
-            .unwrap_or(false);
-        let was = app.redis_up.swap(up, Ordering::Relaxed);
-        if was != up {
-            tracing::warn!(
-                redis = if up { "up" } else { "down" },
-                "redis health changed"
-            );
+        if refresh_catalog(&app.redis, &app.catalog).await {
+            app.shared
+                .redis
+                .transition(&[State::Down], State::Draining, "probe: PING answered");
+        } else {
+            app.shared.redis.fail("probe: no answer");
         }
         if let Some(client) = &kafka_client {
             let client = Arc::clone(client);
-            let up = tokio::task::spawn_blocking(move || {
+            let up = blocking(move || {
                 use rdkafka::producer::Producer;
                 client
                     .client()
@@ -290,12 +441,11 @@ async fn probe(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             })
             .await
             .unwrap_or(false);
-            let was = app.kafka_up.swap(up, Ordering::Relaxed);
-            if was != up {
-                tracing::warn!(
-                    kafka = if up { "up" } else { "down" },
-                    "kafka health changed"
-                );
+            if up {
+                app.kafka
+                    .transition(&[State::Down], State::Draining, "probe: metadata answered");
+            } else {
+                app.kafka.fail("probe: no metadata");
             }
         }
     }
@@ -305,7 +455,7 @@ impl App {
     /// Prometheus text exposition of the counters.
     pub fn render_metrics(&self) -> String {
         let mut out = String::with_capacity(2048);
-        let s = &self.stats;
+        let s = &self.shared.stats;
         let r = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
         let _ = writeln!(out, "# TYPE seckill_requests gauge");
         for st in Status::ALL {
@@ -327,28 +477,41 @@ impl App {
             ("seckill_redis_requests_total", r(&s.store_requests)),
             ("seckill_redis_errors_total", r(&s.store_errors)),
             ("seckill_wal_commits_total", r(&s.journal_commits)),
-            ("seckill_wal_commit_seconds_total", 0),
             ("seckill_wal_errors_total", r(&s.journal_errors)),
             ("seckill_kafka_enqueued_total", r(&s.published)),
             ("seckill_kafka_acked_total", r(&self.sink_stats.acked)),
             ("seckill_kafka_failed_total", r(&self.sink_stats.failed)),
             ("seckill_ring_shed_total", r(&s.shed)),
+            ("seckill_backlog_pending", self.shared.backlog.total()),
+            (
+                "seckill_outstanding_lsns",
+                self.shared.outstanding.len() as u64,
+            ),
+            (
+                "seckill_checkpoint_safe_lsn",
+                self.shared.outstanding.safe_lsn(),
+            ),
         ] {
-            if name == "seckill_wal_commit_seconds_total" {
-                let secs = r(&s.journal_commit_ns) as f64 / 1e9;
-                let _ = writeln!(out, "{name} {secs}");
-            } else {
-                let _ = writeln!(out, "{name} {v}");
-            }
+            let _ = writeln!(out, "{name} {v}");
         }
-        for (name, up) in [
-            ("redis", self.redis_up.load(Ordering::Relaxed)),
-            ("kafka", self.kafka_up.load(Ordering::Relaxed)),
-        ] {
+        let secs = r(&s.journal_commit_ns) as f64 / 1e9;
+        let _ = writeln!(out, "seckill_wal_commit_seconds_total {secs}");
+        for h in [&self.shared.redis, &self.kafka] {
+            let state = h.state();
+            for st in [State::Up, State::Down, State::Draining] {
+                let _ = writeln!(
+                    out,
+                    "seckill_dependency_state{{dependency=\"{}\",state=\"{}\"}} {}",
+                    h.name(),
+                    st.as_str(),
+                    u8::from(state == st)
+                );
+            }
             let _ = writeln!(
                 out,
-                "seckill_dependency_up{{dependency=\"{name}\"}} {}",
-                u8::from(up)
+                "seckill_dependency_transitions_total{{dependency=\"{}\"}} {}",
+                h.name(),
+                h.transitions()
             );
         }
         out

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use seckill_pipeline::port::{Journal, JournalError};
+use seckill_pipeline::port::{Journal, JournalError, RecordKind};
 use seckill_pipeline::Decision;
 use seckill_wal::{Kind, Wal, WalError};
 
@@ -29,12 +29,20 @@ fn map_err(e: WalError) -> JournalError {
 }
 
 impl Journal for WalJournal {
-    fn append(&mut self, decision: &Decision<'_>) -> Result<u64, JournalError> {
+    fn append(&mut self, kind: RecordKind, decision: &Decision<'_>) -> Result<u64, JournalError> {
         decision.encode(&mut self.buf);
-        self.wal.append(Kind::Decision, &self.buf).map_err(map_err)
+        let kind = match kind {
+            RecordKind::Decision => Kind::Decision,
+            RecordKind::Resolved => Kind::Resolved,
+        };
+        self.wal.append(kind, &self.buf).map_err(map_err)
     }
 
     fn commit(&mut self) -> Result<Duration, JournalError> {
         self.wal.commit().map_err(map_err)
+    }
+
+    fn checkpoint(&mut self, lsn: u64) -> Result<(), JournalError> {
+        self.wal.checkpoint(lsn).map_err(map_err)
     }
 }

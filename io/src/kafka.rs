@@ -5,18 +5,27 @@
 //! A failed delivery leaves the order where it already is: in the WAL,
 //! for replay.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
+use seckill_pipeline::health::{Health, State};
 use seckill_pipeline::port::{Order, OrderSink, SinkError};
+use seckill_pipeline::progress::Outstanding;
 use seckill_pipeline::{RequestState, Status, StatusBoard};
+
+/// Failed orders kept for another try (each is also in the WAL).
+const FAILED_MAX: usize = 1_000_000;
+/// Pause between two retry passes over failed orders.
+const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
 pub const ORDERS_TOPIC: &str = "seckill.orders";
 pub const ORDER_EVENTS_TOPIC: &str = "seckill.order-events";
@@ -35,10 +44,19 @@ pub struct OrderMessage {
     pub lsn: u64,
 }
 
-/// What a delivery report needs to update the status board.
+/// What a delivery report needs to update the status board and the
+/// checkpoint bookkeeping.
 pub struct Pending {
     request_id: String,
+    lsn: u64,
     state: RequestState,
+}
+
+/// An order the broker did not acknowledge, kept to be sent again.
+struct Failed {
+    key: Vec<u8>,
+    payload: Vec<u8>,
+    pending: Box<Pending>,
 }
 
 #[derive(Debug, Default)]
@@ -50,6 +68,9 @@ pub struct SinkStats {
 pub struct DeliveryContext {
     board: Arc<StatusBoard>,
     stats: Arc<SinkStats>,
+    outstanding: Arc<Outstanding>,
+    health: Arc<Health>,
+    failed: Mutex<VecDeque<Failed>>,
 }
 
 impl ClientContext for DeliveryContext {}
@@ -61,13 +82,23 @@ impl ProducerContext for DeliveryContext {
         match result {
             Ok(_) => {
                 self.stats.acked.fetch_add(1, Ordering::Relaxed);
+                self.outstanding.finish(pending.lsn);
                 self.board
                     .order_acknowledged(&pending.request_id, pending.state);
             }
-            Err((err, _)) => {
+            Err((err, msg)) => {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %err, request_id = %pending.request_id,
-                    "order delivery failed; it stays in the WAL for replay");
+                self.health.fail(&err.to_string());
+                tracing::warn!(error = %err, request_id = %pending.request_id, lsn = pending.lsn,
+                    "order delivery failed; kept for another try (and in the WAL)");
+                let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+                if failed.len() < FAILED_MAX {
+                    failed.push_back(Failed {
+                        key: msg.key().map(<[u8]>::to_vec).unwrap_or_default(),
+                        payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                        pending,
+                    });
+                }
             }
         }
     }
@@ -126,12 +157,29 @@ pub struct KafkaOrderSink {
     producer: ThreadedProducer<DeliveryContext>,
     pub stats: Arc<SinkStats>,
     buf: Vec<u8>,
+    last_retry: Instant,
+}
+
+/// What the sink reports to.
+pub struct SinkShared {
+    pub board: Arc<StatusBoard>,
+    pub outstanding: Arc<Outstanding>,
+    pub health: Arc<Health>,
 }
 
 impl KafkaOrderSink {
+    fn failed_len(&self) -> usize {
+        self.producer
+            .context()
+            .failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
     pub fn new(
         brokers: &str,
-        board: Arc<StatusBoard>,
+        shared: SinkShared,
         message_timeout: Duration,
     ) -> Result<KafkaOrderSink, KafkaSetupError> {
         let stats = Arc::new(SinkStats::default());
@@ -145,14 +193,18 @@ impl KafkaOrderSink {
             )
             .set("queue.buffering.max.messages", "100000")
             .create_with_context(DeliveryContext {
-                board,
+                board: shared.board,
                 stats: Arc::clone(&stats),
+                outstanding: shared.outstanding,
+                health: shared.health,
+                failed: Mutex::new(VecDeque::new()),
             })
             .map_err(KafkaSetupError::Client)?;
         Ok(KafkaOrderSink {
             producer,
             stats,
             buf: Vec::with_capacity(512),
+            last_retry: Instant::now(),
         })
     }
 
@@ -189,6 +241,7 @@ impl OrderSink for KafkaOrderSink {
         let key = format!("{}:{}", order.sale_id, order.item_id);
         let pending = Box::new(Pending {
             request_id: order.request_id.to_string(),
+            lsn: order.lsn,
             state: RequestState {
                 status: Status::OrderCreated,
                 order_id: Some(order.order_id),
@@ -210,8 +263,65 @@ impl OrderSink for KafkaOrderSink {
     }
 
     fn flush(&mut self, timeout: Duration) -> Result<(), SinkError> {
-        self.producer
-            .flush(timeout)
-            .map_err(|e| SinkError::Unavailable(e.to_string()))
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.last_retry = Instant::now() - RETRY_INTERVAL;
+            self.retry_failed();
+            let left = deadline.saturating_duration_since(Instant::now());
+            self.producer
+                .flush(left)
+                .map_err(|e| SinkError::Unavailable(e.to_string()))?;
+            let failed = self.failed_len();
+            if failed == 0 {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(SinkError::Unavailable(format!(
+                    "{failed} orders not acknowledged"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn retry_failed(&mut self) -> usize {
+        if self.last_retry.elapsed() < RETRY_INTERVAL {
+            return 0;
+        }
+        self.last_retry = Instant::now();
+        let ctx = self.producer.context();
+        let batch: Vec<Failed> = {
+            let mut failed = ctx.failed.lock().unwrap_or_else(|e| e.into_inner());
+            failed.drain(..).collect()
+        };
+        if batch.is_empty() {
+            if ctx.health.state() == State::Draining {
+                ctx.health
+                    .transition(&[State::Draining], State::Up, "failed orders re-sent");
+            }
+            return 0;
+        }
+        let mut sent = 0;
+        let mut rest = batch.into_iter();
+        for f in rest.by_ref() {
+            let record = BaseRecord::with_opaque_to(ORDERS_TOPIC, f.pending)
+                .key(f.key.as_slice())
+                .payload(f.payload.as_slice());
+            match self.producer.send(record) {
+                Ok(()) => sent += 1,
+                Err((_, record)) => {
+                    let mut failed = ctx.failed.lock().unwrap_or_else(|e| e.into_inner());
+                    failed.push_back(Failed {
+                        key: f.key.clone(),
+                        payload: f.payload.clone(),
+                        pending: record.delivery_opaque,
+                    });
+                    break;
+                }
+            }
+        }
+        let mut failed = ctx.failed.lock().unwrap_or_else(|e| e.into_inner());
+        failed.extend(rest);
+        sent
     }
 }

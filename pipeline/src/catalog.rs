@@ -75,6 +75,28 @@ impl Catalog {
         sales.get(sale_id).map(|m| m.values().cloned().collect())
     }
 
+    /// Takes a sale as read from Redis (written by any daemon's admin API):
+    /// items whose terms did not change keep their `Arc` and sold-out flag.
+    pub fn refresh_sale(&self, sale_id: &str, items: Vec<Item>) {
+        let mut sales = self.sales.write().unwrap_or_else(|p| p.into_inner());
+        let old = sales.remove(sale_id).unwrap_or_default();
+        let map = items
+            .into_iter()
+            .map(|i| {
+                let keep = old.get(&i.item_id).filter(|o| {
+                    o.start_ms == i.start_ms
+                        && o.end_ms == i.end_ms
+                        && o.price_cents == i.price_cents
+                        && o.per_user_limit == i.per_user_limit
+                        && o.stock == i.stock
+                });
+                let item = keep.cloned().unwrap_or_else(|| Arc::new(i));
+                (item.item_id.clone(), item)
+            })
+            .collect();
+        sales.insert(sale_id.to_string(), map);
+    }
+
     /// Replaces a sale and all its items.
     pub fn put_sale(&self, sale_id: &str, items: Vec<Item>) {
         let map = items

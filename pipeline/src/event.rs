@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
 use crate::catalog::Item;
-use crate::outcome::{OrderId, Status};
+use crate::outcome::{Decision, OrderId, Status};
 
 /// What the reply stage sends back to the waiting HTTP request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,8 +36,23 @@ pub struct Purchase<'a> {
     pub received_ms: u64,
 }
 
+/// Where a slot's request comes from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Origin {
+    /// A client's purchase, waiting for its answer.
+    #[default]
+    Client,
+    /// A pending intent journaled at `lsn`, re-driven through the stock
+    /// script by replay. Its decision is journaled as `Resolved`.
+    Redrive { lsn: u64 },
+    /// A win journaled at `lsn` whose order must be published again
+    /// (after a crash or a Kafka outage). Nothing is decided or journaled.
+    Republish { lsn: u64 },
+}
+
 #[derive(Debug, Default)]
 pub struct Event {
+    pub origin: Origin,
     // Written by the ingress. Strings keep their capacity across laps of
     // the ring, so filling a slot does not allocate once the ring is warm.
     pub sale_id: String,
@@ -46,6 +61,10 @@ pub struct Event {
     pub request_id: String,
     pub quantity: u32,
     pub received_ms: u64,
+    pub price_cents: u64,
+    pub per_user_limit: u32,
+    /// The catalog item, for its sold-out flag (absent for a replayed
+    /// intent whose sale this process does not know).
     pub item: Option<Arc<Item>>,
     /// Taken by the reply stage (the only reader).
     reply: Mutex<Option<Replier>>,
@@ -65,6 +84,40 @@ pub struct Event {
 impl Event {
     /// Fills a slot for a new request; resets every stage output.
     pub fn fill(&mut self, p: &Purchase<'_>, item: Arc<Item>, reply: Option<Replier>) {
+        self.price_cents = item.price_cents;
+        self.per_user_limit = item.per_user_limit;
+        self.fill_common(Origin::Client, p, Some(item), reply);
+    }
+
+    /// Fills a slot from a journaled decision, for replay.
+    pub fn fill_replay(&mut self, origin: Origin, d: &Decision<'_>, item: Option<Arc<Item>>) {
+        self.price_cents = d.price_cents;
+        self.per_user_limit = d.per_user_limit;
+        let p = Purchase {
+            sale_id: d.sale_id,
+            item_id: d.item_id,
+            user_id: d.user_id,
+            request_id: d.request_id,
+            quantity: d.quantity,
+            received_ms: d.received_ms,
+        };
+        self.fill_common(origin, &p, item, None);
+        if let Origin::Republish { lsn } = origin {
+            // Already decided and journaled: only the publish stage acts.
+            *self.status.get_mut() = d.status as u8;
+            *self.order_id.get_mut() = d.order_id.map_or(0, |o| o.0);
+            *self.lsn.get_mut() = lsn;
+        }
+    }
+
+    fn fill_common(
+        &mut self,
+        origin: Origin,
+        p: &Purchase<'_>,
+        item: Option<Arc<Item>>,
+        reply: Option<Replier>,
+    ) {
+        self.origin = origin;
         for (dst, src) in [
             (&mut self.sale_id, p.sale_id),
             (&mut self.item_id, p.item_id),
@@ -76,7 +129,7 @@ impl Event {
         }
         self.quantity = p.quantity;
         self.received_ms = p.received_ms;
-        self.item = Some(item);
+        self.item = item;
         *self.reply.get_mut().unwrap_or_else(|e| e.into_inner()) = reply;
         *self.status.get_mut() = Status::Undecided as u8;
         *self.order_id.get_mut() = 0;
@@ -120,7 +173,7 @@ impl Event {
         self.reply.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
-    pub fn price_cents(&self) -> u64 {
-        self.item.as_ref().map_or(0, |i| i.price_cents)
+    pub fn is_client(&self) -> bool {
+        self.origin == Origin::Client
     }
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use crate::outcome::{Decision, OrderId};
 use crate::port::{
-    DeductGroup, DeductOutcome, Journal, JournalError, Order, OrderSink, SinkError, StockStore,
-    StoreError,
+    DeductGroup, DeductOutcome, Journal, JournalError, Order, OrderSink, RecordKind, SinkError,
+    StockStore, StoreError,
 };
 
 /// Stock of one item in the fake store.
@@ -179,6 +179,9 @@ pub struct FakeJournal {
     pub pending: Arc<Mutex<Vec<Vec<u8>>>>,
     pub durable: Arc<Mutex<Vec<Vec<u8>>>>,
     pub commits: Arc<Mutex<u64>>,
+    /// Kind of every durable record, in order.
+    pub kinds: Arc<Mutex<Vec<RecordKind>>>,
+    pub checkpoint: Arc<Mutex<u64>>,
     /// While set, appends fail like a full disk.
     pub full: Arc<AtomicBool>,
     next_lsn: Arc<Mutex<u64>>,
@@ -191,13 +194,28 @@ impl FakeJournal {
     pub fn commits(&self) -> u64 {
         *self.commits.lock().unwrap_or_else(|e| e.into_inner())
     }
+    pub fn kinds(&self) -> Vec<RecordKind> {
+        self.kinds.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+    pub fn decisions(&self) -> Vec<crate::outcome::OwnedDecision> {
+        self.durable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(|b| Decision::decode(b).ok().map(|d| (&d).into()))
+            .collect()
+    }
 }
 
 impl Journal for FakeJournal {
-    fn append(&mut self, decision: &Decision<'_>) -> Result<u64, JournalError> {
+    fn append(&mut self, kind: RecordKind, decision: &Decision<'_>) -> Result<u64, JournalError> {
         if self.full.load(Ordering::SeqCst) {
             return Err(JournalError::DiskFull);
         }
+        self.kinds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(kind);
         let mut buf = Vec::new();
         decision.encode(&mut buf);
         self.pending
@@ -217,5 +235,10 @@ impl Journal for FakeJournal {
             .append(&mut pending);
         *self.commits.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         Ok(Duration::ZERO)
+    }
+
+    fn checkpoint(&mut self, lsn: u64) -> Result<(), JournalError> {
+        *self.checkpoint.lock().unwrap_or_else(|e| e.into_inner()) = lsn;
+        Ok(())
     }
 }

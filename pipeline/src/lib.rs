@@ -28,17 +28,21 @@ pub mod backoff;
 pub mod catalog;
 pub mod event;
 pub mod fake;
+pub mod health;
 pub mod outcome;
 pub mod port;
+pub mod progress;
 pub mod ring;
 pub mod stage;
 pub mod stats;
 pub mod status;
 
 pub use catalog::{Catalog, Item};
-pub use event::{Event, Purchase, Reply};
-pub use outcome::{Decision, OrderId, Status};
-pub use ring::{Pipeline, PipelineConfig, PipelineError, Ports, RingFull, Submitter};
+pub use event::{Event, Origin, Purchase, Reply};
+pub use outcome::{Decision, OrderId, OwnedDecision, Status};
+pub use ring::{
+    Pipeline, PipelineConfig, PipelineError, Ports, Resume, RingFull, Shared, Submitter,
+};
 pub use stats::Stats;
 pub use status::{RequestState, StatusBoard};
 

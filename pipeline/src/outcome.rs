@@ -134,7 +134,8 @@ impl fmt::Display for OrderId {
 ///
 /// ```text
 /// version u8 | status u8 | order_id u64 | price_cents u64 | quantity u32 |
-/// received_ms u64 | sale str | item str | user str | request str
+/// per_user_limit u32 | received_ms u64 | sale str | item str | user str |
+/// request str
 /// ```
 /// where `str` is `len u16 | utf-8 bytes`. Changing it changes the on-disk
 /// format: bump `DECISION_VERSION`.
@@ -144,6 +145,7 @@ pub struct Decision<'a> {
     pub order_id: Option<OrderId>,
     pub price_cents: u64,
     pub quantity: u32,
+    pub per_user_limit: u32,
     pub received_ms: u64,
     pub sale_id: &'a str,
     pub item_id: &'a str,
@@ -165,6 +167,7 @@ impl<'a> Decision<'a> {
         out.extend_from_slice(&self.order_id.map_or(0, |o| o.0).to_le_bytes());
         out.extend_from_slice(&self.price_cents.to_le_bytes());
         out.extend_from_slice(&self.quantity.to_le_bytes());
+        out.extend_from_slice(&self.per_user_limit.to_le_bytes());
         out.extend_from_slice(&self.received_ms.to_le_bytes());
         for s in [self.sale_id, self.item_id, self.user_id, self.request_id] {
             // Ingress bounds every id far below u16::MAX.
@@ -183,6 +186,7 @@ impl<'a> Decision<'a> {
         let order = r.u64()?;
         let price_cents = r.u64()?;
         let quantity = r.u32()?;
+        let per_user_limit = r.u32()?;
         let received_ms = r.u64()?;
         let sale_id = r.str()?;
         let item_id = r.str()?;
@@ -193,6 +197,7 @@ impl<'a> Decision<'a> {
             order_id: status.is_win().then_some(OrderId(order)),
             price_cents,
             quantity,
+            per_user_limit,
             received_ms,
             sale_id,
             item_id,
@@ -246,6 +251,7 @@ mod tests {
             order_id: Some(OrderId(0xdead_beef)),
             price_cents: 1999,
             quantity: 1,
+            per_user_limit: 1,
             received_ms: 1_700_000_000_000,
             sale_id: "s1",
             item_id: "i1",
@@ -273,6 +279,55 @@ mod tests {
     fn status_codes_round_trip() {
         for s in Status::ALL {
             assert_eq!(Status::from_u8(s as u8), Some(s));
+        }
+    }
+}
+
+/// A decision read back from the journal, with owned strings (replay).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedDecision {
+    pub status: Status,
+    pub order_id: Option<OrderId>,
+    pub price_cents: u64,
+    pub quantity: u32,
+    pub per_user_limit: u32,
+    pub received_ms: u64,
+    pub sale_id: String,
+    pub item_id: String,
+    pub user_id: String,
+    pub request_id: String,
+}
+
+impl From<&Decision<'_>> for OwnedDecision {
+    fn from(d: &Decision<'_>) -> Self {
+        OwnedDecision {
+            status: d.status,
+            order_id: d.order_id,
+            price_cents: d.price_cents,
+            quantity: d.quantity,
+            per_user_limit: d.per_user_limit,
+            received_ms: d.received_ms,
+            sale_id: d.sale_id.to_string(),
+            item_id: d.item_id.to_string(),
+            user_id: d.user_id.to_string(),
+            request_id: d.request_id.to_string(),
+        }
+    }
+}
+
+impl OwnedDecision {
+    pub fn as_decision(&self) -> Decision<'_> {
+        Decision {
+            status: self.status,
+            order_id: self.order_id,
+            price_cents: self.price_cents,
+            quantity: self.quantity,
+            per_user_limit: self.per_user_limit,
+            received_ms: self.received_ms,
+            sale_id: &self.sale_id,
+            item_id: &self.item_id,
+            user_id: &self.user_id,
+            request_id: &self.request_id,
         }
     }
 }

@@ -105,6 +105,12 @@ pub trait OrderSink: Send {
     fn publish(&mut self, order: &Order<'_>) -> Result<(), SinkError>;
     /// Waits up to `timeout` for every enqueued order to be acknowledged.
     fn flush(&mut self, timeout: Duration) -> Result<(), SinkError>;
+    /// Sends again what the broker failed to acknowledge (called when the
+    /// publish stage is idle; the sink paces itself). Returns how many
+    /// orders it handed over.
+    fn retry_failed(&mut self) -> usize {
+        0
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -116,11 +122,23 @@ pub enum JournalError {
     Io(String),
 }
 
+/// What a journal record says about its decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    /// A client's request and what was decided (possibly `pending`).
+    Decision,
+    /// The final decision of a request journaled as `pending` earlier.
+    Resolved,
+}
+
 /// The write-ahead journal (the WAL in production). One writer: the
 /// journal stage.
 pub trait Journal: Send {
     /// Appends a decision; returns its LSN. Not durable until `commit`.
-    fn append(&mut self, decision: &Decision<'_>) -> Result<u64, JournalError>;
+    fn append(&mut self, kind: RecordKind, decision: &Decision<'_>) -> Result<u64, JournalError>;
     /// Makes every append so far durable; one call per ring batch.
     fn commit(&mut self) -> Result<Duration, JournalError>;
+    /// Records that everything below `lsn` is decided and published, and
+    /// lets the journal drop what lies wholly below it.
+    fn checkpoint(&mut self, lsn: u64) -> Result<(), JournalError>;
 }

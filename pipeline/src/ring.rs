@@ -17,10 +17,42 @@ use disruptor::{
 
 use crate::backoff::{Backoff, Sleeper};
 use crate::event::Event;
+use crate::health::{Health, State};
 use crate::port::{Journal, OrderSink, StockStore};
-use crate::stage::{Deduct, Dedupe, JournalStage, Publish, ReplyStage, Stage};
+use crate::progress::{Backlog, Outstanding};
+use crate::stage::{Deduct, DeductShared, Dedupe, JournalStage, Publish, ReplyStage, Stage};
 use crate::stats::Stats;
 use crate::status::StatusBoard;
+
+/// State the stages share with the rest of the daemon.
+#[derive(Clone)]
+pub struct Shared {
+    pub board: Arc<StatusBoard>,
+    pub stats: Arc<Stats>,
+    /// Health of the stock store (Redis); the deduct stage breaks the circuit.
+    pub redis: Arc<Health>,
+    pub backlog: Arc<Backlog>,
+    pub outstanding: Arc<Outstanding>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            board: Arc::default(),
+            stats: Arc::default(),
+            redis: Arc::new(Health::new("redis", State::Up)),
+            backlog: Arc::default(),
+            outstanding: Arc::default(),
+        }
+    }
+}
+
+/// Where the journal stands when the pipeline starts (after recovery).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Resume {
+    pub last_lsn: u64,
+    pub checkpoint: u64,
+}
 
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
@@ -132,8 +164,7 @@ impl_source!(SingleConsumerBarrier);
 pub struct Pipeline {
     submitter: Option<Submitter>,
     threads: Vec<JoinHandle<()>>,
-    pub board: Arc<StatusBoard>,
-    pub stats: Arc<Stats>,
+    pub shared: Shared,
 }
 
 fn run<S: Source + 'static>(
@@ -198,10 +229,12 @@ impl Pipeline {
     pub fn start(
         cfg: &PipelineConfig,
         ports: Ports,
-        board: Arc<StatusBoard>,
-        stats: Arc<Stats>,
+        shared: &Shared,
+        resume: Resume,
         now_ms: fn() -> u64,
     ) -> Result<Pipeline, PipelineError> {
+        let board = &shared.board;
+        let stats = &shared.stats;
         if cfg.ring_size < 2 || !cfg.ring_size.is_power_of_two() {
             return Err(PipelineError::RingSize(cfg.ring_size));
         }
@@ -232,19 +265,23 @@ impl Pipeline {
         spawn(
             &mut threads,
             dedupe_poller,
-            Box::new(Dedupe::new(Arc::clone(&board))),
+            Box::new(Dedupe::new(Arc::clone(board))),
             dedupe_s.clone(),
             vec![deduct_s.clone()],
             limit,
-            Some(Arc::clone(&stats)),
+            Some(Arc::clone(stats)),
         )?;
         spawn(
             &mut threads,
             deduct_poller,
             Box::new(Deduct::new(
                 store,
-                Arc::clone(&board),
-                Arc::clone(&stats),
+                DeductShared {
+                    board: Arc::clone(board),
+                    stats: Arc::clone(stats),
+                    health: Arc::clone(&shared.redis),
+                    backlog: Arc::clone(&shared.backlog),
+                },
                 cfg.pay_timeout_ms,
                 now_ms,
             )),
@@ -253,10 +290,17 @@ impl Pipeline {
             limit,
             None,
         )?;
+        let mut journal_stage = JournalStage::new(
+            journal,
+            Arc::clone(stats),
+            Arc::clone(&shared.outstanding),
+            now_ms,
+        );
+        journal_stage.resume_after(resume.last_lsn, resume.checkpoint);
         spawn(
             &mut threads,
             journal_poller,
-            Box::new(JournalStage::new(journal, Arc::clone(&stats), now_ms)),
+            Box::new(journal_stage),
             journal_s,
             vec![publish_s.clone(), reply_s.clone()],
             limit,
@@ -267,7 +311,7 @@ impl Pipeline {
             publish_poller,
             Box::new(Publish::new(
                 sink,
-                Arc::clone(&stats),
+                Arc::clone(stats),
                 cfg.publish_parked_max,
                 cfg.publish_flush_timeout,
             )),
@@ -279,7 +323,7 @@ impl Pipeline {
         spawn(
             &mut threads,
             reply_poller,
-            Box::new(ReplyStage::new(Arc::clone(&board))),
+            Box::new(ReplyStage::new(Arc::clone(board))),
             reply_s,
             vec![],
             limit,
@@ -289,11 +333,10 @@ impl Pipeline {
             submitter: Some(Submitter {
                 producer,
                 first: dedupe_s,
-                stats: Arc::clone(&stats),
+                stats: Arc::clone(stats),
             }),
             threads,
-            board,
-            stats,
+            shared: shared.clone(),
         })
     }
 

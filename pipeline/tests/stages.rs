@@ -7,10 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use seckill_pipeline::fake::{FakeJournal, FakeSink, FakeStore};
-use seckill_pipeline::stage::{Deduct, Dedupe, JournalStage, Publish, ReplyStage, Stage};
+use seckill_pipeline::health::State;
+use seckill_pipeline::port::RecordKind;
+use seckill_pipeline::stage::{
+    Deduct, DeductShared, Dedupe, JournalStage, Publish, ReplyStage, Stage,
+};
 use seckill_pipeline::{
-    Catalog, Event, Item, OrderId, Pipeline, PipelineConfig, Ports, Purchase, Reply, RequestState,
-    Stats, Status, StatusBoard,
+    Catalog, Decision, Event, Item, OrderId, Origin, Pipeline, PipelineConfig, Ports, Purchase,
+    Reply, RequestState, Resume, Shared, Stats, Status, StatusBoard,
 };
 use tokio::sync::oneshot;
 
@@ -51,6 +55,42 @@ fn refs(events: &[Event]) -> Vec<&Event> {
 
 fn now() -> u64 {
     1_000
+}
+
+fn deduct_with(store: &FakeStore, shared: &Shared) -> Deduct {
+    Deduct::new(
+        Box::new(store.clone()),
+        DeductShared {
+            board: Arc::clone(&shared.board),
+            stats: Arc::clone(&shared.stats),
+            health: Arc::clone(&shared.redis),
+            backlog: Arc::clone(&shared.backlog),
+        },
+        60_000,
+        now,
+    )
+}
+
+/// A slot re-driving a pending intent journaled at `lsn`.
+fn redrive(item: &Arc<Item>, user: &str, req: &str, lsn: u64) -> Event {
+    let mut e = Event::default();
+    e.fill_replay(
+        Origin::Redrive { lsn },
+        &Decision {
+            status: Status::Pending,
+            order_id: None,
+            price_cents: item.price_cents,
+            quantity: 1,
+            per_user_limit: item.per_user_limit,
+            received_ms: 1,
+            sale_id: &item.sale_id,
+            item_id: &item.item_id,
+            user_id: user,
+            request_id: req,
+        },
+        Some(Arc::clone(item)),
+    );
+    e
 }
 
 #[test]
@@ -94,15 +134,9 @@ fn dedupe_answers_sold_out_and_known_winners_locally() {
 #[test]
 fn deduct_makes_one_store_call_per_batch_and_never_oversells() {
     let store = FakeStore::with_item("s", "i", 3);
-    let board = Arc::new(StatusBoard::default());
-    let stats = Arc::new(Stats::default());
-    let mut stage = Deduct::new(
-        Box::new(store.clone()),
-        Arc::clone(&board),
-        Arc::clone(&stats),
-        60_000,
-        now,
-    );
+    let shared = Shared::default();
+    let board = Arc::clone(&shared.board);
+    let mut stage = deduct_with(&store, &shared);
     let it = item(3, 1);
     let events: Vec<Event> = (0..10)
         .map(|n| slot(&it, &format!("u{n}"), &format!("r{n}")).0)
@@ -124,13 +158,8 @@ fn deduct_makes_one_store_call_per_batch_and_never_oversells() {
 fn deduct_degrades_to_pending_when_the_store_times_out() {
     let store = FakeStore::with_item("s", "i", 3);
     store.down.store(true, Ordering::SeqCst);
-    let mut stage = Deduct::new(
-        Box::new(store.clone()),
-        Arc::new(StatusBoard::default()),
-        Arc::new(Stats::default()),
-        60_000,
-        now,
-    );
+    let shared = Shared::default();
+    let mut stage = deduct_with(&store, &shared);
     let it = item(3, 1);
     let events: Vec<Event> = (0..4)
         .map(|n| slot(&it, &format!("u{n}"), &format!("r{n}")).0)
@@ -138,18 +167,63 @@ fn deduct_degrades_to_pending_when_the_store_times_out() {
     stage.on_batch(&refs(&events));
     assert!(events.iter().all(|e| e.status() == Status::Pending));
     assert_eq!(store.stock("s", "i").map(|s| s.available), Some(3));
+    assert_eq!(shared.redis.state(), State::Down);
+    assert_eq!(shared.backlog.total(), 4);
+
+    // The circuit is open: the next batch does not wait on the store.
+    let calls = store.calls();
+    let more = vec![slot(&it, "u9", "r9").0];
+    stage.on_batch(&refs(&more));
+    assert_eq!(more[0].status(), Status::Pending);
+    assert_eq!(store.calls(), calls, "no call while down");
+}
+
+#[test]
+fn redriven_intents_go_first_and_new_requests_for_their_item_wait_behind_them() {
+    let store = FakeStore::with_item("s", "i", 3);
+    store.add_item("s", "other", 3);
+    let shared = Shared::default();
+    let mut stage = deduct_with(&store, &shared);
+    let it = item(3, 1);
+    let other = Arc::new(Item::new("s", "other", "t", 1, 3, 1, 0, u64::MAX));
+    // Redis goes down with two intents of item i accepted.
+    store.down.store(true, Ordering::SeqCst);
+    let early = vec![slot(&it, "a", "ra").0, slot(&it, "b", "rb").0];
+    stage.on_batch(&refs(&early));
+    assert_eq!(shared.backlog.total(), 2);
+    // Redis is back; the probe moves the store to draining.
+    store.down.store(false, Ordering::SeqCst);
+    assert!(shared
+        .redis
+        .transition(&[State::Down], State::Draining, "probe"));
+    // A new request for item i waits; one for another item goes through.
+    let fresh = vec![slot(&it, "c", "rc").0, slot(&other, "d", "rd").0];
+    stage.on_batch(&refs(&fresh));
+    assert_eq!(
+        fresh[0].status(),
+        Status::Pending,
+        "waits behind the backlog"
+    );
+    assert_eq!(fresh[1].status(), Status::Success);
+    assert_eq!(shared.backlog.total(), 3);
+    // Replay re-drives the backlog in journal order: a, b, then c.
+    let round = vec![
+        redrive(&it, "a", "ra", 1),
+        redrive(&it, "b", "rb", 2),
+        redrive(&it, "c", "rc", 5),
+    ];
+    stage.on_batch(&refs(&round));
+    assert!(round.iter().all(|e| e.status() == Status::Success));
+    assert_eq!(shared.backlog.total(), 0);
+    assert_eq!(shared.backlog.redriven(), 3);
+    let stock = store.stock("s", "i").expect("item");
+    assert_eq!((stock.available, stock.locked), (0, 3));
 }
 
 #[test]
 fn deduct_leaves_locally_decided_events_alone() {
     let store = FakeStore::with_item("s", "i", 3);
-    let mut stage = Deduct::new(
-        Box::new(store.clone()),
-        Arc::new(StatusBoard::default()),
-        Arc::new(Stats::default()),
-        60_000,
-        now,
-    );
+    let mut stage = deduct_with(&store, &Shared::default());
     let it = item(3, 1);
     let events = vec![slot(&it, "u", "r").0];
     events[0].decide(Status::SoldOut, None);
@@ -160,7 +234,13 @@ fn deduct_leaves_locally_decided_events_alone() {
 #[test]
 fn journal_commits_once_per_batch_and_fails_the_batch_on_a_full_disk() {
     let journal = FakeJournal::default();
-    let mut stage = JournalStage::new(Box::new(journal.clone()), Arc::new(Stats::default()), now);
+    let shared = Shared::default();
+    let mut stage = JournalStage::new(
+        Box::new(journal.clone()),
+        Arc::new(Stats::default()),
+        Arc::clone(&shared.outstanding),
+        now,
+    );
     let it = item(3, 1);
     let events: Vec<Event> = (0..5)
         .map(|n| slot(&it, &format!("u{n}"), &format!("r{n}")).0)
@@ -170,6 +250,21 @@ fn journal_commits_once_per_batch_and_fails_the_batch_on_a_full_disk() {
     assert_eq!(journal.commits(), 1);
     assert_eq!(journal.durable_count(), 5);
     assert!(events.iter().all(|e| e.lsn() > 0));
+    assert_eq!(shared.outstanding.len(), 1, "the win waits for Kafka");
+    assert_eq!(shared.outstanding.safe_lsn(), events[0].lsn());
+
+    // A re-driven intent is journaled as `Resolved` and finishes its intent.
+    let r = redrive(&it, "p", "rp", 3);
+    r.decide(Status::SoldOut, None);
+    shared.outstanding.add(3);
+    stage.on_batch(&[&r]);
+    assert_eq!(journal.kinds().last(), Some(&RecordKind::Resolved));
+    assert!(r.lsn() > 5);
+    // Still pending after a re-drive: nothing new is written.
+    let still = redrive(&it, "q", "rq", 4);
+    still.decide(Status::Pending, None);
+    stage.on_batch(&[&still]);
+    assert_eq!(journal.durable_count(), 6);
 
     journal.full.store(true, Ordering::SeqCst);
     let events = vec![slot(&it, "x", "rx").0];
@@ -243,8 +338,7 @@ fn the_whole_ring_sells_exactly_the_stock_with_fakes() {
     let store = FakeStore::with_item("s", "i", 50);
     let sink = FakeSink::default();
     let journal = FakeJournal::default();
-    let board = Arc::new(StatusBoard::default());
-    let stats = Arc::new(Stats::default());
+    let shared = Shared::default();
     let pipeline = Pipeline::start(
         &PipelineConfig {
             ring_size: 256,
@@ -255,8 +349,8 @@ fn the_whole_ring_sells_exactly_the_stock_with_fakes() {
             sink: Box::new(sink.clone()),
             journal: Box::new(journal.clone()),
         },
-        Arc::clone(&board),
-        Arc::clone(&stats),
+        &shared,
+        Resume::default(),
         now,
     )
     .expect("pipeline starts");

@@ -5,6 +5,11 @@
 //! still `pending` (accepted while Redis was down, not yet resolved) and
 //! wins not yet acknowledged by Kafka.
 
+pub mod engine;
+pub mod plan;
+
+pub use engine::{scan, Replayer, Round, Work};
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -97,6 +102,7 @@ mod tests {
             order_id: status.is_win().then_some(OrderId(1)),
             price_cents: 1,
             quantity: 1,
+            per_user_limit: 1,
             received_ms: 1,
             sale_id: "s",
             item_id: "i",

@@ -39,6 +39,7 @@ fn verify_finds_a_flipped_bit_and_salvage_keeps_everything_before_it() {
                 order_id: Some(OrderId(n)),
                 price_cents: 1,
                 quantity: 1,
+                per_user_limit: 1,
                 received_ms: 1,
                 sale_id: "s",
                 item_id: "i",

@@ -40,7 +40,7 @@ mod log;
 pub mod record;
 pub mod segment;
 
-pub use checkpoint::read as read_checkpoint;
+pub use checkpoint::{read as read_checkpoint, write as write_checkpoint};
 pub use error::{Result, WalError};
 pub use log::{
     Durability, Options, OwnedRecord, Reader, RecoveryReport, SalvageReport, TornTail, Wal,

@@ -338,6 +338,11 @@ impl Wal {
             spare: None,
             _lock: lock,
         };
+        // A checkpoint written after the last writer closed (by the daemon
+        // at shutdown) may leave whole segments below it: drop them now.
+        if let Some(ckpt) = report.checkpoint {
+            wal.drop_segments_below(ckpt)?;
+        }
         wal.prepare_spare();
         Ok((wal, report, salvage))
     }
@@ -456,11 +461,26 @@ impl Wal {
     /// deletes the sealed segments that hold nothing at or above it.
     pub fn checkpoint(&mut self, lsn: Lsn) -> Result<()> {
         checkpoint::write(&self.dir, lsn)?;
+        self.drop_segments_below(lsn)
+    }
+
+    /// Deletes sealed segments whose every record lies below `lsn`.
+    fn drop_segments_below(&mut self, lsn: Lsn) -> Result<()> {
+        let mut dropped = false;
         while self.segments.len() > 1 && self.segments[1].0 <= lsn {
             let (_, path) = self.segments.remove(0);
             std::fs::remove_file(&path).map_err(|e| WalError::io(&path, e))?;
+            dropped = true;
         }
-        segment::sync_dir(&self.dir)
+        if dropped {
+            segment::sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+
+    /// The last checkpoint persisted in this directory.
+    pub fn read_checkpoint(&self) -> Result<Option<Lsn>> {
+        checkpoint::read(&self.dir)
     }
 
     /// Reads every record from `from` on (committed or not; this process

@@ -228,19 +228,23 @@ fn request_status(app: &App, id: &str) -> Result<Resp, ApiError> {
 }
 
 fn readyz(app: &App) -> Resp {
-    let ready = app.accepting.load(Ordering::Relaxed);
-    let redis = app.redis_up.load(Ordering::Relaxed);
-    let kafka = app.kafka_up.load(Ordering::Relaxed);
-    let code = if ready && redis {
+    use seckill_pipeline::health::State;
+    let accepting = app.accepting.load(Ordering::Relaxed);
+    let redis = app.shared.redis.state();
+    let kafka = app.kafka.state();
+    // Ready means: purchases are decided now, not parked as pending.
+    let ready = accepting && redis == State::Up;
+    let code = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let up = |b: bool| if b { "up" } else { "down" };
     json(
         code,
-        &serde_json::json!({"ready": code == StatusCode::OK, "accepting": ready,
-            "redis": up(redis), "kafka": up(kafka)}),
+        &serde_json::json!({"ready": ready, "accepting": accepting,
+            "redis": redis.as_str(), "kafka": kafka.as_str(),
+            "pending_backlog": app.shared.backlog.total(),
+            "redis_last_error": app.shared.redis.last_error()}),
     )
 }
 

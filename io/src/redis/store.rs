@@ -326,3 +326,89 @@ impl RedisAdmin {
         }))
     }
 }
+
+/// A sale as stored in Redis by the admin API.
+#[derive(Debug)]
+pub struct StoredSale {
+    pub sale_id: String,
+    pub items: Vec<seckill_pipeline::Item>,
+}
+
+impl RedisAdmin {
+    /// Reads every sale round and its items (so a restarted daemon, or a
+    /// second one, knows the sales another daemon created).
+    pub fn load_sales(&self) -> Result<Vec<StoredSale>, RedisError> {
+        let mut c = self.conn()?;
+        // SCAN, not KEYS: never block a production Redis.
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg("seckill:round:*:info")
+                .arg("COUNT")
+                .arg(1000)
+                .query(&mut c)?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let mut out = Vec::new();
+        for key in keys {
+            let Some(sale_id) = key
+                .strip_prefix("seckill:round:")
+                .and_then(|k| k.strip_suffix(":info"))
+            else {
+                continue;
+            };
+            let items_key = format!("seckill:round:{sale_id}:items");
+            let item_ids: Vec<String> = redis::cmd("LRANGE")
+                .arg(&items_key)
+                .arg(0)
+                .arg(-1)
+                .query(&mut c)?;
+            let mut items = Vec::new();
+            for item_id in item_ids {
+                let k = item_keys(sale_id, &item_id);
+                let info: std::collections::HashMap<String, String> =
+                    redis::cmd("HGETALL").arg(&k.info).query(&mut c)?;
+                let stock: Vec<Option<i64>> = redis::cmd("HMGET")
+                    .arg(&k.stock)
+                    .arg("total")
+                    .arg("available")
+                    .query(&mut c)?;
+                let num = |f: &str| info.get(f).and_then(|v| v.parse::<u64>().ok());
+                let (Some(price), Some(limit), Some(start), Some(end)) = (
+                    num("price_cents"),
+                    num("per_user_limit"),
+                    num("start_ms"),
+                    num("end_ms"),
+                ) else {
+                    continue;
+                };
+                let total = stock.first().copied().flatten().unwrap_or(0).max(0) as u64;
+                let available = stock.get(1).copied().flatten().unwrap_or(0);
+                let item = seckill_pipeline::Item::new(
+                    sale_id,
+                    &item_id,
+                    info.get("title").map_or("", String::as_str),
+                    price,
+                    total,
+                    limit.min(u64::from(u32::MAX)) as u32,
+                    start,
+                    end,
+                );
+                item.set_sold_out(available <= 0);
+                items.push(item);
+            }
+            out.push(StoredSale {
+                sale_id: sale_id.to_string(),
+                items,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,20 +1,30 @@
 use std::sync::Arc;
 
-use crate::event::Event;
+use crate::event::{Event, Origin};
+use crate::health::{Health, State};
 use crate::outcome::Status;
-use crate::port::{DeductGroup, DeductOutcome, DeductRequest, StockStore};
+use crate::port::{DeductGroup, DeductOutcome, DeductRequest, StockStore, StoreError};
+use crate::progress::{item_key, Backlog};
 use crate::stage::Stage;
 use crate::stats::Stats;
 use crate::status::{winner_key, StatusBoard};
 
 /// Sends every undecided request of the batch to the stock store in ONE
-/// call: grouped by item, arrival order kept within an item. When the store
-/// fails, the batch is decided `pending` (journaled, answered 202) and
-/// re-driven by replay once the store is back.
+/// call: grouped by item, arrival order kept within an item.
+///
+/// It is also Redis's circuit breaker. A failed call turns the store's
+/// health `down` and decides the batch `pending` (journaled, answered 202);
+/// while `down`, requests are decided `pending` without a call. While an
+/// item has pending intents (the backlog), new requests for it are decided
+/// `pending` too, so they wait behind the older ones; replay re-drives the
+/// backlog in LSN order (`Origin::Redrive` slots) once the probe saw Redis
+/// again.
 pub struct Deduct {
     store: Box<dyn StockStore>,
     board: Arc<StatusBoard>,
     stats: Arc<Stats>,
+    health: Arc<Health>,
+    backlog: Arc<Backlog>,
     pay_timeout_ms: u64,
     now_ms: fn() -> u64,
     order: Vec<usize>,
@@ -22,18 +32,28 @@ pub struct Deduct {
     key: String,
 }
 
+/// What the deduct stage shares with the rest of the daemon.
+#[derive(Clone)]
+pub struct DeductShared {
+    pub board: Arc<StatusBoard>,
+    pub stats: Arc<Stats>,
+    pub health: Arc<Health>,
+    pub backlog: Arc<Backlog>,
+}
+
 impl Deduct {
     pub fn new(
         store: Box<dyn StockStore>,
-        board: Arc<StatusBoard>,
-        stats: Arc<Stats>,
+        shared: DeductShared,
         pay_timeout_ms: u64,
         now_ms: fn() -> u64,
     ) -> Deduct {
         Deduct {
             store,
-            board,
-            stats,
+            board: shared.board,
+            stats: shared.stats,
+            health: shared.health,
+            backlog: shared.backlog,
             pay_timeout_ms,
             now_ms,
             order: Vec::with_capacity(256),
@@ -41,25 +61,21 @@ impl Deduct {
             key: String::with_capacity(128),
         }
     }
-}
 
-impl Stage for Deduct {
-    fn name(&self) -> &'static str {
-        "deduct"
+    /// Decides `pending`; a client's request joins its item's backlog.
+    fn defer(&mut self, e: &Event) {
+        e.decide(Status::Pending, None);
+        match e.origin {
+            Origin::Client => {
+                item_key(&mut self.key, &e.sale_id, &e.item_id);
+                self.backlog.add(&self.key);
+            }
+            Origin::Redrive { .. } => self.backlog.note_redriven(),
+            Origin::Republish { .. } => {}
+        }
     }
 
-    fn on_batch(&mut self, events: &[&Event]) {
-        self.order.clear();
-        self.order
-            .extend((0..events.len()).filter(|&i| events[i].status() == Status::Undecided));
-        if self.order.is_empty() {
-            return;
-        }
-        // Stable: within one item, arrival order is kept (fairness).
-        self.order.sort_by(|&a, &b| {
-            let (a, b) = (events[a], events[b]);
-            (a.sale_id.as_str(), a.item_id.as_str()).cmp(&(b.sale_id.as_str(), b.item_id.as_str()))
-        });
+    fn call(&mut self, events: &[&Event]) -> Result<(), StoreError> {
         let deadline = (self.now_ms)() + self.pay_timeout_ms;
         let mut groups: Vec<DeductGroup<'_>> = Vec::new();
         for &i in &self.order {
@@ -71,7 +87,7 @@ impl Stage for Deduct {
                 groups.push(DeductGroup {
                     sale_id: &e.sale_id,
                     item_id: &e.item_id,
-                    per_user_limit: e.item.as_ref().map_or(1, |i| i.per_user_limit),
+                    per_user_limit: e.per_user_limit.max(1),
                     pay_deadline_ms: deadline,
                     requests: Vec::new(),
                 });
@@ -87,45 +103,93 @@ impl Stage for Deduct {
         self.outcomes.clear();
         let result = self.store.deduct(&groups, &mut self.outcomes);
         self.stats.record_store_call(self.order.len());
-        let result = result.and_then(|()| {
-            if self.outcomes.len() == self.order.len() {
-                Ok(())
-            } else {
-                Err(crate::port::StoreError::Protocol(format!(
-                    "{} outcomes for {} requests",
-                    self.outcomes.len(),
-                    self.order.len()
-                )))
-            }
-        });
-        match result {
-            Ok(()) => {
-                for (&i, outcome) in self.order.iter().zip(&self.outcomes) {
-                    let e = events[i];
-                    match *outcome {
-                        DeductOutcome::Success(id) => {
-                            winner_key(&mut self.key, &e.sale_id, &e.item_id, &e.user_id);
-                            self.board.add_win(&self.key);
-                            e.decide(Status::Success, Some(id));
-                        }
-                        DeductOutcome::SoldOut => {
-                            if let Some(item) = &e.item {
-                                item.set_sold_out(true);
-                            }
-                            e.decide(Status::SoldOut, None);
-                        }
-                        DeductOutcome::Duplicate => e.decide(Status::Duplicate, None),
-                        DeductOutcome::LimitExceeded => e.decide(Status::LimitExceeded, None),
-                        DeductOutcome::UnknownItem => e.decide(Status::Rejected, None),
+        result?;
+        if self.outcomes.len() != self.order.len() {
+            return Err(StoreError::Protocol(format!(
+                "{} outcomes for {} requests",
+                self.outcomes.len(),
+                self.order.len()
+            )));
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, events: &[&Event]) {
+        for (&i, outcome) in self.order.iter().zip(&self.outcomes) {
+            let e = events[i];
+            match *outcome {
+                DeductOutcome::Success(id) => {
+                    winner_key(&mut self.key, &e.sale_id, &e.item_id, &e.user_id);
+                    self.board.add_win(&self.key);
+                    e.decide(Status::Success, Some(id));
+                }
+                DeductOutcome::SoldOut => {
+                    if let Some(item) = &e.item {
+                        item.set_sold_out(true);
                     }
+                    e.decide(Status::SoldOut, None);
+                }
+                DeductOutcome::Duplicate => e.decide(Status::Duplicate, None),
+                DeductOutcome::LimitExceeded => e.decide(Status::LimitExceeded, None),
+                DeductOutcome::UnknownItem => e.decide(Status::Rejected, None),
+            }
+            if let Origin::Redrive { .. } = e.origin {
+                item_key(&mut self.key, &e.sale_id, &e.item_id);
+                self.backlog.resolve(&self.key);
+                self.backlog.note_redriven();
+            }
+        }
+    }
+}
+
+impl Stage for Deduct {
+    fn name(&self) -> &'static str {
+        "deduct"
+    }
+
+    fn on_batch(&mut self, events: &[&Event]) {
+        self.order.clear();
+        let down = self.health.state() == State::Down;
+        for (i, e) in events.iter().enumerate() {
+            if e.status() != Status::Undecided {
+                continue;
+            }
+            if down {
+                // Circuit open: no request waits on a dead Redis.
+                self.defer(e);
+                continue;
+            }
+            if e.is_client() && self.backlog.total() > 0 {
+                item_key(&mut self.key, &e.sale_id, &e.item_id);
+                if self.backlog.has(&self.key) {
+                    // Fairness: older pending intents of this item go first.
+                    self.defer(e);
+                    continue;
                 }
             }
+            self.order.push(i);
+        }
+        if self.order.is_empty() {
+            return;
+        }
+        // Stable: within one item, arrival order is kept.
+        self.order.sort_by(|&a, &b| {
+            let (a, b) = (events[a], events[b]);
+            (a.sale_id.as_str(), a.item_id.as_str()).cmp(&(b.sale_id.as_str(), b.item_id.as_str()))
+        });
+        match self.call(events) {
+            Ok(()) => self.apply(events),
             Err(err) => {
-                tracing::warn!(error = %err, requests = self.order.len(), "stock store failed; batch decided pending");
                 self.stats.record_store_error();
-                for &i in &self.order {
-                    events[i].decide(Status::Pending, None);
+                if self.health.fail(&err.to_string()) {
+                    tracing::warn!(error = %err, requests = self.order.len(),
+                        "stock store failed; deciding pending until it is back");
                 }
+                let order = std::mem::take(&mut self.order);
+                for &i in &order {
+                    self.defer(events[i]);
+                }
+                self.order = order;
             }
         }
     }

@@ -30,6 +30,11 @@ impl Stage for Dedupe {
 
     fn on_batch(&mut self, events: &[&Event]) {
         for e in events {
+            if !e.is_client() {
+                // Replayed work goes to the stock script as it is: a local
+                // flag must not override what Redis stored for it.
+                continue;
+            }
             let Some(item) = e.item.as_ref() else {
                 e.decide(Status::Rejected, None);
                 continue;

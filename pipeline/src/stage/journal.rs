@@ -1,27 +1,49 @@
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crate::event::Event;
+use crate::event::{Event, Origin};
 use crate::outcome::{Decision, Status};
-use crate::port::{Journal, JournalError};
+use crate::port::{Journal, JournalError, RecordKind};
+use crate::progress::Outstanding;
 use crate::stage::Stage;
 use crate::stats::Stats;
+
+/// How often the checkpoint may move (it costs a file write and fsyncs).
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Appends every decision of the batch and commits ONCE (group commit), so
 /// nothing is answered or published before it is durable. If the journal
 /// fails, the batch is answered `unavailable` (503): nobody hears of a
 /// decision that is not on disk.
+///
+/// It also keeps the bookkeeping of unfinished work (pending decisions,
+/// wins not yet acknowledged by Kafka) and moves the checkpoint up to the
+/// lowest of them, at most once a second.
 pub struct JournalStage {
     journal: Box<dyn Journal>,
     stats: Arc<Stats>,
+    outstanding: Arc<Outstanding>,
     now_ms: fn() -> u64,
+    last_lsn: u64,
+    checkpointed: u64,
+    last_checkpoint: Instant,
 }
 
 impl JournalStage {
-    pub fn new(journal: Box<dyn Journal>, stats: Arc<Stats>, now_ms: fn() -> u64) -> Self {
+    pub fn new(
+        journal: Box<dyn Journal>,
+        stats: Arc<Stats>,
+        outstanding: Arc<Outstanding>,
+        now_ms: fn() -> u64,
+    ) -> Self {
         JournalStage {
             journal,
             stats,
+            outstanding,
             now_ms,
+            last_lsn: 0,
+            checkpointed: 0,
+            last_checkpoint: Instant::now(),
         }
     }
 
@@ -29,11 +51,21 @@ impl JournalStage {
         let mut wrote = false;
         let now = (self.now_ms)();
         for e in events.iter().filter(|e| !e.is_replayed()) {
+            let status = e.status();
+            let kind = match e.origin {
+                Origin::Client => RecordKind::Decision,
+                // Still pending (Redis down again): the intent is already
+                // journaled; nothing new to say.
+                Origin::Redrive { .. } if status == Status::Pending => continue,
+                Origin::Redrive { .. } => RecordKind::Resolved,
+                Origin::Republish { .. } => continue,
+            };
             let decision = Decision {
-                status: e.status(),
+                status,
                 order_id: e.order_id(),
-                price_cents: e.price_cents(),
+                price_cents: e.price_cents,
                 quantity: e.quantity,
+                per_user_limit: e.per_user_limit,
                 received_ms: if e.received_ms == 0 {
                     now
                 } else {
@@ -44,8 +76,9 @@ impl JournalStage {
                 user_id: &e.user_id,
                 request_id: &e.request_id,
             };
-            let lsn = self.journal.append(&decision)?;
+            let lsn = self.journal.append(kind, &decision)?;
             e.set_lsn(lsn);
+            self.last_lsn = lsn;
             wrote = true;
         }
         if wrote {
@@ -53,6 +86,54 @@ impl JournalStage {
             self.stats.record_commit(took);
         }
         Ok(wrote)
+    }
+
+    /// After a durable commit: what is unfinished now.
+    fn account(&self, events: &[&Event]) {
+        for e in events.iter().filter(|e| !e.is_replayed()) {
+            let (status, lsn) = (e.status(), e.lsn());
+            match e.origin {
+                Origin::Client if lsn != 0 => {
+                    if status == Status::Pending || status.is_win() {
+                        self.outstanding.add(lsn);
+                    }
+                }
+                Origin::Redrive { lsn: intent } if status != Status::Pending && lsn != 0 => {
+                    self.outstanding.finish(intent);
+                    if status.is_win() {
+                        self.outstanding.add(lsn);
+                    }
+                }
+                // A republished win is already outstanding at its own LSN.
+                _ => {}
+            }
+        }
+        self.outstanding.set_next_lsn(self.last_lsn + 1);
+    }
+
+    fn maybe_checkpoint(&mut self, force: bool) {
+        if !force && self.last_checkpoint.elapsed() < CHECKPOINT_INTERVAL {
+            return;
+        }
+        self.last_checkpoint = Instant::now();
+        if self.last_lsn == 0 {
+            return;
+        }
+        let safe = self.outstanding.safe_lsn();
+        if safe > self.checkpointed {
+            match self.journal.checkpoint(safe) {
+                Ok(()) => self.checkpointed = safe,
+                Err(err) => tracing::warn!(error = %err, lsn = safe, "checkpoint failed"),
+            }
+        }
+    }
+
+    /// The journal's last LSN when the stage starts (recovered log), so the
+    /// checkpoint arithmetic starts from the right place.
+    pub fn resume_after(&mut self, last_lsn: u64, checkpoint: u64) {
+        self.last_lsn = last_lsn;
+        self.checkpointed = checkpoint;
+        self.outstanding.set_next_lsn(last_lsn + 1);
     }
 }
 
@@ -62,13 +143,33 @@ impl Stage for JournalStage {
     }
 
     fn on_batch(&mut self, events: &[&Event]) {
-        if let Err(err) = self.write(events) {
-            tracing::error!(error = %err, "journal failed; batch answered unavailable");
-            self.stats.record_journal_error();
-            for e in events.iter().filter(|e| !e.is_replayed()) {
-                e.set_lsn(0);
-                e.decide(Status::Unavailable, None);
+        match self.write(events) {
+            Ok(_) => self.account(events),
+            Err(err) => {
+                tracing::error!(error = %err, "journal failed; batch answered unavailable");
+                self.stats.record_journal_error();
+                for e in events.iter().filter(|e| !e.is_replayed()) {
+                    if e.is_client() {
+                        e.set_lsn(0);
+                        e.decide(Status::Unavailable, None);
+                    } else if let Origin::Redrive { .. } = e.origin {
+                        // Not durable: leave it pending; the next replay
+                        // round re-drives it (the script returns the stored
+                        // outcome).
+                        e.set_lsn(0);
+                        e.decide(Status::Pending, None);
+                    }
+                }
             }
         }
+        self.maybe_checkpoint(false);
+    }
+
+    fn on_idle(&mut self) {
+        self.maybe_checkpoint(false);
+    }
+
+    fn on_shutdown(&mut self) {
+        self.maybe_checkpoint(true);
     }
 }

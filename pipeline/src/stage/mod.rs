@@ -7,7 +7,7 @@ mod journal;
 mod publish;
 mod reply;
 
-pub use deduct::Deduct;
+pub use deduct::{Deduct, DeductShared};
 pub use dedupe::Dedupe;
 pub use journal::JournalStage;
 pub use publish::Publish;

@@ -123,7 +123,7 @@ impl Stage for Publish {
                 sale_id: &e.sale_id,
                 item_id: &e.item_id,
                 user_id: &e.user_id,
-                price_cents: e.price_cents(),
+                price_cents: e.price_cents,
                 quantity: e.quantity,
                 created_ms: e.received_ms,
                 lsn: e.lsn(),
@@ -147,6 +147,7 @@ impl Stage for Publish {
         if !self.parked.is_empty() {
             self.retry_parked();
         }
+        self.sink.retry_failed();
     }
 
     fn on_shutdown(&mut self) {

@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use crate::event::{Event, Reply};
+use crate::event::{Event, Origin, Reply};
 use crate::stage::Stage;
 use crate::status::{RequestState, StatusBoard};
 
@@ -26,7 +26,14 @@ impl Stage for ReplyStage {
         for e in events {
             let status = e.status();
             let order_id = e.order_id();
-            if !e.is_replayed() {
+            let record = match e.origin {
+                Origin::Client => !e.is_replayed(),
+                // A re-driven intent that got its final answer: the client
+                // polling the status API sees it now.
+                Origin::Redrive { .. } => status.is_final() && e.lsn() != 0,
+                Origin::Republish { .. } => false,
+            };
+            if record {
                 self.board.advance(
                     &e.request_id,
                     RequestState {
