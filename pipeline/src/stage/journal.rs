@@ -93,10 +93,8 @@ impl JournalStage {
         for e in events.iter().filter(|e| !e.is_replayed()) {
             let (status, lsn) = (e.status(), e.lsn());
             match e.origin {
-                Origin::Client if lsn != 0 => {
-                    if status == Status::Pending || status.is_win() {
-                        self.outstanding.add(lsn);
-                    }
+                Origin::Client if lsn != 0 && (status == Status::Pending || status.is_win()) => {
+                    self.outstanding.add(lsn);
                 }
                 Origin::Redrive { lsn: intent } if status != Status::Pending && lsn != 0 => {
                     self.outstanding.finish(intent);
