@@ -442,8 +442,23 @@ async fn probe(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             .await
             .unwrap_or(false);
             if up {
-                app.kafka
+                let back = app
+                    .kafka
                     .transition(&[State::Down], State::Draining, "probe: metadata answered");
+                if back {
+                    // A broker that restarted empty has no topics: create
+                    // them before the failed orders are sent again.
+                    let brokers = app.cfg.kafka_brokers.clone();
+                    let partitions = app.cfg.kafka_partitions;
+                    let created = tokio::time::timeout(
+                        Duration::from_secs(10),
+                        kafka::ensure_topics(&brokers, partitions),
+                    )
+                    .await;
+                    if !matches!(created, Ok(Ok(()))) {
+                        tracing::warn!("could not ensure Kafka topics after the broker came back");
+                    }
+                }
             } else {
                 app.kafka.fail("probe: no metadata");
             }

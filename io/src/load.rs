@@ -109,7 +109,11 @@ pub struct Plan {
     pub base: String,
     pub sale_id: String,
     pub items: Vec<String>,
+    /// Users `first_user..users` play (user n is `user-n`).
     pub users: usize,
+    pub first_user: usize,
+    /// Prefix of request ids, to tell two runs of the same users apart.
+    pub request_prefix: String,
     /// Purchases each user sends (distinct request ids: duplicate clicks).
     pub clicks_per_user: usize,
     /// Extra sends of the same request id after an answer (client retries).
@@ -188,7 +192,7 @@ pub async fn run(client: &HttpClient, plan: &Plan) -> Report {
     let deadline = Instant::now() + plan.time_max;
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for u in 0..plan.users {
+    for u in plan.first_user..plan.users {
         for c in 0..plan.clicks_per_user {
             let permit =
                 match tokio::time::timeout_at(deadline.into(), Arc::clone(&sem).acquire_owned())
@@ -202,9 +206,10 @@ pub async fn run(client: &HttpClient, plan: &Plan) -> Report {
             let sale = plan.sale_id.clone();
             let item = plan.items[u % plan.items.len().max(1)].clone();
             let retries = plan.retries;
+            let prefix = plan.request_prefix.clone();
             tasks.spawn(async move {
                 let user = format!("user-{u}");
-                let request_id = format!("{sale}-{user}-{c}");
+                let request_id = format!("{prefix}{sale}-{user}-{c}");
                 let mut answers = Vec::with_capacity(1 + retries);
                 for _ in 0..=retries {
                     let a = purchase(&client, &base, &sale, &item, &user, &request_id).await;

@@ -26,23 +26,59 @@ fn wait_for_port(port: u16, timeout: Duration) -> bool {
     false
 }
 
+/// Sends a signal to a child process (`STOP` freezes it, `CONT` thaws it).
+pub fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{sig} failed");
+}
+
 /// A `redis-server` of our own.
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// Append-only file fsynced on every write: a SIGKILL loses nothing
+    /// Redis acknowledged, so the server can be killed and restarted.
+    persistent: bool,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        Self::start_with(false)
+    }
+
+    /// A server that keeps its data across `kill` + `restart`.
+    pub fn start_persistent() -> RedisServer {
+        Self::start_with(true)
+    }
+
+    fn start_with(persistent: bool) -> RedisServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut r = RedisServer {
             port: free_port(),
             child: None,
             dir,
+            persistent,
         };
         r.restart();
         r
+    }
+
+    /// Freezes the server (SIGSTOP): clients see timeouts, not refusals.
+    pub fn freeze(&self) {
+        if let Some(c) = &self.child {
+            signal(c, "STOP");
+        }
+    }
+
+    pub fn thaw(&self) {
+        if let Some(c) = &self.child {
+            signal(c, "CONT");
+        }
     }
 
     pub fn url(&self) -> String {
@@ -54,7 +90,12 @@ impl RedisServer {
         self.kill();
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--bind", "127.0.0.1", "--save", ""])
+            .args(if self.persistent {
+                ["--appendonly", "yes", "--appendfsync", "always"]
+            } else {
+                ["--appendonly", "no", "--appendfsync", "no"]
+            })
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -170,6 +211,19 @@ impl Broker {
             let _ = c.wait();
         }
     }
+
+    /// Freezes the broker (SIGSTOP): in-flight requests time out.
+    pub fn freeze(&self) {
+        if let Some(c) = &self.child {
+            signal(c, "STOP");
+        }
+    }
+
+    pub fn thaw(&self) {
+        if let Some(c) = &self.child {
+            signal(c, "CONT");
+        }
+    }
 }
 
 impl Drop for Broker {
@@ -196,3 +250,188 @@ pub fn daemon_config(
 }
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// The `seckilld` binary of this build (built on first use).
+pub fn seckilld_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> → target/<profile>/seckilld
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target profile dir")
+        .to_path_buf();
+    let bin = dir.join("seckilld");
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    BUILD.call_once(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-q", "-p", "seckill-io", "--bin", "seckilld"]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "building seckilld failed");
+    });
+    bin
+}
+
+/// `seckilld` as a child process, killable with SIGKILL.
+pub struct DaemonProcess {
+    child: Option<Child>,
+    pub addr: String,
+}
+
+impl DaemonProcess {
+    /// Starts the daemon with `cfg` as environment and waits until it serves.
+    pub fn start(cfg: &seckill_io::Config, log: &std::path::Path) -> DaemonProcess {
+        let log_file = std::fs::File::create(log).expect("daemon log");
+        let child = Command::new(seckilld_bin())
+            .env("SECKILL_LISTEN", cfg.listen.to_string())
+            .env("SECKILL_REDIS_URL", &cfg.redis_url)
+            .env("SECKILL_KAFKA_BROKERS", &cfg.kafka_brokers)
+            .env("SECKILL_WAL_DIR", &cfg.wal_dir)
+            .env("SECKILL_ADMIN_TOKEN", &cfg.admin_token)
+            .env("SECKILL_WAL_SEGMENT_BYTES", cfg.wal_segment_bytes.to_string())
+            .env("SECKILL_KAFKA_PARTITIONS", cfg.kafka_partitions.to_string())
+            .env("SECKILL_KAFKA_MESSAGE_TIMEOUT_MS", cfg.kafka_message_timeout_ms.to_string())
+            .env("SECKILL_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn seckilld");
+        let port = cfg.listen.port();
+        assert!(
+            wait_for_port(port, Duration::from_secs(60)),
+            "seckilld did not listen on {port}; see {}",
+            log.display()
+        );
+        DaemonProcess {
+            child: Some(child),
+            addr: format!("127.0.0.1:{port}"),
+        }
+    }
+
+    /// SIGKILL: no drain, no flush, no checkpoint.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the graceful exit; returns whether it exited 0.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return false;
+        };
+        signal(&c, "TERM");
+        c.wait().map(|s| s.success()).unwrap_or(false)
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub mod settle {
+    //! Turning the answers a sale got into final answers, as a patient
+    //! client would: poll the status of every `pending` request, resend
+    //! (same request id) every request that got no answer or a 5xx.
+
+    use std::time::{Duration, Instant};
+
+    use hyper::Method;
+    use seckill_io::check::Answer;
+    use seckill_io::load::{self, HttpClient};
+
+    async fn status_of(client: &HttpClient, base: &str, request_id: &str) -> Option<(String, Option<String>)> {
+        let url = format!("{base}/api/v1/requests/{request_id}");
+        let (code, body) = load::send(client, Method::GET, &url, None, vec![]).await.ok()?;
+        if code != 200 {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        let status = v["status"].as_str()?.to_string();
+        let order = v["order_id"].as_str().map(str::to_string);
+        Some((status, order))
+    }
+
+    async fn resend(client: &HttpClient, base: &str, sale: &str, a: &Answer) -> Option<Answer> {
+        let url = format!("{base}/api/v1/sales/{sale}/items/{}/purchase", a.item_id);
+        let body = serde_json::to_vec(&serde_json::json!({
+            "user_id": a.user_id, "request_id": a.request_id,
+        }))
+        .ok()?;
+        let (code, body) = load::send(client, Method::POST, &url, None, body).await.ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        let status = v["status"].as_str().or(v["error"].as_str())?.to_string();
+        Some(Answer {
+            http: code,
+            status,
+            order_id: v["order_id"].as_str().map(str::to_string),
+            ..a.clone()
+        })
+    }
+
+    /// Returns one final answer per request id (wins as `success` with
+    /// their order id). Gives up at `deadline`; what is still open then
+    /// keeps its last answer (and the checker will flag it).
+    pub async fn settle(
+        client: &HttpClient,
+        base: &str,
+        sale: &str,
+        answers: &[Answer],
+        within: Duration,
+    ) -> Vec<Answer> {
+        let deadline = Instant::now() + within;
+        let mut out = Vec::with_capacity(answers.len());
+        let mut seen = std::collections::HashSet::new();
+        for a in answers {
+            if !seen.insert(a.request_id.clone()) {
+                continue;
+            }
+            let mut cur = a.clone();
+            while Instant::now() < deadline {
+                let open = cur.http == 0 || cur.http >= 500;
+                if open {
+                    if let Some(n) = resend(client, base, sale, &cur).await {
+                        cur = n;
+                    }
+                    if cur.http == 0 || cur.http >= 500 {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    continue;
+                }
+                if cur.status != "pending" {
+                    break;
+                }
+                match status_of(client, base, &cur.request_id).await {
+                    Some((s, order)) if s != "pending" => {
+                        let win = matches!(s.as_str(), "success" | "order_created" | "paid");
+                        cur.status = if win { "success".into() } else { s };
+                        cur.order_id = order;
+                        break;
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+            out.push(cur);
+        }
+        out
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn ready(client: &HttpClient, base: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let url = format!("{base}/readyz");
+            if let Ok((200, _)) = load::send(client, Method::GET, &url, None, vec![]).await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+}

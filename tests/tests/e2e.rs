@@ -86,6 +86,8 @@ async fn a_thousand_users_clicking_twice_buy_exactly_the_stock_of_100() {
             sale_id: "flash".into(),
             items: vec!["phone".into()],
             users: 1000,
+            first_user: 0,
+            request_prefix: String::new(),
             clicks_per_user: 2,
             retries: 0,
             concurrency: 64,

@@ -134,6 +134,8 @@ async fn main() -> anyhow::Result<()> {
         sale_id: sale.clone(),
         items: items.iter().map(|i| i.item_id.clone()).collect(),
         users: args.users,
+        first_user: 0,
+        request_prefix: String::new(),
         clicks_per_user: args.clicks,
         retries: args.retries,
         concurrency: args.concurrency,

@@ -1,0 +1,215 @@
+//! Faults injected mid-sale on real processes; after each, the invariant
+//! checker counts from Redis, the Kafka topic and every answer the clients
+//! got (made final the way a patient client would).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use seckill_io::check::{self, Answer, CheckReport};
+use seckill_io::load::{self, HttpClient, ItemSpec, Plan};
+use seckill_io::redis::RedisAdmin;
+use seckill_io::Daemon;
+use seckill_tests::settle::{ready, settle};
+use seckill_tests::{daemon_config, Broker, RedisServer, ADMIN_TOKEN};
+
+fn plan(base: &str, sale: &str, users: std::ops::Range<usize>, retries: usize) -> Plan {
+    Plan {
+        base: base.to_string(),
+        sale_id: sale.to_string(),
+        items: vec!["item".into()],
+        users: users.end,
+        first_user: users.start,
+        request_prefix: String::new(),
+        clicks_per_user: 1,
+        retries,
+        concurrency: 32,
+        time_max: Duration::from_secs(60),
+    }
+}
+
+async fn open_sale(client: &HttpClient, base: &str, sale: &str, stock: u64) {
+    let now = seckill_pipeline::now_ms();
+    let items = [ItemSpec {
+        item_id: "item".into(),
+        title: "chaos".into(),
+        price_cents: 100,
+        stock,
+        per_user_limit: 1,
+    }];
+    load::create_sale(client, base, ADMIN_TOKEN, sale, now, now + 600_000, &items)
+        .await
+        .expect("sale created");
+}
+
+/// Runs the checker over final answers.
+async fn verdict(redis: &RedisServer, broker: &Broker, sale: &str, answers: &[Answer]) -> CheckReport {
+    let admin = RedisAdmin::new(&redis.url(), Duration::from_secs(2)).expect("redis");
+    let mut stock = BTreeMap::new();
+    stock.insert(
+        "item".to_string(),
+        admin.stock(sale, "item").expect("stock").expect("stock hash"),
+    );
+    let wins = answers.iter().filter(|a| a.status == "success").count();
+    let brokers = broker.brokers();
+    let sale_id = sale.to_string();
+    let orders = tokio::task::spawn_blocking(move || {
+        check::read_orders(&brokers, &sale_id, wins, Duration::from_secs(30))
+    })
+    .await
+    .expect("join")
+    .expect("orders");
+    let report = check::check(answers, &stock, &orders, 1);
+    eprintln!(
+        "chaos verdict for {sale}: {} answers, {} successes, {} orders ({} distinct), locked+sold {}, violations {:?}",
+        answers.len(),
+        report.successes,
+        report.kafka_orders,
+        report.kafka_distinct_orders,
+        report.locked_plus_sold,
+        report.violations
+    );
+    report
+}
+
+fn count(answers: &[Answer], status: &str) -> usize {
+    answers.iter().filter(|a| a.status == status).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_mid_sale_then_restarted_decides_the_pending_in_arrival_order() {
+    let mut redis = RedisServer::start_persistent();
+    let broker = Broker::start();
+    let wal = tempfile::tempdir().expect("tmp");
+    let daemon = Daemon::start(daemon_config(&redis, &broker, wal.path()))
+        .await
+        .expect("daemon");
+    let base = format!("http://{}", daemon.addr);
+    let client = load::client(32);
+    open_sale(&client, &base, "redis-chaos", 1000).await;
+
+    // Phase 1, Redis up: 500 users win.
+    let p1 = load::run(&client, &plan(&base, "redis-chaos", 0..500, 0)).await;
+    assert_eq!(count(&p1.answers, "success"), 500);
+    // Phase 2, Redis killed: 500 users are answered 202 pending.
+    redis.kill();
+    let p2 = load::run(&client, &plan(&base, "redis-chaos", 500..1000, 0)).await;
+    assert_eq!(count(&p2.answers, "pending"), 500, "{:?}", p2.by_status);
+    assert!(p2.answers.iter().all(|a| a.http == 202));
+    // Phase 3: Redis comes back while 500 newer users arrive. The pending
+    // ones are decided first (they take the last 500 units); the newer
+    // ones must not overtake them.
+    let restart = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        redis.restart();
+        redis
+    });
+    let p3 = load::run(&client, &plan(&base, "redis-chaos", 1000..1500, 0)).await;
+    let redis = restart.await.expect("restart");
+    assert!(ready(&client, &base, Duration::from_secs(30)).await, "back to up");
+
+    let final2 = settle(&client, &base, "redis-chaos", &p2.answers, Duration::from_secs(30)).await;
+    let final3 = settle(&client, &base, "redis-chaos", &p3.answers, Duration::from_secs(30)).await;
+    assert_eq!(count(&final2, "success"), 500, "every pending intent won, in order");
+    assert_eq!(count(&final3, "success"), 0, "newer requests did not overtake");
+    assert_eq!(count(&final3, "sold_out"), 500);
+    let mut all = p1.answers.clone();
+    all.extend(final2);
+    all.extend(final3);
+    let v = verdict(&redis, &broker, "redis-chaos", &all).await;
+    assert!(v.ok(), "{:?}", v.violations);
+    assert_eq!(v.pending, 0, "every pending resolved");
+    assert_eq!(v.kafka_duplicates, 0);
+    daemon.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_redis_costs_one_timeout_and_the_sale_resumes_when_it_thaws() {
+    let redis = RedisServer::start();
+    let broker = Broker::start();
+    let wal = tempfile::tempdir().expect("tmp");
+    let daemon = Daemon::start(daemon_config(&redis, &broker, wal.path()))
+        .await
+        .expect("daemon");
+    let base = format!("http://{}", daemon.addr);
+    let client = load::client(32);
+    open_sale(&client, &base, "frozen", 300).await;
+    redis.freeze();
+    let started = std::time::Instant::now();
+    let during = load::run(&client, &plan(&base, "frozen", 0..400, 0)).await;
+    let took = started.elapsed();
+    redis.thaw();
+    assert_eq!(count(&during.answers, "pending"), 400, "{:?}", during.by_status);
+    // The breaker: one timeout, then no request waits on Redis. 400
+    // requests at one 250 ms timeout each would take 100 s.
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+    assert!(ready(&client, &base, Duration::from_secs(30)).await);
+    let fin = settle(&client, &base, "frozen", &during.answers, Duration::from_secs(30)).await;
+    assert_eq!(count(&fin, "success"), 300);
+    assert_eq!(count(&fin, "sold_out"), 100);
+    let v = verdict(&redis, &broker, "frozen", &fin).await;
+    assert!(v.ok(), "{:?}", v.violations);
+    daemon.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_retry_every_request_get_the_same_answer_each_time() {
+    let redis = RedisServer::start();
+    let broker = Broker::start();
+    let wal = tempfile::tempdir().expect("tmp");
+    let daemon = Daemon::start(daemon_config(&redis, &broker, wal.path()))
+        .await
+        .expect("daemon");
+    let base = format!("http://{}", daemon.addr);
+    let client = load::client(32);
+    open_sale(&client, &base, "retry", 100).await;
+    let report = load::run(&client, &plan(&base, "retry", 0..600, 2)).await;
+    assert_eq!(report.requests, 1800);
+    let mut by_request: BTreeMap<&str, Vec<(&str, Option<&str>)>> = BTreeMap::new();
+    for a in &report.answers {
+        by_request
+            .entry(&a.request_id)
+            .or_default()
+            .push((&a.status, a.order_id.as_deref()));
+    }
+    for (req, answers) in &by_request {
+        assert!(answers.windows(2).all(|w| w[0] == w[1]), "{req}: {answers:?}");
+    }
+    let v = verdict(&redis, &broker, "retry", &report.answers).await;
+    assert!(v.ok(), "{:?}", v.violations);
+    assert_eq!(v.distinct_success_orders, 100, "100 wins, each answered three times");
+    daemon.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_sharing_one_redis_never_oversell() {
+    let redis = RedisServer::start();
+    let broker = Broker::start();
+    let (wal_a, wal_b) = (tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp"));
+    let a = Daemon::start(daemon_config(&redis, &broker, wal_a.path())).await.expect("a");
+    let b = Daemon::start(daemon_config(&redis, &broker, wal_b.path())).await.expect("b");
+    let (base_a, base_b) = (format!("http://{}", a.addr), format!("http://{}", b.addr));
+    let client = load::client(32);
+    open_sale(&client, &base_a, "shared", 150).await;
+    // Daemon B learns the sale from Redis (its probe refreshes the catalog).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while b.app.catalog.item("shared", "item").is_none() {
+        assert!(std::time::Instant::now() < deadline, "daemon B never saw the sale");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The same 800 users hit both daemons at once (each user clicks on
+    // both, with distinct request ids).
+    let mut pa = plan(&base_a, "shared", 0..800, 0);
+    pa.time_max = Duration::from_secs(60);
+    let mut pb = pa.clone();
+    pb.base = base_b.clone();
+    pb.request_prefix = "b".into();
+    let (ra, rb) = tokio::join!(load::run(&client, &pa), load::run(&client, &pb));
+    let mut all = ra.answers.clone();
+    all.extend(rb.answers.iter().cloned());
+    assert_eq!(count(&all, "success"), 150);
+    assert!(count(&ra.answers, "success") > 0 && count(&rb.answers, "success") > 0);
+    let v = verdict(&redis, &broker, "shared", &all).await;
+    assert!(v.ok(), "{:?}", v.violations);
+    a.shutdown().await.expect("a");
+    b.shutdown().await.expect("b");
+}
