@@ -170,8 +170,16 @@ pub fn check(
     }
     r.violations.sort();
     r.violations.dedup();
+    if r.violations.len() > VIOLATIONS_SHOWN {
+        let more = r.violations.len() - VIOLATIONS_SHOWN;
+        r.violations.truncate(VIOLATIONS_SHOWN);
+        r.violations.push(format!("… and {more} more"));
+    }
     r
 }
+
+/// Violations listed in full; past this, a count.
+const VIOLATIONS_SHOWN: usize = 20;
 
 /// Reads every order of `sale_id` on `seckill.orders`, from the beginning,
 /// until at least `expected` arrived and the topic stayed quiet for a

@@ -442,9 +442,11 @@ async fn probe(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             .await
             .unwrap_or(false);
             if up {
-                let back = app
-                    .kafka
-                    .transition(&[State::Down], State::Draining, "probe: metadata answered");
+                let back = app.kafka.transition(
+                    &[State::Down],
+                    State::Draining,
+                    "probe: metadata answered",
+                );
                 if back {
                     // A broker that restarted empty has no topics: create
                     // them before the failed orders are sent again.

@@ -70,7 +70,7 @@ pub struct DeliveryContext {
     stats: Arc<SinkStats>,
     outstanding: Arc<Outstanding>,
     health: Arc<Health>,
-    failed: Mutex<VecDeque<Failed>>,
+    failed: Arc<Mutex<VecDeque<Failed>>>,
 }
 
 impl ClientContext for DeliveryContext {}
@@ -155,12 +155,31 @@ pub async fn ensure_topics(brokers: &str, partitions: i32) -> Result<(), KafkaSe
 
 pub struct KafkaOrderSink {
     producer: ThreadedProducer<DeliveryContext>,
+    config: ClientConfig,
+    shared: SinkShared,
+    failed: Arc<Mutex<VecDeque<Failed>>>,
     pub stats: Arc<SinkStats>,
     buf: Vec<u8>,
     last_retry: Instant,
+    /// Failed-delivery count at the last retry pass, and how many passes
+    /// in a row saw new failures while the broker answered its probe.
+    /// Acknowledgements seen at the last retry pass, and since when
+    /// deliveries have failed with none acknowledged.
+    acked_at_last_pass: u64,
+    failing_since: Option<Instant>,
+    last_rebuild: Instant,
 }
 
+/// How long deliveries may fail with not one acknowledged before the
+/// producer is rebuilt: its idempotence state may be stale (a broker that
+/// restarted without the producer's id refuses every produce until the
+/// message times out). During a plain outage a rebuild is harmless.
+const STUCK_FOR: Duration = Duration::from_secs(5);
+/// At most one rebuild per this interval.
+const REBUILD_INTERVAL: Duration = Duration::from_secs(10);
+
 /// What the sink reports to.
+#[derive(Clone)]
 pub struct SinkShared {
     pub board: Arc<StatusBoard>,
     pub outstanding: Arc<Outstanding>,
@@ -169,12 +188,7 @@ pub struct SinkShared {
 
 impl KafkaOrderSink {
     fn failed_len(&self) -> usize {
-        self.producer
-            .context()
-            .failed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+        self.failed.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     pub fn new(
@@ -183,7 +197,9 @@ impl KafkaOrderSink {
         message_timeout: Duration,
     ) -> Result<KafkaOrderSink, KafkaSetupError> {
         let stats = Arc::new(SinkStats::default());
-        let producer = base_config(brokers)
+        let failed = Arc::new(Mutex::new(VecDeque::new()));
+        let mut config = base_config(brokers);
+        config
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "1")
@@ -191,21 +207,50 @@ impl KafkaOrderSink {
                 "message.timeout.ms",
                 message_timeout.as_millis().to_string(),
             )
-            .set("queue.buffering.max.messages", "100000")
-            .create_with_context(DeliveryContext {
-                board: shared.board,
-                stats: Arc::clone(&stats),
-                outstanding: shared.outstanding,
-                health: shared.health,
-                failed: Mutex::new(VecDeque::new()),
-            })
-            .map_err(KafkaSetupError::Client)?;
+            .set("queue.buffering.max.messages", "100000");
+        let producer = Self::producer(&config, &shared, &stats, &failed)?;
         Ok(KafkaOrderSink {
             producer,
+            config,
+            shared,
+            failed,
             stats,
             buf: Vec::with_capacity(512),
             last_retry: Instant::now(),
+            acked_at_last_pass: 0,
+            failing_since: None,
+            last_rebuild: Instant::now(),
         })
+    }
+
+    fn producer(
+        config: &ClientConfig,
+        shared: &SinkShared,
+        stats: &Arc<SinkStats>,
+        failed: &Arc<Mutex<VecDeque<Failed>>>,
+    ) -> Result<ThreadedProducer<DeliveryContext>, KafkaSetupError> {
+        config
+            .create_with_context(DeliveryContext {
+                board: Arc::clone(&shared.board),
+                stats: Arc::clone(stats),
+                outstanding: Arc::clone(&shared.outstanding),
+                health: Arc::clone(&shared.health),
+                failed: Arc::clone(failed),
+            })
+            .map_err(KafkaSetupError::Client)
+    }
+
+    /// Replaces the producer. What the old one still held comes back as
+    /// failed deliveries (purged on drop) and is sent again by the new one.
+    fn rebuild(&mut self) {
+        match Self::producer(&self.config, &self.shared, &self.stats, &self.failed) {
+            Ok(p) => {
+                tracing::warn!("rebuilding the Kafka producer: deliveries keep failing");
+                let old = std::mem::replace(&mut self.producer, p);
+                drop(old);
+            }
+            Err(e) => tracing::error!(error = %e, "cannot rebuild the Kafka producer"),
+        }
     }
 
     /// Fetches metadata so the first real order does not pay for the
@@ -289,17 +334,27 @@ impl OrderSink for KafkaOrderSink {
             return 0;
         }
         self.last_retry = Instant::now();
-        let ctx = self.producer.context();
+        let health = Arc::clone(&self.shared.health);
+        let acked = self.stats.acked.load(Ordering::Relaxed);
+        if acked > self.acked_at_last_pass {
+            self.failing_since = None;
+        }
+        self.acked_at_last_pass = acked;
         let batch: Vec<Failed> = {
-            let mut failed = ctx.failed.lock().unwrap_or_else(|e| e.into_inner());
+            let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
             failed.drain(..).collect()
         };
         if batch.is_empty() {
-            if ctx.health.state() == State::Draining {
-                ctx.health
-                    .transition(&[State::Draining], State::Up, "failed orders re-sent");
+            if health.state() == State::Draining {
+                health.transition(&[State::Draining], State::Up, "failed orders re-sent");
             }
             return 0;
+        }
+        let since = *self.failing_since.get_or_insert_with(Instant::now);
+        if since.elapsed() >= STUCK_FOR && self.last_rebuild.elapsed() >= REBUILD_INTERVAL {
+            self.failing_since = None;
+            self.last_rebuild = Instant::now();
+            self.rebuild();
         }
         let mut sent = 0;
         let mut rest = batch.into_iter();
@@ -310,7 +365,7 @@ impl OrderSink for KafkaOrderSink {
             match self.producer.send(record) {
                 Ok(()) => sent += 1,
                 Err((_, record)) => {
-                    let mut failed = ctx.failed.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
                     failed.push_back(Failed {
                         key: f.key.clone(),
                         payload: f.payload.clone(),
@@ -320,7 +375,7 @@ impl OrderSink for KafkaOrderSink {
                 }
             }
         }
-        let mut failed = ctx.failed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
         failed.extend(rest);
         sent
     }

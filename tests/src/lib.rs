@@ -291,9 +291,15 @@ impl DaemonProcess {
             .env("SECKILL_KAFKA_BROKERS", &cfg.kafka_brokers)
             .env("SECKILL_WAL_DIR", &cfg.wal_dir)
             .env("SECKILL_ADMIN_TOKEN", &cfg.admin_token)
-            .env("SECKILL_WAL_SEGMENT_BYTES", cfg.wal_segment_bytes.to_string())
+            .env(
+                "SECKILL_WAL_SEGMENT_BYTES",
+                cfg.wal_segment_bytes.to_string(),
+            )
             .env("SECKILL_KAFKA_PARTITIONS", cfg.kafka_partitions.to_string())
-            .env("SECKILL_KAFKA_MESSAGE_TIMEOUT_MS", cfg.kafka_message_timeout_ms.to_string())
+            .env(
+                "SECKILL_KAFKA_MESSAGE_TIMEOUT_MS",
+                cfg.kafka_message_timeout_ms.to_string(),
+            )
             .env("SECKILL_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log_file)
@@ -346,9 +352,15 @@ pub mod settle {
     use seckill_io::check::Answer;
     use seckill_io::load::{self, HttpClient};
 
-    async fn status_of(client: &HttpClient, base: &str, request_id: &str) -> Option<(String, Option<String>)> {
+    async fn status_of(
+        client: &HttpClient,
+        base: &str,
+        request_id: &str,
+    ) -> Option<(String, Option<String>)> {
         let url = format!("{base}/api/v1/requests/{request_id}");
-        let (code, body) = load::send(client, Method::GET, &url, None, vec![]).await.ok()?;
+        let (code, body) = load::send(client, Method::GET, &url, None, vec![])
+            .await
+            .ok()?;
         if code != 200 {
             return None;
         }
@@ -364,7 +376,9 @@ pub mod settle {
             "user_id": a.user_id, "request_id": a.request_id,
         }))
         .ok()?;
-        let (code, body) = load::send(client, Method::POST, &url, None, body).await.ok()?;
+        let (code, body) = load::send(client, Method::POST, &url, None, body)
+            .await
+            .ok()?;
         let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
         let status = v["status"].as_str().or(v["error"].as_str())?.to_string();
         Some(Answer {
