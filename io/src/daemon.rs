@@ -39,6 +39,7 @@ pub struct App {
     pub sink_stats: Arc<SinkStats>,
     pub kafka: Arc<Health>,
     pub redis: RedisAdmin,
+    known_wins: Arc<KnownWins>,
     /// False once shutdown began: new purchases get 503.
     pub accepting: AtomicBool,
 }
@@ -117,10 +118,73 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| DaemonError::Join(e.to_string()))
 }
 
-/// Loads the sales every daemon wrote into Redis into the local catalog.
-async fn refresh_catalog(redis: &RedisAdmin, catalog: &Catalog) -> bool {
+/// Wins the status board has learned from Redis, per item, so each
+/// refresh only reads the items that gained wins.
+type KnownWins = Mutex<std::collections::HashMap<(String, String), u64>>;
+
+/// Loads the sales every daemon wrote into Redis into the local catalog,
+/// and the wins Redis holds into the status board: a client retrying a
+/// winning request id gets its win back even when this daemon never
+/// journaled it (decided by another daemon, or lost with a salvaged WAL
+/// segment) and the item is sold out.
+async fn refresh_catalog(
+    redis: &RedisAdmin,
+    catalog: &Catalog,
+    board: &Arc<StatusBoard>,
+    known: &Arc<KnownWins>,
+) -> bool {
     let r = redis.clone();
-    match blocking(move || r.load_sales()).await {
+    let board = Arc::clone(board);
+    let known = Arc::clone(known);
+    let loaded = blocking(
+        move || -> Result<Vec<crate::redis::StoredSale>, redis::RedisError> {
+            let sales = r.load_sales()?;
+            let keys: Vec<(String, String)> = sales
+                .iter()
+                .flat_map(|s| {
+                    s.items
+                        .iter()
+                        .map(|i| (s.sale_id.clone(), i.item_id.clone()))
+                })
+                .collect();
+            let refs: Vec<(&str, &str)> =
+                keys.iter().map(|(s, i)| (s.as_str(), i.as_str())).collect();
+            let counts = r.win_counts(&refs)?;
+            let mut known = known.lock().unwrap_or_else(|e| e.into_inner());
+            let mut key = String::new();
+            for ((sale, item), n) in keys.iter().zip(counts) {
+                let seen = known
+                    .get(&(sale.clone(), item.clone()))
+                    .copied()
+                    .unwrap_or(0);
+                if n <= seen {
+                    continue;
+                }
+                let mut per_user: std::collections::HashMap<String, u32> = Default::default();
+                for w in r.wins(sale, item)? {
+                    *per_user.entry(w.user_id.clone()).or_insert(0) += 1;
+                    board.advance(
+                        &w.request_id,
+                        RequestState {
+                            status: Status::Success,
+                            order_id: seckill_pipeline::OrderId::parse(&w.order_id),
+                            sale_id: sale.clone(),
+                            item_id: item.clone(),
+                            user_id: w.user_id,
+                        },
+                    );
+                }
+                for (user, wins) in per_user {
+                    seckill_pipeline::status::winner_key(&mut key, sale, item, &user);
+                    board.wins_at_least(&key, wins);
+                }
+                known.insert((sale.clone(), item.clone()), n);
+            }
+            Ok(sales)
+        },
+    )
+    .await;
+    match loaded {
         Ok(Ok(sales)) => {
             for s in sales {
                 catalog.refresh_sale(&s.sale_id, s.items);
@@ -169,7 +233,8 @@ impl Daemon {
         let store = RedisStockStore::new(&cfg.redis_url, cfg.redis_timeout())
             .map_err(|e| DaemonError::Redis(e.to_string()))?;
         let catalog = Arc::new(Catalog::default());
-        let redis_up = refresh_catalog(&redis, &catalog).await;
+        let known_wins: Arc<KnownWins> = Arc::default();
+        let redis_up = refresh_catalog(&redis, &catalog, &board, &known_wins).await;
         if !redis_up {
             shared.redis.fail("unreachable at start");
             tracing::warn!(url = %cfg.redis_url, "redis is not reachable; purchases will be decided pending");
@@ -244,6 +309,19 @@ impl Daemon {
             blocking(move || startup_replay(&replayer, &work, &redis_health, &backlog)).await?;
         }
 
+        // After a salvage, the journal lost records: publish every win the
+        // stock authority holds (duplicates are dropped by consumers), in
+        // the background so a Kafka outage does not hold up start-up.
+        if cfg.wal_dir.join(seckill_wal::SALVAGED_MARKER).exists() {
+            tokio::spawn(reconcile_after_salvage(
+                Arc::clone(&replayer),
+                redis.clone(),
+                Arc::clone(&catalog),
+                Arc::clone(&sink_stats),
+                cfg.wal_dir.clone(),
+            ));
+        }
+
         // 4. Serve.
         let listener =
             TcpListener::bind(cfg.listen)
@@ -266,6 +344,7 @@ impl Daemon {
             sink_stats,
             kafka,
             redis,
+            known_wins,
             accepting: AtomicBool::new(true),
         });
         let (stop, stop_rx) = watch::channel(false);
@@ -363,6 +442,66 @@ fn startup_replay(
     );
 }
 
+/// Publishes every win Redis holds for the known sales, waits for Kafka to
+/// acknowledge them, then clears the salvage marker (kept on failure, so
+/// the next start tries again).
+async fn reconcile_after_salvage(
+    replayer: Arc<Mutex<Replayer>>,
+    redis: RedisAdmin,
+    catalog: Arc<Catalog>,
+    sink_stats: Arc<SinkStats>,
+    wal_dir: PathBuf,
+) {
+    let before = sink_stats.acked.load(Ordering::Relaxed);
+    let submitted = blocking(move || -> Result<u64, redis::RedisError> {
+        let mut wins = Vec::new();
+        for sale in catalog.sale_ids() {
+            for item in catalog.sale_items(&sale).unwrap_or_default() {
+                for w in redis.wins(&sale, &item.item_id)? {
+                    wins.push(seckill_pipeline::OwnedDecision {
+                        status: Status::Success,
+                        order_id: seckill_pipeline::OrderId::parse(&w.order_id),
+                        price_cents: item.price_cents,
+                        quantity: w.quantity,
+                        per_user_limit: item.per_user_limit,
+                        received_ms: seckill_pipeline::now_ms(),
+                        sale_id: sale.clone(),
+                        item_id: item.item_id.clone(),
+                        user_id: w.user_id,
+                        request_id: w.request_id,
+                    });
+                }
+            }
+        }
+        let mut r = replayer.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(r.republish_unjournaled(&wins, STARTUP_REPLAY_MAX))
+    })
+    .await;
+    let n = match submitted {
+        Ok(Ok(n)) => n,
+        _ => {
+            tracing::error!("reconciliation after salvage failed; it runs again at the next start");
+            return;
+        }
+    };
+    tracing::warn!(
+        wins = n,
+        "after salvage: every win in Redis handed to Kafka again"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while sink_stats.acked.load(Ordering::Relaxed) < before + n {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::error!("reconciliation after salvage not acknowledged in time; it runs again at the next start");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    match blocking(move || seckill_wal::Wal::clear_salvaged(&wal_dir)).await {
+        Ok(Ok(())) => tracing::info!("reconciliation after salvage complete"),
+        _ => tracing::error!("could not clear the salvage marker"),
+    }
+}
+
 /// In the background: when Redis is draining, re-drive the journal's pending
 /// intents (in LSN order, through the ring) until none is left, then mark
 /// Redis up again.
@@ -423,7 +562,7 @@ async fn probe(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = crate::http::until_true(&mut stop) => return,
         }
-        if refresh_catalog(&app.redis, &app.catalog).await {
+        if refresh_catalog(&app.redis, &app.catalog, &app.board, &app.known_wins).await {
             app.shared
                 .redis
                 .transition(&[State::Down], State::Draining, "probe: PING answered");

@@ -70,6 +70,11 @@ impl Catalog {
         sales.get(sale_id)?.get(item_id).cloned()
     }
 
+    pub fn sale_ids(&self) -> Vec<String> {
+        let sales = self.sales.read().unwrap_or_else(|p| p.into_inner());
+        sales.keys().cloned().collect()
+    }
+
     pub fn sale_items(&self, sale_id: &str) -> Option<Vec<Arc<Item>>> {
         let sales = self.sales.read().unwrap_or_else(|p| p.into_inner());
         sales.get(sale_id).map(|m| m.values().cloned().collect())

@@ -127,6 +127,13 @@ impl StatusBoard {
     pub fn add_win(&self, key: &str) {
         *self.winners.entry(key.to_string()).or_insert(0) += 1;
     }
+
+    /// Records that the stock authority holds at least `n` wins for this
+    /// key (learned from Redis, e.g. decided by another daemon).
+    pub fn wins_at_least(&self, key: &str, n: u32) {
+        let mut e = self.winners.entry(key.to_string()).or_insert(0);
+        *e = (*e).max(n);
+    }
 }
 
 #[cfg(test)]

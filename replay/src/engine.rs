@@ -141,6 +141,20 @@ impl Replayer {
         n
     }
 
+    /// Hands wins known only to the stock authority (no journal position)
+    /// to the publish stage; consumers drop the ones they already have.
+    pub fn republish_unjournaled(&mut self, wins: &[OwnedDecision], timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        let mut n = 0;
+        for d in wins {
+            if !self.submit(Origin::Republish { lsn: 0 }, d, deadline) {
+                break;
+            }
+            n += 1;
+        }
+        n
+    }
+
     /// Re-drives every pending intent in LSN order and waits (up to
     /// `timeout`) until the deduct stage has finished with all of them.
     pub fn redrive(&mut self, work: &Work, timeout: Duration) -> Round {

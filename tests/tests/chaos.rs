@@ -409,3 +409,184 @@ async fn a_broker_killed_and_restarted_empty_receives_every_order_again() {
     assert_eq!(v.kafka_distinct_orders, 100);
     daemon.shutdown().await.expect("shutdown");
 }
+
+/// Start and end (exclusive) of the last record in the newest segment.
+fn last_record_span(wal_dir: &std::path::Path) -> (std::path::PathBuf, u64, u64) {
+    let segs = seckill_wal::segment::list(wal_dir).expect("segments");
+    let (first_lsn, path) = segs.last().expect("a segment").clone();
+    let recs: Vec<_> = seckill_wal::Reader::open(wal_dir, first_lsn)
+        .expect("reader")
+        .map(|r| r.expect("valid"))
+        .collect();
+    let mut off = seckill_wal::segment::SEGMENT_HEADER_LEN as u64;
+    let mut span = (off, off);
+    for r in &recs {
+        let len = (seckill_wal::record::RECORD_HEADER_LEN + r.payload.len()) as u64;
+        span = (off, off + len);
+        off += len;
+    }
+    (path, span.0, span.1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wal_torn_at_a_random_byte_is_cut_at_restart_and_the_lost_answer_comes_back_from_redis() {
+    let redis = RedisServer::start();
+    let broker = Broker::start();
+    let wal = tempfile::tempdir().expect("tmp");
+    let mut cfg = daemon_config(&redis, &broker, wal.path());
+    cfg.listen = format!("127.0.0.1:{}", seckill_tests::free_port())
+        .parse()
+        .expect("addr");
+    let mut daemon = seckill_tests::DaemonProcess::start(&cfg, &wal.path().join("first.log"));
+    let base = format!("http://{}", daemon.addr);
+    let client = load::client(8);
+    open_sale(&client, &base, "torn", 50).await;
+    let report = load::run(&client, &plan(&base, "torn", 0..80, 0)).await;
+    assert_eq!(
+        count(&report.answers, "success"),
+        50,
+        "{:?}",
+        report.by_status
+    );
+    daemon.kill();
+
+    let before = seckill_replay::inspect(wal.path(), 1)
+        .expect("inspect")
+        .records;
+    // Tear the newest record at a random byte (the clock is random enough).
+    let (seg, start, end) = last_record_span(wal.path());
+    let cut = start + 1 + (seckill_pipeline::now_ms() % (end - start - 1));
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .expect("segment");
+    f.set_len(cut).expect("truncate");
+    drop(f);
+    let torn_request = {
+        // Which request was that? The last answer the journal had.
+        let inv = seckill_replay::inspect(wal.path(), 1).expect("inspect after tear");
+        assert_eq!(inv.records, before - 1, "the torn record is not read");
+        report
+            .answers
+            .iter()
+            .map(|a| a.request_id.clone())
+            .collect::<Vec<_>>()
+    };
+
+    let daemon = Daemon::start(cfg)
+        .await
+        .expect("restarts after cutting the tail");
+    let base = format!("http://{}", daemon.addr);
+    // Every client retries: the one whose record was torn gets its answer
+    // from the outcome Redis stored; nobody's answer changes.
+    let mut again = Vec::new();
+    for a in &report.answers {
+        let fin = settle(
+            &client,
+            &base,
+            "torn",
+            &[Answer {
+                http: 0,
+                ..a.clone()
+            }],
+            Duration::from_secs(10),
+        )
+        .await;
+        again.extend(fin);
+    }
+    assert_eq!(torn_request.len(), again.len());
+    for (before, after) in report.answers.iter().zip(&again) {
+        assert_eq!(
+            (&before.status, &before.order_id),
+            (&after.status, &after.order_id),
+            "{}",
+            before.request_id
+        );
+    }
+    let v = verdict(&redis, &broker, "torn", &again).await;
+    assert!(v.ok(), "{:?}", v.violations);
+    daemon.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flipped_bit_in_a_sealed_wal_segment_stops_start_up_until_salvaged() {
+    let redis = RedisServer::start();
+    let mut broker = Broker::start();
+    let wal = tempfile::tempdir().expect("tmp");
+    let mut cfg = daemon_config(&redis, &broker, wal.path());
+    cfg.wal_segment_bytes = 4 << 10;
+    cfg.listen = format!("127.0.0.1:{}", seckill_tests::free_port())
+        .parse()
+        .expect("addr");
+    let mut daemon = seckill_tests::DaemonProcess::start(&cfg, &wal.path().join("first.log"));
+    let base = format!("http://{}", daemon.addr);
+    let client = load::client(8);
+    open_sale(&client, &base, "bitrot", 100).await;
+    // With Kafka away the wins stay unacknowledged, so the checkpoint
+    // cannot move and every segment stays.
+    broker.kill();
+    let report = load::run(&client, &plan(&base, "bitrot", 0..200, 0)).await;
+    assert_eq!(count(&report.answers, "success"), 100);
+    daemon.kill();
+    let segs = seckill_wal::segment::list(wal.path()).expect("segments");
+    assert!(segs.len() >= 3, "several segments: {}", segs.len());
+
+    // Flip one bit in the middle of the first (sealed) segment.
+    let path = &segs[0].1;
+    let mut bytes = std::fs::read(path).expect("read");
+    let at = 2000;
+    bytes[at] ^= 0x04;
+    std::fs::write(path, &bytes).expect("write");
+
+    match Daemon::start(cfg.clone()).await {
+        Err(seckill_io::DaemonError::Wal(seckill_wal::WalError::Corruption {
+            segment,
+            offset,
+            ..
+        })) => {
+            assert_eq!(&segment, path);
+            assert!(offset <= at as u64);
+        }
+        Err(e) => panic!("expected the typed corruption error, got {e}"),
+        Ok(_) => panic!("a corrupt WAL must stop start-up"),
+    }
+    let (_, salvage) = seckill_wal::Wal::salvage(
+        wal.path(),
+        seckill_wal::Options {
+            segment_bytes: cfg.wal_segment_bytes,
+            ..seckill_wal::Options::default()
+        },
+    )
+    .expect("salvage");
+    assert!(salvage.corruption.is_some());
+    assert!(!salvage.quarantined.is_empty(), "later segments set aside");
+    broker.restart();
+    let daemon = Daemon::start(cfg).await.expect("starts after salvage");
+    // Wins journaled before the corruption are published again; the rest
+    // are still in Redis and answered again to a client's retry.
+    let base = format!("http://{}", daemon.addr);
+    let fin = settle(
+        &client,
+        &base,
+        "bitrot",
+        &report
+            .answers
+            .iter()
+            .map(|a| Answer {
+                http: 0,
+                ..a.clone()
+            })
+            .collect::<Vec<_>>(),
+        Duration::from_secs(30),
+    )
+    .await;
+    for (before, after) in report.answers.iter().zip(&fin) {
+        assert_eq!(
+            (&before.status, &before.order_id),
+            (&after.status, &after.order_id)
+        );
+    }
+    let v = verdict(&redis, &broker, "bitrot", &fin).await;
+    assert!(v.ok(), "{:?}", v.violations);
+    daemon.shutdown().await.expect("shutdown");
+}

@@ -44,5 +44,6 @@ pub use checkpoint::{read as read_checkpoint, write as write_checkpoint};
 pub use error::{Result, WalError};
 pub use log::{
     Durability, Options, OwnedRecord, Reader, RecoveryReport, SalvageReport, TornTail, Wal,
+    SALVAGED_MARKER,
 };
 pub use record::{Kind, Lsn};

@@ -162,6 +162,9 @@ pub struct Wal {
 const SPARE_NAME: &str = "spare.tmp";
 const LOCK_NAME: &str = "LOCK";
 const QUARANTINE_DIR: &str = "quarantine";
+/// Present after a salvage set records aside, until the application has
+/// reconciled (see [`Wal::salvaged`]).
+pub const SALVAGED_MARKER: &str = "SALVAGED";
 
 impl Wal {
     /// Opens (or creates) the log in `dir`, recovering it first: every
@@ -263,6 +266,11 @@ impl Wal {
                     });
                     cut = Some((i, off, claimed_end));
                 } else if policy == Policy::Salvage {
+                    // Tell the next start that records were set aside, so
+                    // it can reconcile with what the stock authority holds.
+                    let marker = dir.join(SALVAGED_MARKER);
+                    std::fs::write(&marker, format!("{}\n{off}\n", path.display()))
+                        .map_err(|e| WalError::io(&marker, e))?;
                     salvage.corruption = Some((path.clone(), off as u64, reason));
                     cut = Some((i, off, map.len()));
                     let quarantine = dir.join(QUARANTINE_DIR);
@@ -476,6 +484,21 @@ impl Wal {
             segment::sync_dir(&self.dir)?;
         }
         Ok(())
+    }
+
+    /// Whether a salvage set records aside and the application has not yet
+    /// called [`Wal::clear_salvaged`].
+    pub fn salvaged(&self) -> bool {
+        self.dir.join(SALVAGED_MARKER).exists()
+    }
+
+    pub fn clear_salvaged(dir: &Path) -> Result<()> {
+        let marker = dir.join(SALVAGED_MARKER);
+        match std::fs::remove_file(&marker) {
+            Ok(()) => segment::sync_dir(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(WalError::io(&marker, e)),
+        }
     }
 
     /// The last checkpoint persisted in this directory.

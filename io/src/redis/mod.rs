@@ -4,5 +4,6 @@
 mod store;
 
 pub use store::{
-    item_keys, ItemKeys, ItemLoad, RedisAdmin, RedisStockStore, StockHash, SALE_END_MS_MAX,
+    item_keys, ItemKeys, ItemLoad, RedisAdmin, RedisStockStore, StockHash, StoredSale, StoredWin,
+    SALE_END_MS_MAX,
 };

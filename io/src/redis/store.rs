@@ -412,3 +412,53 @@ impl RedisAdmin {
         Ok(out)
     }
 }
+
+/// A win as the stock script recorded it in `seckill:{S:I}:orders`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredWin {
+    pub order_id: String,
+    pub user_id: String,
+    pub quantity: u32,
+    pub request_id: String,
+}
+
+impl RedisAdmin {
+    /// How many wins each item has (`HLEN` of its orders hash, placeholder
+    /// excluded), in one round trip.
+    pub fn win_counts(&self, items: &[(&str, &str)]) -> Result<Vec<u64>, RedisError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = self.conn()?;
+        let mut pipe = redis::pipe();
+        for (sale, item) in items {
+            pipe.hlen(item_keys(sale, item).orders);
+        }
+        let lens: Vec<u64> = pipe.query(&mut c)?;
+        Ok(lens.into_iter().map(|n| n.saturating_sub(1)).collect())
+    }
+
+    /// Every win of an item.
+    pub fn wins(&self, sale_id: &str, item_id: &str) -> Result<Vec<StoredWin>, RedisError> {
+        let mut c = self.conn()?;
+        let all: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(item_keys(sale_id, item_id).orders)
+            .query(&mut c)?;
+        Ok(all
+            .into_iter()
+            .filter(|(oid, _)| !oid.is_empty())
+            .filter_map(|(order_id, v)| {
+                let mut parts = v.splitn(3, '|');
+                let user_id = parts.next()?.to_string();
+                let quantity = parts.next()?.parse().ok()?;
+                let request_id = parts.next()?.to_string();
+                Some(StoredWin {
+                    order_id,
+                    user_id,
+                    quantity,
+                    request_id,
+                })
+            })
+            .collect())
+    }
+}

@@ -2,7 +2,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::event::Event;
+use crate::event::{Event, Origin};
 use crate::outcome::{OrderId, Status};
 use crate::port::{Order, OrderSink};
 use crate::stage::Stage;
@@ -111,7 +111,11 @@ impl Stage for Publish {
     fn on_batch(&mut self, events: &[&Event]) {
         self.retry_parked();
         for e in events {
-            if e.status() != Status::Success || e.is_replayed() || e.lsn() == 0 {
+            // A client's or re-driven win is published once journaled; a
+            // republished win may have no journal position at all (a win
+            // known only to Redis after a salvage).
+            let journaled = e.lsn() != 0 || matches!(e.origin, Origin::Republish { .. });
+            if e.status() != Status::Success || e.is_replayed() || !journaled {
                 continue;
             }
             let Some(order_id) = e.order_id() else {
