@@ -110,7 +110,7 @@ fn rebuild_board(wal: &Wal, board: &StatusBoard) -> Result<u64, seckill_wal::Wal
     Ok(n)
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, DaemonError> {
     tokio::task::spawn_blocking(f)
@@ -118,16 +118,90 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| DaemonError::Join(e.to_string()))
 }
 
+/// The adapters, connected (a dependency that is down is not fatal: its
+/// health says so and the daemon degrades).
+pub(crate) struct Connected {
+    pub redis: RedisAdmin,
+    pub store: RedisStockStore,
+    pub sink: KafkaOrderSink,
+    pub sink_stats: Arc<SinkStats>,
+    pub kafka: Arc<Health>,
+}
+
+pub(crate) async fn connect(
+    cfg: &Config,
+    shared: &Shared,
+    catalog: &Catalog,
+    known_wins: &Arc<KnownWins>,
+) -> Result<Connected, DaemonError> {
+    let redis = RedisAdmin::new(&cfg.redis_url, cfg.redis_timeout())
+        .map_err(|e| DaemonError::Redis(e.to_string()))?;
+    let store = RedisStockStore::new(&cfg.redis_url, cfg.redis_timeout())
+        .map_err(|e| DaemonError::Redis(e.to_string()))?;
+    if !refresh_catalog(&redis, catalog, &shared.board, known_wins).await {
+        shared.redis.fail("unreachable at start");
+        tracing::warn!(url = %cfg.redis_url, "redis is not reachable; purchases will be decided pending");
+    }
+    let kafka = Arc::new(Health::new("kafka", State::Up));
+    match tokio::time::timeout(
+        Duration::from_secs(15),
+        kafka::ensure_topics(&cfg.kafka_brokers, cfg.kafka_partitions),
+    )
+    .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            kafka.fail(&e.to_string());
+        }
+        Err(_) => {
+            kafka.fail("no answer to topic creation in 15 s");
+        }
+    }
+    let sink = KafkaOrderSink::new(
+        &cfg.kafka_brokers,
+        SinkShared {
+            board: Arc::clone(&shared.board),
+            outstanding: Arc::clone(&shared.outstanding),
+            health: Arc::clone(&kafka),
+        },
+        Duration::from_millis(cfg.kafka_message_timeout_ms),
+    )?;
+    let sink_stats = Arc::clone(&sink.stats);
+    let sink = blocking(move || {
+        if let Err(e) = sink.warm_up(Duration::from_secs(5)) {
+            tracing::warn!(error = %e, "Kafka warm-up failed; orders wait in the producer queue");
+        }
+        sink
+    })
+    .await?;
+    Ok(Connected {
+        redis,
+        store,
+        sink,
+        sink_stats,
+        kafka,
+    })
+}
+
+pub(crate) fn pipeline_config(cfg: &Config) -> PipelineConfig {
+    PipelineConfig {
+        ring_size: cfg.ring_size,
+        batch_len_max: cfg.batch_len_max,
+        pay_timeout_ms: cfg.pay_timeout_ms,
+        ..PipelineConfig::default()
+    }
+}
+
 /// Wins the status board has learned from Redis, per item, so each
 /// refresh only reads the items that gained wins.
-type KnownWins = Mutex<std::collections::HashMap<(String, String), u64>>;
+pub(crate) type KnownWins = Mutex<std::collections::HashMap<(String, String), u64>>;
 
 /// Loads the sales every daemon wrote into Redis into the local catalog,
 /// and the wins Redis holds into the status board: a client retrying a
 /// winning request id gets its win back even when this daemon never
 /// journaled it (decided by another daemon, or lost with a salvaged WAL
 /// segment) and the item is sold out.
-async fn refresh_catalog(
+pub(crate) async fn refresh_catalog(
     redis: &RedisAdmin,
     catalog: &Catalog,
     board: &Arc<StatusBoard>,
@@ -228,58 +302,19 @@ impl Daemon {
             pending = work.redrive.len(), wins_to_publish = work.republish.len(), "WAL recovered");
 
         // 2. Dependencies.
-        let redis = RedisAdmin::new(&cfg.redis_url, cfg.redis_timeout())
-            .map_err(|e| DaemonError::Redis(e.to_string()))?;
-        let store = RedisStockStore::new(&cfg.redis_url, cfg.redis_timeout())
-            .map_err(|e| DaemonError::Redis(e.to_string()))?;
         let catalog = Arc::new(Catalog::default());
         let known_wins: Arc<KnownWins> = Arc::default();
-        let redis_up = refresh_catalog(&redis, &catalog, &board, &known_wins).await;
-        if !redis_up {
-            shared.redis.fail("unreachable at start");
-            tracing::warn!(url = %cfg.redis_url, "redis is not reachable; purchases will be decided pending");
-        }
-        let kafka = Arc::new(Health::new("kafka", State::Up));
-        match tokio::time::timeout(
-            Duration::from_secs(15),
-            kafka::ensure_topics(&cfg.kafka_brokers, cfg.kafka_partitions),
-        )
-        .await
-        {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                kafka.fail(&e.to_string());
-            }
-            Err(_) => {
-                kafka.fail("no answer to topic creation in 15 s");
-            }
-        }
-        let sink = KafkaOrderSink::new(
-            &cfg.kafka_brokers,
-            SinkShared {
-                board: Arc::clone(&board),
-                outstanding: Arc::clone(&shared.outstanding),
-                health: Arc::clone(&kafka),
-            },
-            Duration::from_millis(cfg.kafka_message_timeout_ms),
-        )?;
-        let sink_stats = Arc::clone(&sink.stats);
-        let sink = blocking(move || {
-            if let Err(e) = sink.warm_up(Duration::from_secs(5)) {
-                tracing::warn!(error = %e, "Kafka warm-up failed; orders wait in the producer queue");
-            }
-            sink
-        })
-        .await?;
+        let Connected {
+            redis,
+            store,
+            sink,
+            sink_stats,
+            kafka,
+        } = connect(&cfg, &shared, &catalog, &known_wins).await?;
 
         // 3. The ring, then replay before any client is let in.
         let pipeline = Pipeline::start(
-            &PipelineConfig {
-                ring_size: cfg.ring_size,
-                batch_len_max: cfg.batch_len_max,
-                pay_timeout_ms: cfg.pay_timeout_ms,
-                ..PipelineConfig::default()
-            },
+            &pipeline_config(&cfg),
             Ports {
                 store: Box::new(store),
                 sink: Box::new(sink),

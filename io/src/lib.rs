@@ -12,6 +12,7 @@ pub mod http;
 pub mod journal;
 pub mod kafka;
 pub mod load;
+pub mod offline;
 pub mod redis;
 
 pub use config::{Cli, Config};

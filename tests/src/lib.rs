@@ -253,6 +253,11 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 
 /// The `seckilld` binary of this build (built on first use).
 pub fn seckilld_bin() -> PathBuf {
+    io_bin("seckilld")
+}
+
+/// A binary of `seckill-io` from this build (built on first use).
+pub fn io_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     // target/<profile>/deps/<test> → target/<profile>/seckilld
     let dir = exe
@@ -260,12 +265,12 @@ pub fn seckilld_bin() -> PathBuf {
         .and_then(|d| d.parent())
         .expect("target profile dir")
         .to_path_buf();
-    let bin = dir.join("seckilld");
+    let bin = dir.join(name);
     static BUILD: std::sync::Once = std::sync::Once::new();
     BUILD.call_once(|| {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "seckill-io", "--bin", "seckilld"]);
+        cmd.args(["build", "-q", "-p", "seckill-io", "--bins"]);
         if dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }

@@ -590,3 +590,52 @@ async fn a_flipped_bit_in_a_sealed_wal_segment_stops_start_up_until_salvaged() {
     assert!(v.ok(), "{:?}", v.violations);
     daemon.shutdown().await.expect("shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seckill_replay_run_resolves_what_a_stopped_daemon_left_pending() {
+    let mut redis = RedisServer::start_persistent();
+    let broker = Broker::start();
+    let wal = tempfile::tempdir().expect("tmp");
+    let cfg = daemon_config(&redis, &broker, wal.path());
+    let daemon = Daemon::start(cfg.clone()).await.expect("daemon");
+    let base = format!("http://{}", daemon.addr);
+    let client = load::client(8);
+    open_sale(&client, &base, "offline", 30).await;
+    redis.kill();
+    let report = load::run(&client, &plan(&base, "offline", 0..50, 0)).await;
+    assert_eq!(count(&report.answers, "pending"), 50);
+    daemon.shutdown().await.expect("shutdown");
+    redis.restart();
+
+    let (wal_dir, redis_url, brokers) = (wal.path().to_path_buf(), redis.url(), broker.brokers());
+    let cli = move |args: &[&str]| {
+        let out = std::process::Command::new(seckill_tests::io_bin("seckill-replay"))
+            .arg("--wal-dir")
+            .arg(&wal_dir)
+            .args(["--redis-url", &redis_url, "--kafka-brokers", &brokers])
+            .args(args)
+            .output()
+            .expect("run seckill-replay");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = cli(&["run", "--dry-run"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("offline") && text.contains("50"), "{text}");
+    let (code, text) = tokio::task::spawn_blocking(move || cli(&["run", "--json"]))
+        .await
+        .expect("join");
+    assert_eq!(code, 0, "{text}");
+    let s: serde_json::Value = serde_json::from_str(&text).expect("json summary");
+    assert_eq!(s["pending_found"], 50);
+    // The 30 winners' orders were acknowledged by Kafka during the run.
+    assert_eq!(s["resolved"]["order_created"], 30, "{s}");
+    assert_eq!(s["redis"], "up");
+    assert_eq!(s["resolved"]["sold_out"], 20, "{s}");
+    assert_eq!(s["still_pending"], 0);
+    let inv = seckill_replay::inspect(wal.path(), 1).expect("inspect");
+    assert_eq!(inv.pending, 0);
+    assert_eq!(inv.by_kind.get("resolved"), Some(&50));
+}
