@@ -155,8 +155,15 @@ pub struct Wal {
     next_lsn: Lsn,
     /// Sealed and active segments, by first LSN.
     segments: Vec<(Lsn, PathBuf)>,
-    spare: Option<JoinHandle<Result<File>>>,
+    spare: Spare,
     _lock: File,
+}
+
+/// The next segment: being zero-filled in the background, or ready.
+enum Spare {
+    None,
+    Preparing(JoinHandle<Result<File>>),
+    Ready(File),
 }
 
 const SPARE_NAME: &str = "spare.tmp";
@@ -343,7 +350,7 @@ impl Wal {
             active,
             next_lsn,
             segments,
-            spare: None,
+            spare: Spare::None,
             _lock: lock,
         };
         // A checkpoint written after the last writer closed (by the daemon
@@ -373,27 +380,52 @@ impl Wal {
     /// Starts zero-filling the next segment in the background, so rotation
     /// on the hot path is a rename, not 64 MiB of writes.
     fn prepare_spare(&mut self) {
-        if self.spare.is_some() {
+        if !matches!(self.spare, Spare::None) {
             return;
         }
         let path = self.dir.join(SPARE_NAME);
         let bytes = self.opts.segment_bytes;
-        self.spare = Some(std::thread::spawn(move || {
+        self.spare = Spare::Preparing(std::thread::spawn(move || {
             segment::create_zeroed(&path, bytes)
         }));
+    }
+
+    /// Waits until the next segment is prepared. Rotation does this by
+    /// itself; call it to take the preparation out of a measurement, or
+    /// to learn early that the disk is full.
+    pub fn wait_for_spare(&mut self) -> Result<()> {
+        self.prepare_spare();
+        if let Spare::Preparing(_) = self.spare {
+            let Spare::Preparing(h) = std::mem::replace(&mut self.spare, Spare::None) else {
+                return Ok(());
+            };
+            match h.join() {
+                Ok(Ok(file)) => self.spare = Spare::Ready(file),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    return Err(WalError::Io {
+                        path: self.dir.join(SPARE_NAME),
+                        source: std::io::Error::other("segment preparation panicked"),
+                    })
+                }
+            }
+        }
+        Ok(())
     }
 
     fn rotate(&mut self) -> Result<()> {
         // Seal the current segment: everything in it reaches the disk.
         self.flush_dirty()?;
         let spare_path = self.dir.join(SPARE_NAME);
-        let file = match self.spare.take().map(|h| h.join()) {
-            Some(Ok(Ok(file))) => file,
-            // The background preparation failed or panicked: try once more
-            // here, so a transient failure does not wedge the log.
-            Some(Ok(Err(_))) | Some(Err(_)) | None => {
-                segment::create_zeroed(&spare_path, self.opts.segment_bytes)?
-            }
+        // A failed background preparation is tried once more here, so a
+        // transient failure does not wedge the log; a full disk is the
+        // caller's `DiskFull`, and the current segment stays intact.
+        let file = match self.wait_for_spare() {
+            Ok(()) => match std::mem::replace(&mut self.spare, Spare::None) {
+                Spare::Ready(f) => f,
+                _ => segment::create_zeroed(&spare_path, self.opts.segment_bytes)?,
+            },
+            Err(_) => segment::create_zeroed(&spare_path, self.opts.segment_bytes)?,
         };
         let path = self.dir.join(segment::segment_name(self.next_lsn));
         std::fs::rename(&spare_path, &path).map_err(|e| WalError::io(&path, e))?;
@@ -517,7 +549,7 @@ impl Drop for Wal {
     fn drop(&mut self) {
         // Best effort: an orderly close leaves nothing in the page cache only.
         let _ = self.flush_dirty();
-        if let Some(h) = self.spare.take() {
+        if let Spare::Preparing(h) = std::mem::replace(&mut self.spare, Spare::None) {
             let _ = h.join();
         }
     }
