@@ -196,11 +196,11 @@ fn recovery_scan(c: &mut Criterion) {
     g.throughput(Throughput::Elements(records));
     g.bench_function("read_and_verify_1GiB", |b| {
         b.iter(|| {
-            let n = Reader::open(dir.path(), 1)
-                .expect("reader")
-                .map(|r| r.expect("valid").payload.len())
-                .count();
-            assert_eq!(n as u64, records);
+            let mut n = 0u64;
+            for r in Reader::open(dir.path(), 1).expect("reader") {
+                n += u64::from(!r.expect("valid").payload.is_empty());
+            }
+            assert_eq!(n, records);
         })
     });
     g.finish();
