@@ -616,14 +616,13 @@ async fn probe(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             .await
             .unwrap_or(false);
             if up {
-                let back = app.kafka.transition(
-                    &[State::Down],
-                    State::Draining,
-                    "probe: metadata answered",
-                );
-                if back {
+                app.kafka
+                    .transition(&[State::Down], State::Draining, "probe: metadata answered");
+                if app.kafka.state() != State::Up {
                     // A broker that restarted empty has no topics: create
-                    // them before the failed orders are sent again.
+                    // them (again on every tick until Kafka is up: the
+                    // broker may still be starting) before the failed
+                    // orders go out.
                     let brokers = app.cfg.kafka_brokers.clone();
                     let partitions = app.cfg.kafka_partitions;
                     let created = tokio::time::timeout(

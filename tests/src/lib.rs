@@ -7,6 +7,17 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Logs of the in-process daemon, shown when `SECKILL_TEST_LOG` holds a
+/// filter (e.g. `SECKILL_TEST_LOG=info cargo test ... -- --nocapture`).
+pub fn init_logs() {
+    if let Ok(filter) = std::env::var("SECKILL_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 /// A free loopback port (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -238,6 +249,7 @@ pub fn daemon_config(
     broker: &Broker,
     wal_dir: &std::path::Path,
 ) -> seckill_io::Config {
+    init_logs();
     let mut cfg = seckill_io::Config::defaults();
     cfg.listen = "127.0.0.1:0".parse().expect("literal address");
     cfg.redis_url = redis.url();
