@@ -7,9 +7,9 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use hdrhistogram::Histogram;
-use seckill_wal::{record, Durability, Kind, Options, Reader, Wal};
+use seckill_wal::{record, Durability, Kind, Options, Reader, Wal, WriteMode};
 
 /// Commits timed one by one for the latency percentiles.
 const LATENCY_SAMPLES: usize = 2000;
@@ -42,6 +42,7 @@ fn append(c: &mut Criterion) {
             Options {
                 segment_bytes: COMMIT_SEGMENT_BYTES,
                 durability: Durability::Os,
+                ..Options::default()
             },
         )
         .expect("open");
@@ -62,92 +63,113 @@ fn append(c: &mut Criterion) {
     g.finish();
 }
 
+/// A WAL in its own directory, its next segment prepared before measuring.
+fn commit_wal(mode: WriteMode) -> (tempfile::TempDir, Wal) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut wal, _) = Wal::open(
+        dir.path(),
+        Options {
+            segment_bytes: COMMIT_SEGMENT_BYTES,
+            durability: Durability::Fsync,
+            write_mode: mode,
+        },
+    )
+    .expect("open");
+    wal.wait_for_spare()
+        .expect("next segment ready before measuring");
+    (dir, wal)
+}
+
+/// The reference: the same bytes with write + fdatasync into a pre-zeroed
+/// file, in batches.
+struct Reference {
+    f: std::fs::File,
+    buf: Vec<u8>,
+    off: u64,
+    lsn: u64,
+}
+
+impl Reference {
+    fn new(dir: &std::path::Path) -> Reference {
+        let mut f = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(dir.join("reference.log"))
+            .expect("reference file");
+        f.write_all(&vec![0u8; SEGMENT_BYTES as usize])
+            .expect("zero");
+        f.sync_all().expect("sync");
+        Reference {
+            f,
+            buf: Vec::new(),
+            off: 0,
+            lsn: 1,
+        }
+    }
+
+    fn commit(&mut self, batch: usize, payload: &[u8]) {
+        self.buf.clear();
+        for _ in 0..batch {
+            record::encode(&mut self.buf, Kind::Decision, self.lsn, payload);
+            self.lsn += 1;
+        }
+        if self.off + self.buf.len() as u64 > SEGMENT_BYTES {
+            self.off = 0;
+        }
+        self.f.write_all_at(&self.buf, self.off).expect("write");
+        self.off += self.buf.len() as u64;
+        self.f.sync_data().expect("fdatasync");
+    }
+}
+
+fn wal_commit(wal: &mut Wal, batch: usize, payload: &[u8]) {
+    for _ in 0..batch {
+        wal.append(Kind::Decision, payload).expect("append");
+    }
+    wal.commit().expect("commit");
+}
+
 fn group_commit(c: &mut Criterion) {
     let mut g = c.benchmark_group("wal_group_commit_fsync");
     g.sample_size(20);
     let payload = vec![7u8; 208 - record::RECORD_HEADER_LEN];
     for batch in [1usize, 16, 64, 256] {
         g.throughput(Throughput::Elements(batch as u64));
-        let dir = tempfile::tempdir().expect("tmp");
-        let (mut wal, _) = Wal::open(
-            dir.path(),
-            Options {
-                segment_bytes: COMMIT_SEGMENT_BYTES,
-                durability: Durability::Fsync,
-            },
-        )
-        .expect("open");
-        wal.wait_for_spare()
-            .expect("next segment ready before measuring");
+        let (dir_p, mut pwrite) = commit_wal(WriteMode::Pwrite);
+        let (_dir_m, mut mmap) = commit_wal(WriteMode::Mmap);
+        let mut reference = Reference::new(dir_p.path());
+        g.bench_function(format!("pwrite_fdatasync_batch_{batch}"), |b| {
+            b.iter(|| wal_commit(&mut pwrite, batch, &payload))
+        });
         g.bench_function(format!("mmap_msync_batch_{batch}"), |b| {
-            b.iter(|| {
-                for _ in 0..batch {
-                    wal.append(Kind::Decision, &payload).expect("append");
-                }
-                wal.commit().expect("commit");
-            })
+            b.iter(|| wal_commit(&mut mmap, batch, &payload))
         });
-        // Reference: the same bytes with write + fdatasync into a
-        // pre-zeroed file.
-        let path = dir.path().join("reference.log");
-        let mut f = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .expect("reference file");
-        f.write_all(&vec![0u8; SEGMENT_BYTES as usize])
-            .expect("zero");
-        f.sync_all().expect("sync");
-        let mut buf = Vec::new();
-        let mut off = 0u64;
-        let mut lsn = 1;
-        g.bench_function(format!("write_fdatasync_batch_{batch}"), |b| {
-            b.iter_batched(
-                || (),
-                |()| {
-                    buf.clear();
-                    for _ in 0..batch {
-                        record::encode(&mut buf, Kind::Decision, lsn, &payload);
-                        lsn += 1;
-                    }
-                    if off + buf.len() as u64 > SEGMENT_BYTES {
-                        off = 0;
-                    }
-                    f.write_all_at(&buf, off).expect("write");
-                    off += buf.len() as u64;
-                    f.sync_data().expect("fdatasync");
-                },
-                BatchSize::SmallInput,
-            )
+        g.bench_function(format!("reference_write_fdatasync_batch_{batch}"), |b| {
+            b.iter(|| reference.commit(batch, &payload))
         });
-        // Latency percentiles of the same commits, outside criterion.
-        let mut mmap = Vec::with_capacity(LATENCY_SAMPLES);
-        let mut reference = Vec::with_capacity(LATENCY_SAMPLES);
+        // Latency percentiles of the same commits, outside criterion,
+        // interleaved so all three see the same disk.
+        let mut lat = [
+            Vec::with_capacity(LATENCY_SAMPLES),
+            Vec::with_capacity(LATENCY_SAMPLES),
+            Vec::with_capacity(LATENCY_SAMPLES),
+        ];
         for _ in 0..LATENCY_SAMPLES {
-            let started = Instant::now();
-            for _ in 0..batch {
-                wal.append(Kind::Decision, &payload).expect("append");
-            }
-            wal.commit().expect("commit");
-            mmap.push(started.elapsed());
-            let started = Instant::now();
-            buf.clear();
-            for _ in 0..batch {
-                record::encode(&mut buf, Kind::Decision, lsn, &payload);
-                lsn += 1;
-            }
-            if off + buf.len() as u64 > SEGMENT_BYTES {
-                off = 0;
-            }
-            f.write_all_at(&buf, off).expect("write");
-            off += buf.len() as u64;
-            f.sync_data().expect("fdatasync");
-            reference.push(started.elapsed());
+            let t = Instant::now();
+            wal_commit(&mut pwrite, batch, &payload);
+            lat[0].push(t.elapsed());
+            let t = Instant::now();
+            wal_commit(&mut mmap, batch, &payload);
+            lat[1].push(t.elapsed());
+            let t = Instant::now();
+            reference.commit(batch, &payload);
+            lat[2].push(t.elapsed());
         }
-        percentiles(&format!("batch {batch} mmap+msync"), &mmap);
-        percentiles(&format!("batch {batch} write+fdatasync"), &reference);
+        percentiles(&format!("batch {batch} wal pwrite+fdatasync"), &lat[0]);
+        percentiles(&format!("batch {batch} wal mmap+msync"), &lat[1]);
+        percentiles(&format!("batch {batch} reference write+fdatasync"), &lat[2]);
     }
     g.finish();
 }
@@ -162,6 +184,7 @@ fn recovery_scan(c: &mut Criterion) {
             Options {
                 segment_bytes: SEGMENT_BYTES,
                 durability: Durability::Os,
+                ..Options::default()
             },
         )
         .expect("open");
@@ -179,6 +202,7 @@ fn recovery_scan(c: &mut Criterion) {
         Options {
             segment_bytes: SEGMENT_BYTES,
             durability: Durability::Os,
+            ..Options::default()
         },
     )
     .expect("recover");

@@ -58,6 +58,9 @@ settings! {
     durability: String = "fsync".into(), "SECKILL_DURABILITY";
     /// Size of each WAL segment file in bytes.
     wal_segment_bytes: u64 = 64 << 20, "SECKILL_WAL_SEGMENT_BYTES";
+    /// How the WAL writes: "pwrite" (buffer + pwrite + fdatasync per batch)
+    /// or "mmap" (stores into the mapping + msync); see docs/wal.md.
+    wal_write_mode: String = "pwrite".into(), "SECKILL_WAL_WRITE_MODE";
     /// Ring slots (a power of two); a full ring answers 503.
     ring_size: usize = 4096, "SECKILL_RING_SIZE";
     /// Most requests one stage takes per batch (one Redis call, one flush).
@@ -161,6 +164,9 @@ impl Config {
         if self.durability != "fsync" && self.durability != "os" {
             return bad("durability", "must be \"fsync\" or \"os\"");
         }
+        if self.wal_write_mode != "pwrite" && self.wal_write_mode != "mmap" {
+            return bad("wal_write_mode", "must be \"pwrite\" or \"mmap\"");
+        }
         if self.worker_threads == 0 {
             return bad("worker_threads", "must be at least 1");
         }
@@ -168,6 +174,15 @@ impl Config {
             return bad("body_bytes_max", "must be at least 64");
         }
         Ok(())
+    }
+
+    /// The WAL options these settings ask for.
+    pub fn wal_options(&self) -> Result<seckill_wal::Options, seckill_wal::WalError> {
+        Ok(seckill_wal::Options {
+            segment_bytes: self.wal_segment_bytes,
+            durability: self.durability.parse()?,
+            write_mode: self.wal_write_mode.parse()?,
+        })
     }
 
     pub fn redis_timeout(&self) -> Duration {

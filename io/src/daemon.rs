@@ -14,7 +14,7 @@ use seckill_pipeline::{
     Catalog, Pipeline, PipelineConfig, Ports, RequestState, Resume, Shared, Status, StatusBoard,
 };
 use seckill_replay::{Replayer, Work};
-use seckill_wal::{Durability, Kind, Options, Wal};
+use seckill_wal::{Kind, Wal};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -271,20 +271,15 @@ pub(crate) async fn refresh_catalog(
 
 impl Daemon {
     pub async fn start(cfg: Config) -> Result<Daemon, DaemonError> {
-        let durability: Durability = cfg.durability.parse()?;
+        let opts = cfg.wal_options()?;
         let shared = Shared::default();
         let board = Arc::clone(&shared.board);
 
         // 1. Recover the journal and read what is unfinished.
         let wal_dir = cfg.wal_dir.clone();
-        let seg = cfg.wal_segment_bytes;
         let (wal, report, work, decisions) = {
             let board = Arc::clone(&board);
             blocking(move || -> Result<_, DaemonError> {
-                let opts = Options {
-                    segment_bytes: seg,
-                    durability,
-                };
                 let (wal, report) = Wal::open(&wal_dir, opts)?;
                 if let Some(t) = &report.torn_tail {
                     tracing::warn!(segment = %t.segment.display(), offset = t.offset,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use seckill_pipeline::health::State;
 use seckill_pipeline::{Catalog, Pipeline, Ports, Resume, Shared};
 use seckill_replay::{Replayer, Work};
-use seckill_wal::{Durability, Lsn, Options, Wal};
+use seckill_wal::{Lsn, Wal};
 use serde::Serialize;
 
 use crate::config::Config;
@@ -59,20 +59,10 @@ pub async fn run(
     timeout: Duration,
     progress: Progress,
 ) -> Result<RunSummary, DaemonError> {
-    let durability: Durability = cfg.durability.parse()?;
+    let opts = cfg.wal_options()?;
     let dir = cfg.wal_dir.clone();
-    let seg = cfg.wal_segment_bytes;
     // Opening takes the directory lock: a running daemon makes this fail.
-    let (wal, report) = blocking(move || {
-        Wal::open(
-            &dir,
-            Options {
-                segment_bytes: seg,
-                durability,
-            },
-        )
-    })
-    .await??;
+    let (wal, report) = blocking(move || Wal::open(&dir, opts)).await??;
     let (from, work) = {
         let cfg = cfg.clone();
         blocking(move || plan(&cfg, from)).await??

@@ -19,9 +19,11 @@
 //! the end.
 //!
 //! ## Guarantees
-//! - [`Wal::commit`] is the group commit: one msync of the bytes appended
-//!   since the last commit (`Durability::Fsync`), or none (`Durability::Os`,
-//!   page cache only — survives a process crash, not a power cut).
+//! - [`Wal::commit`] is the group commit: the bytes appended since the last
+//!   commit reach the disk with one write and one flush — `pwrite` +
+//!   `fdatasync` by default, or stores into the mapping + `msync` (see
+//!   [`WriteMode`]) — or only the page cache (`Durability::Os`: survives a
+//!   process crash, not a power cut).
 //! - Recovery on open verifies every checksum. An invalid record in the
 //!   newest segment followed only by zeros is a torn tail: it is cut (zeroed)
 //!   and appending resumes there. Anything else invalid is
@@ -44,6 +46,6 @@ pub use checkpoint::{read as read_checkpoint, write as write_checkpoint};
 pub use error::{Result, WalError};
 pub use log::{
     Durability, Options, OwnedRecord, Reader, RecoveryReport, SalvageReport, TornTail, Wal,
-    SALVAGED_MARKER,
+    WriteMode, SALVAGED_MARKER,
 };
 pub use record::{Kind, Lsn};

@@ -40,6 +40,7 @@ fn a_full_disk_is_disk_full_and_keeps_every_record_written_before() {
     let opts = Options {
         segment_bytes: 64 << 10,
         durability: Durability::Fsync,
+        ..Options::default()
     };
     let (mut wal, _) = Wal::open(&dir, opts.clone()).expect("open");
     let payload = vec![0x5au8; 500];

@@ -16,6 +16,7 @@ fn opts() -> Options {
     Options {
         segment_bytes: SEG,
         durability: Durability::Fsync,
+        ..Options::default()
     }
 }
 
@@ -286,4 +287,37 @@ proptest! {
             Err(e) => prop_assert!(false, "unexpected error {e}"),
         }
     }
+}
+
+#[test]
+fn the_mmap_write_mode_writes_the_same_log() {
+    for mode in [seckill_wal::WriteMode::Mmap, seckill_wal::WriteMode::Pwrite] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let o = Options {
+            write_mode: mode,
+            ..opts()
+        };
+        let (mut wal, _) = Wal::open(dir.path(), o.clone()).expect("open");
+        let written: Vec<Vec<u8>> = (0..300).map(|n| payload(n, 40 + n % 90)).collect();
+        for p in &written {
+            wal.append(Kind::Decision, p).expect("append");
+        }
+        wal.commit().expect("commit");
+        drop(wal);
+        assert_eq!(read_all(dir.path()), written, "{mode:?}");
+        let (_, report) = Wal::open(dir.path(), o).expect("reopen");
+        assert_eq!(report.records, 300, "{mode:?}");
+    }
+}
+
+#[test]
+fn uncommitted_pwrite_appends_are_not_visible_and_commit_makes_them_so() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut wal, _) = Wal::open(dir.path(), opts()).expect("open");
+    wal.append(Kind::Decision, b"one").expect("append");
+    wal.commit().expect("commit");
+    wal.append(Kind::Decision, b"two").expect("append");
+    assert_eq!(read_all(dir.path()), vec![b"one".to_vec()]);
+    wal.commit().expect("commit");
+    assert_eq!(read_all(dir.path()), vec![b"one".to_vec(), b"two".to_vec()]);
 }
