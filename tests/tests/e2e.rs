@@ -399,3 +399,51 @@ async fn purchases_are_answered_pending_while_redis_is_down() {
         .collect();
     assert_eq!(decisions, vec![seckill_pipeline::Status::Pending]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_cannot_hold_a_connection_and_a_slow_body_gets_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let redis = RedisServer::start();
+    let broker = Broker::start();
+    let wal = tempfile::tempdir().expect("tmp");
+    let mut cfg = daemon_config(&redis, &broker, wal.path());
+    cfg.header_timeout_ms = 300;
+    let daemon = Daemon::start(cfg).await.expect("daemon starts");
+    let base = format!("http://{}", daemon.addr);
+    open_sale(&base, "slow", &[item("i", 5)]).await;
+
+    // Headers that never finish: the server closes the connection.
+    let mut s = tokio::net::TcpStream::connect(daemon.addr)
+        .await
+        .expect("connect");
+    s.write_all(b"POST /api/v1/sales/slow/items/i/purchase HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(
+        closed.is_ok(),
+        "the server kept a stalled client's connection"
+    );
+
+    // Complete headers, a body that stalls: 408 with an error code.
+    let mut s = tokio::net::TcpStream::connect(daemon.addr)
+        .await
+        .expect("connect");
+    s.write_all(
+        b"POST /api/v1/sales/slow/items/i/purchase HTTP/1.1\r\nHost: x\r\nContent-Length: 60\r\n\r\n{\"user_id\":",
+    )
+    .await
+    .expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("an answer in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("body_timeout"), "{text}");
+    let st = stock_of(&redis, "slow", "i");
+    assert_eq!((st.available, st.locked), (5, 0), "no state change");
+    daemon.shutdown().await.expect("shutdown");
+}
