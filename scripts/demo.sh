@@ -17,49 +17,20 @@ CLICKS=${DEMO_CLICKS:-2}
 STOCK=${DEMO_STOCK:-500}
 ITEMS=${DEMO_ITEMS:-1}
 CONC=${DEMO_CONCURRENCY:-64}
-REDIS_PORT=${DEMO_REDIS_PORT:-16379}
-KAFKA_PORT=${DEMO_KAFKA_PORT:-19092}
 HTTP_PORT=${DEMO_HTTP_PORT:-18080}
-STATE=.seckill
 TOKEN=demo-admin-token
-mkdir -p "$STATE"
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_port() {
-  for _ in $(seq 1 200); do port_open "$1" && return 0; sleep 0.1; done
-  echo "nothing listens on port $1" >&2; return 1
-}
+source scripts/services.sh
 
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  stop_services
 }
 trap cleanup EXIT
 
 say "building seckilld and seckill-load (release)"
 cargo build --release --quiet -p seckill-io --bins
-
-if port_open "$REDIS_PORT"; then
-  say "reusing Redis on 127.0.0.1:$REDIS_PORT"
-else
-  say "starting redis-server on 127.0.0.1:$REDIS_PORT"
-  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
-    --dir "$STATE" --logfile "$PWD/$STATE/redis.log" &
-  pids+=($!)
-  wait_port "$REDIS_PORT"
-fi
-
-if port_open "$KAFKA_PORT"; then
-  say "reusing the Kafka-protocol broker on 127.0.0.1:$KAFKA_PORT"
-else
-  say "starting the tansu broker on 127.0.0.1:$KAFKA_PORT (in-memory storage)"
-  "$(tansu_path)" broker --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-    --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
-    --storage-engine memory://tansu/ >"$STATE/tansu.log" 2>&1 &
-  pids+=($!)
-  wait_port "$KAFKA_PORT"
-fi
+start_services
 
 say "starting seckilld on 127.0.0.1:$HTTP_PORT (log: $STATE/seckilld.log)"
 rm -rf "$STATE/wal"

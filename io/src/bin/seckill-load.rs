@@ -65,6 +65,30 @@ struct Args {
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// A named flash sale (sets items, stock, users and clicks):
+    /// hot-item (1 item × 1,000, 100,000 users × 2 clicks),
+    /// sold-out-storm (1 item × 0, 100,000 users × 2 clicks),
+    /// many-items (500 items × 100, 200,000 users × 1 click).
+    #[arg(long, value_parser = ["hot-item", "sold-out-storm", "many-items"])]
+    scenario: Option<String>,
+    /// Only measure: skip the invariant check (e.g. against seckill-bare).
+    #[arg(long)]
+    no_check: bool,
+}
+
+impl Args {
+    fn apply_scenario(&mut self) {
+        let (items, stock, users, clicks) = match self.scenario.as_deref() {
+            Some("hot-item") => (1, 1_000, 100_000, 2),
+            Some("sold-out-storm") => (1, 0, 100_000, 2),
+            Some("many-items") => (500, 100, 200_000, 1),
+            _ => return,
+        };
+        self.items = items;
+        self.stock = stock;
+        self.users = users;
+        self.clicks = clicks;
+    }
 }
 
 async fn server_now_ms(client: &load::HttpClient, base: &str) -> anyhow::Result<u64> {
@@ -86,7 +110,8 @@ async fn server_now_ms(client: &load::HttpClient, base: &str) -> anyhow::Result<
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    args.apply_scenario();
     if args.items == 0 || args.users == 0 || args.clicks == 0 {
         bail!("--items, --users and --clicks must be at least 1");
     }
@@ -142,6 +167,17 @@ async fn main() -> anyhow::Result<()> {
         time_max: Duration::from_secs(args.time_max_s),
     };
     let report = load::run(&client, &plan).await;
+    if args.no_check {
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({"report": report}))?
+            );
+        } else {
+            print_report(&sale, &report);
+        }
+        return Ok(());
+    }
 
     let redis = RedisAdmin::new(&args.redis_url, Duration::from_secs(2)).context("redis url")?;
     let mut stock = BTreeMap::new();
@@ -175,23 +211,7 @@ async fn main() -> anyhow::Result<()> {
             }))?
         );
     } else {
-        println!("\n== seckill load: sale {sale} ==");
-        println!("requests      {:>10}", report.requests);
-        println!("elapsed       {:>10} ms", report.elapsed_ms);
-        println!("throughput    {:>10.0} req/s", report.requests_per_sec);
-        let l = &report.latency;
-        println!(
-            "latency µs    p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
-            l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us
-        );
-        println!("answers:");
-        for (status, n) in &report.by_status {
-            println!("  {status:<16} {n:>8}");
-        }
-        println!("HTTP codes:");
-        for (code, n) in &report.by_http {
-            println!("  {code:<16} {n:>8}");
-        }
+        print_report(&sale, &report);
         println!("stock (Redis):");
         for (item, s) in &stock {
             println!(
@@ -216,4 +236,24 @@ async fn main() -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+fn print_report(sale: &str, report: &load::Report) {
+    println!("\n== seckill load: sale {sale} ==");
+    println!("requests      {:>10}", report.requests);
+    println!("elapsed       {:>10} ms", report.elapsed_ms);
+    println!("throughput    {:>10.0} req/s", report.requests_per_sec);
+    let l = &report.latency;
+    println!(
+        "latency µs    p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+        l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us
+    );
+    println!("answers:");
+    for (status, n) in &report.by_status {
+        println!("  {status:<16} {n:>8}");
+    }
+    println!("HTTP codes:");
+    for (code, n) in &report.by_http {
+        println!("  {code:<16} {n:>8}");
+    }
 }

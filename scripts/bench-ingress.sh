@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The proof for the whole system: plays a named flash sale (seckill-load
+# --scenario) against seckilld, then the same load against seckill-bare (a
+# bare hyper server answering a constant JSON: the ingress ceiling), in the
+# same run on the same box, and prints both and the ratio.
+#
+#   ./scripts/bench-ingress.sh [hot-item|sold-out-storm|many-items] ...
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+ensure_all
+SCENARIOS=("$@")
+[ "${#SCENARIOS[@]}" -gt 0 ] || SCENARIOS=(hot-item sold-out-storm)
+CONC=${BENCH_CONCURRENCY:-64}
+HTTP_PORT=${BENCH_HTTP_PORT:-18090}
+BARE_PORT=${BENCH_BARE_PORT:-18091}
+TOKEN=bench-admin-token
+source scripts/services.sh
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  stop_services
+}
+trap cleanup EXIT
+
+say "building (release)"
+cargo build --release --quiet -p seckill-io --bins
+start_services
+
+rm -rf "$STATE/bench-wal"
+SECKILL_LISTEN="127.0.0.1:$HTTP_PORT" SECKILL_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" \
+SECKILL_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" SECKILL_WAL_DIR="$STATE/bench-wal" \
+SECKILL_ADMIN_TOKEN="$TOKEN" SECKILL_LOG=warn \
+  target/release/seckilld >"$STATE/bench-seckilld.log" 2>&1 &
+pids+=($!)
+target/release/seckill-bare --listen "127.0.0.1:$BARE_PORT" >/dev/null 2>&1 &
+pids+=($!)
+wait_port "$HTTP_PORT"
+wait_port "$BARE_PORT"
+
+load() { # target, scenario, extra args
+  target/release/seckill-load --target "http://127.0.0.1:$1" --admin-token "$TOKEN" \
+    --redis-url "redis://127.0.0.1:$REDIS_PORT/" --kafka-brokers "127.0.0.1:$KAFKA_PORT" \
+    --scenario "$2" --concurrency "$CONC" --countdown-s 1 --json "${@:3}"
+}
+field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+
+printf '\n%-16s %12s %12s %8s %10s %10s %s\n' scenario "seckilld" "bare hyper" ratio "p99 ms" "bare p99" invariants
+for sc in "${SCENARIOS[@]}"; do
+  s=$(load "$HTTP_PORT" "$sc")
+  b=$(load "$BARE_PORT" "$sc" --no-check)
+  s_rps=$(echo "$s" | field "round(d['report']['requests_per_sec'])")
+  b_rps=$(echo "$b" | field "round(d['report']['requests_per_sec'])")
+  s_p99=$(echo "$s" | field "d['report']['latency']['p99_us']/1000")
+  b_p99=$(echo "$b" | field "d['report']['latency']['p99_us']/1000")
+  ok=$(echo "$s" | field "'OK' if not d['check']['violations'] else 'VIOLATED'")
+  ratio=$(python3 -c "print(f'{$s_rps/$b_rps:.2f}x')")
+  printf '%-16s %10s/s %10s/s %8s %10s %10s %s\n' "$sc" "$s_rps" "$b_rps" "$ratio" "$s_p99" "$b_p99" "$ok"
+done
+say "seckilld counters"
+exec 3<>"/dev/tcp/127.0.0.1/$HTTP_PORT"
+printf 'GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n' >&3
+grep -E '^seckill_(redis_(calls|requests)_total|ring_batch_len_max|wal_commits_total)' <&3 || true
