@@ -12,6 +12,7 @@ use std::time::Duration;
 use seckill_pipeline::health::{Health, State};
 use seckill_pipeline::{
     Catalog, Pipeline, PipelineConfig, Ports, RequestState, Resume, Shared, Status, StatusBoard,
+    Submitter,
 };
 use seckill_replay::{Replayer, Work};
 use seckill_wal::{Kind, Wal};
@@ -183,13 +184,38 @@ pub(crate) async fn connect(
     })
 }
 
-pub(crate) fn pipeline_config(cfg: &Config) -> PipelineConfig {
-    PipelineConfig {
-        ring_size: cfg.ring_size,
-        batch_len_max: cfg.batch_len_max,
-        pay_timeout_ms: cfg.pay_timeout_ms,
-        ..PipelineConfig::default()
-    }
+/// Starts the ring on the real ports, the journal resuming after recovery.
+pub(crate) fn start_ring(
+    cfg: &Config,
+    store: RedisStockStore,
+    sink: KafkaOrderSink,
+    wal: Wal,
+    shared: &Shared,
+    recovered: &seckill_wal::RecoveryReport,
+) -> Result<(Pipeline, Submitter), DaemonError> {
+    let pipeline = Pipeline::start(
+        &PipelineConfig {
+            ring_size: cfg.ring_size,
+            batch_len_max: cfg.batch_len_max,
+            pay_timeout_ms: cfg.pay_timeout_ms,
+            ..PipelineConfig::default()
+        },
+        Ports {
+            store: Box::new(store),
+            sink: Box::new(sink),
+            journal: Box::new(WalJournal::new(wal)),
+        },
+        shared,
+        Resume {
+            last_lsn: recovered.last_lsn,
+            checkpoint: recovered.checkpoint.unwrap_or(0),
+        },
+        seckill_pipeline::now_ms,
+    )?;
+    let submitter = pipeline
+        .submitter()
+        .ok_or_else(|| DaemonError::Join("pipeline has no submitter".into()))?;
+    Ok((pipeline, submitter))
 }
 
 /// Wins the status board has learned from Redis, per item, so each
@@ -308,27 +334,9 @@ impl Daemon {
         } = connect(&cfg, &shared, &catalog, &known_wins).await?;
 
         // 3. The ring, then replay before any client is let in.
-        let pipeline = Pipeline::start(
-            &pipeline_config(&cfg),
-            Ports {
-                store: Box::new(store),
-                sink: Box::new(sink),
-                journal: Box::new(WalJournal::new(wal)),
-            },
-            &shared,
-            Resume {
-                last_lsn: report.last_lsn,
-                checkpoint: report.checkpoint.unwrap_or(0),
-            },
-            seckill_pipeline::now_ms,
-        )?;
-        let submitter = pipeline
-            .submitter()
-            .ok_or_else(|| DaemonError::Join("pipeline has no submitter".into()))?;
+        let (pipeline, submitter) = start_ring(&cfg, store, sink, wal, &shared, &report)?;
         let replayer = Arc::new(Mutex::new(Replayer::new(
-            pipeline
-                .submitter()
-                .ok_or_else(|| DaemonError::Join("pipeline has no submitter".into()))?,
+            submitter.clone(),
             Arc::clone(&catalog),
             shared.clone(),
         )));

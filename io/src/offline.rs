@@ -9,14 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use seckill_pipeline::health::State;
-use seckill_pipeline::{Catalog, Pipeline, Ports, Resume, Shared};
+use seckill_pipeline::{Catalog, Shared};
 use seckill_replay::{Replayer, Work};
 use seckill_wal::{Lsn, Wal};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::daemon::{blocking, connect, pipeline_config, Connected, DaemonError, KnownWins};
-use crate::journal::WalJournal;
+use crate::daemon::{blocking, connect, start_ring, Connected, DaemonError, KnownWins};
 
 /// What a run did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -77,23 +76,7 @@ pub async fn run(
         kafka,
         ..
     } = connect(cfg, &shared, &catalog, &known).await?;
-    let pipeline = Pipeline::start(
-        &pipeline_config(cfg),
-        Ports {
-            store: Box::new(store),
-            sink: Box::new(sink),
-            journal: Box::new(WalJournal::new(wal)),
-        },
-        &shared,
-        Resume {
-            last_lsn: report.last_lsn,
-            checkpoint: report.checkpoint.unwrap_or(0),
-        },
-        seckill_pipeline::now_ms,
-    )?;
-    let sub = pipeline
-        .submitter()
-        .ok_or_else(|| DaemonError::Join("pipeline has no submitter".into()))?;
+    let (pipeline, sub) = start_ring(cfg, store, sink, wal, &shared, &report)?;
     let total = (work.redrive.len() + work.republish.len()) as u64;
     let deadline = Instant::now() + timeout;
     let summary_work = work.clone();

@@ -466,3 +466,44 @@ pub mod settle {
         false
     }
 }
+
+/// A Redis, a broker, a WAL directory and the daemon in-process: what most
+/// end-to-end tests start from. Destructure it binding every field
+/// (`wal: _wal`): a field left to `..` is dropped at once — the servers
+/// killed, the WAL directory deleted under the running daemon.
+pub struct Stack {
+    pub redis: RedisServer,
+    pub broker: Broker,
+    pub wal: tempfile::TempDir,
+    pub daemon: seckill_io::Daemon,
+    pub base: String,
+    pub client: seckill_io::load::HttpClient,
+}
+
+impl Stack {
+    /// `tweak` adjusts the daemon's configuration before it starts.
+    pub async fn start(
+        persistent_redis: bool,
+        tweak: impl FnOnce(&mut seckill_io::Config),
+    ) -> Stack {
+        let redis = if persistent_redis {
+            RedisServer::start_persistent()
+        } else {
+            RedisServer::start()
+        };
+        let broker = Broker::start();
+        let wal = tempfile::tempdir().expect("tmp");
+        let mut cfg = daemon_config(&redis, &broker, wal.path());
+        tweak(&mut cfg);
+        let daemon = seckill_io::Daemon::start(cfg).await.expect("daemon starts");
+        let base = format!("http://{}", daemon.addr);
+        Stack {
+            redis,
+            broker,
+            wal,
+            daemon,
+            base,
+            client: seckill_io::load::client(32),
+        }
+    }
+}

@@ -10,7 +10,7 @@ use seckill_io::load::{self, HttpClient, ItemSpec, Plan};
 use seckill_io::redis::RedisAdmin;
 use seckill_io::Daemon;
 use seckill_tests::settle::{ready, settle};
-use seckill_tests::{daemon_config, Broker, RedisServer, ADMIN_TOKEN};
+use seckill_tests::{daemon_config, Broker, RedisServer, Stack, ADMIN_TOKEN};
 
 fn plan(base: &str, sale: &str, users: std::ops::Range<usize>, retries: usize) -> Plan {
     Plan {
@@ -39,6 +39,18 @@ async fn open_sale(client: &HttpClient, base: &str, sale: &str, stock: u64) {
     load::create_sale(client, base, ADMIN_TOKEN, sale, now, now + 600_000, &items)
         .await
         .expect("sale created");
+}
+
+/// One sale on its own Redis, broker and WAL, with the daemon in-process.
+async fn stack(
+    sale: &str,
+    stock: u64,
+    persistent_redis: bool,
+    tweak: impl FnOnce(&mut seckill_io::Config),
+) -> Stack {
+    let st = Stack::start(persistent_redis, tweak).await;
+    open_sale(&st.client, &st.base, sale, stock).await;
+    st
 }
 
 /// Runs the checker over final answers.
@@ -90,15 +102,14 @@ fn count(answers: &[Answer], status: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_mid_sale_then_restarted_decides_the_pending_in_arrival_order() {
-    let mut redis = RedisServer::start_persistent();
-    let broker = Broker::start();
-    let wal = tempfile::tempdir().expect("tmp");
-    let daemon = Daemon::start(daemon_config(&redis, &broker, wal.path()))
-        .await
-        .expect("daemon");
-    let base = format!("http://{}", daemon.addr);
-    let client = load::client(32);
-    open_sale(&client, &base, "redis-chaos", 1000).await;
+    let Stack {
+        mut redis,
+        broker,
+        daemon,
+        base,
+        client,
+        wal: _wal,
+    } = stack("redis-chaos", 1000, true, |_| {}).await;
 
     // Phase 1, Redis up: 500 users win.
     let p1 = load::run(&client, &plan(&base, "redis-chaos", 0..500, 0)).await;
@@ -162,15 +173,14 @@ async fn redis_killed_mid_sale_then_restarted_decides_the_pending_in_arrival_ord
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_redis_costs_one_timeout_and_the_sale_resumes_when_it_thaws() {
-    let redis = RedisServer::start();
-    let broker = Broker::start();
-    let wal = tempfile::tempdir().expect("tmp");
-    let daemon = Daemon::start(daemon_config(&redis, &broker, wal.path()))
-        .await
-        .expect("daemon");
-    let base = format!("http://{}", daemon.addr);
-    let client = load::client(32);
-    open_sale(&client, &base, "frozen", 300).await;
+    let Stack {
+        redis,
+        broker,
+        daemon,
+        base,
+        client,
+        wal: _wal,
+    } = stack("frozen", 300, false, |_| {}).await;
     redis.freeze();
     let started = std::time::Instant::now();
     let during = load::run(&client, &plan(&base, "frozen", 0..400, 0)).await;
@@ -203,15 +213,14 @@ async fn a_frozen_redis_costs_one_timeout_and_the_sale_resumes_when_it_thaws() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_retry_every_request_get_the_same_answer_each_time() {
-    let redis = RedisServer::start();
-    let broker = Broker::start();
-    let wal = tempfile::tempdir().expect("tmp");
-    let daemon = Daemon::start(daemon_config(&redis, &broker, wal.path()))
-        .await
-        .expect("daemon");
-    let base = format!("http://{}", daemon.addr);
-    let client = load::client(32);
-    open_sale(&client, &base, "retry", 100).await;
+    let Stack {
+        redis,
+        broker,
+        daemon,
+        base,
+        client,
+        wal: _wal,
+    } = stack("retry", 100, false, |_| {}).await;
     let report = load::run(&client, &plan(&base, "retry", 0..600, 2)).await;
     assert_eq!(report.requests, 1800);
     let mut by_request: BTreeMap<&str, Vec<(&str, Option<&str>)>> = BTreeMap::new();
@@ -338,17 +347,19 @@ async fn a_daemon_killed_with_sigkill_mid_sale_restarts_and_loses_no_win() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_frozen_for_seconds_mid_sale_still_gets_every_order() {
-    let redis = RedisServer::start();
-    let broker = Broker::start();
-    let wal = tempfile::tempdir().expect("tmp");
-    let mut cfg = daemon_config(&redis, &broker, wal.path());
     // Let the producer give up on a message quickly, so the failed-order
     // path (retry from the daemon) is exercised, not only librdkafka's.
-    cfg.kafka_message_timeout_ms = 2_000;
-    let daemon = Daemon::start(cfg).await.expect("daemon");
-    let base = format!("http://{}", daemon.addr);
-    let client = load::client(32);
-    open_sale(&client, &base, "kafka-chaos", 200).await;
+    let Stack {
+        redis,
+        broker,
+        wal,
+        daemon,
+        base,
+        client,
+    } = stack("kafka-chaos", 200, false, |c| {
+        c.kafka_message_timeout_ms = 2_000
+    })
+    .await;
     broker.freeze();
     let during = load::run(&client, &plan(&base, "kafka-chaos", 0..600, 0)).await;
     // Winners are answered while Kafka is away: the order is in the WAL.
@@ -385,15 +396,17 @@ async fn a_broker_frozen_for_seconds_mid_sale_still_gets_every_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_killed_and_restarted_empty_receives_every_order_again() {
-    let redis = RedisServer::start();
-    let mut broker = Broker::start();
-    let wal = tempfile::tempdir().expect("tmp");
-    let mut cfg = daemon_config(&redis, &broker, wal.path());
-    cfg.kafka_message_timeout_ms = 2_000;
-    let daemon = Daemon::start(cfg).await.expect("daemon");
-    let base = format!("http://{}", daemon.addr);
-    let client = load::client(32);
-    open_sale(&client, &base, "kafka-restart", 100).await;
+    let Stack {
+        redis,
+        mut broker,
+        daemon,
+        base,
+        client,
+        wal: _wal,
+    } = stack("kafka-restart", 100, false, |c| {
+        c.kafka_message_timeout_ms = 2_000
+    })
+    .await;
     broker.kill();
     let during = load::run(&client, &plan(&base, "kafka-restart", 0..300, 0)).await;
     assert_eq!(
@@ -593,14 +606,14 @@ async fn a_flipped_bit_in_a_sealed_wal_segment_stops_start_up_until_salvaged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seckill_replay_run_resolves_what_a_stopped_daemon_left_pending() {
-    let mut redis = RedisServer::start_persistent();
-    let broker = Broker::start();
-    let wal = tempfile::tempdir().expect("tmp");
-    let cfg = daemon_config(&redis, &broker, wal.path());
-    let daemon = Daemon::start(cfg.clone()).await.expect("daemon");
-    let base = format!("http://{}", daemon.addr);
-    let client = load::client(8);
-    open_sale(&client, &base, "offline", 30).await;
+    let Stack {
+        mut redis,
+        broker,
+        wal,
+        daemon,
+        base,
+        client,
+    } = stack("offline", 30, true, |_| {}).await;
     redis.kill();
     let report = load::run(&client, &plan(&base, "offline", 0..50, 0)).await;
     assert_eq!(count(&report.answers, "pending"), 50);

@@ -9,7 +9,7 @@ use seckill_io::check::{self, Answer};
 use seckill_io::load::{self, ItemSpec, Plan};
 use seckill_io::redis::{item_keys, StockHash};
 use seckill_io::Daemon;
-use seckill_tests::{daemon_config, Broker, RedisServer, ADMIN_TOKEN};
+use seckill_tests::{daemon_config, Broker, RedisServer, Stack, ADMIN_TOKEN};
 
 fn stock_of(redis: &RedisServer, sale: &str, item: &str) -> StockHash {
     let mut c = redis.connection();
@@ -69,13 +69,14 @@ async fn buy(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_users_clicking_twice_buy_exactly_the_stock_of_100() {
-    let redis = RedisServer::start();
-    let broker = Broker::start();
-    let wal = tempfile::tempdir().expect("tmp");
-    let daemon = Daemon::start(daemon_config(&redis, &broker, wal.path()))
-        .await
-        .expect("daemon starts");
-    let base = format!("http://{}", daemon.addr);
+    let Stack {
+        redis,
+        broker,
+        daemon,
+        base,
+        wal: _wal,
+        client: _client,
+    } = Stack::start(false, |_| {}).await;
     open_sale(&base, "flash", &[item("phone", 100)]).await;
 
     let client = load::client(64);
@@ -208,13 +209,14 @@ async fn a_retried_request_id_gets_the_same_answer_and_order_id_even_after_a_res
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_4xx_with_an_error_code_and_changes_nothing() {
-    let redis = RedisServer::start();
-    let broker = Broker::start();
-    let wal = tempfile::tempdir().expect("tmp");
-    let daemon = Daemon::start(daemon_config(&redis, &broker, wal.path()))
-        .await
-        .expect("daemon starts");
-    let base = format!("http://{}", daemon.addr);
+    let Stack {
+        redis,
+        daemon,
+        base,
+        broker: _broker,
+        wal: _wal,
+        client: _client,
+    } = Stack::start(false, |_| {}).await;
     open_sale(&base, "s", &[item("i", 5)]).await;
     let client = load::client(1);
     let purchase = format!("{base}/api/v1/sales/s/items/i/purchase");
@@ -372,13 +374,14 @@ async fn bad_input_gets_a_4xx_with_an_error_code_and_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purchases_are_answered_pending_while_redis_is_down() {
-    let mut redis = RedisServer::start();
-    let broker = Broker::start();
-    let wal = tempfile::tempdir().expect("tmp");
-    let daemon = Daemon::start(daemon_config(&redis, &broker, wal.path()))
-        .await
-        .expect("daemon starts");
-    let base = format!("http://{}", daemon.addr);
+    let Stack {
+        mut redis,
+        wal,
+        daemon,
+        base,
+        broker: _broker,
+        client: _client,
+    } = Stack::start(false, |_| {}).await;
     open_sale(&base, "s", &[item("i", 5)]).await;
     redis.kill();
     let (code, v) = buy(&base, "s", "i", "u1", "r1").await;
@@ -403,13 +406,14 @@ async fn purchases_are_answered_pending_while_redis_is_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_client_cannot_hold_a_connection_and_a_slow_body_gets_408() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let redis = RedisServer::start();
-    let broker = Broker::start();
-    let wal = tempfile::tempdir().expect("tmp");
-    let mut cfg = daemon_config(&redis, &broker, wal.path());
-    cfg.header_timeout_ms = 300;
-    let daemon = Daemon::start(cfg).await.expect("daemon starts");
-    let base = format!("http://{}", daemon.addr);
+    let Stack {
+        redis,
+        daemon,
+        base,
+        broker: _broker,
+        wal: _wal,
+        client: _client,
+    } = Stack::start(false, |c| c.header_timeout_ms = 300).await;
     open_sale(&base, "slow", &[item("i", 5)]).await;
 
     // Headers that never finish: the server closes the connection.
