@@ -16,17 +16,7 @@ HTTP_PORT=${BENCH_HTTP_PORT:-18090}
 BARE_PORT=${BENCH_BARE_PORT:-18091}
 TOKEN=bench-admin-token
 source scripts/services.sh
-
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  stop_services
-}
-trap cleanup EXIT
-
-say "building (release)"
-cargo build --release --quiet -p seckill-io --bins
-start_services
+prepare
 
 rm -rf "$STATE/bench-wal"
 SECKILL_LISTEN="127.0.0.1:$HTTP_PORT" SECKILL_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" \

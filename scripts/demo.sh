@@ -20,17 +20,7 @@ CONC=${DEMO_CONCURRENCY:-64}
 HTTP_PORT=${DEMO_HTTP_PORT:-18080}
 TOKEN=demo-admin-token
 source scripts/services.sh
-
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  stop_services
-}
-trap cleanup EXIT
-
-say "building seckilld and seckill-load (release)"
-cargo build --release --quiet -p seckill-io --bins
-start_services
+prepare
 
 say "starting seckilld on 127.0.0.1:$HTTP_PORT (log: $STATE/seckilld.log)"
 rm -rf "$STATE/wal"

@@ -40,3 +40,19 @@ stop_services() {
   for p in "${started_pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
+
+# Processes the calling script starts (daemons, baselines), ended on exit
+# together with the services.
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  stop_services
+}
+trap cleanup EXIT
+
+# Builds the release binaries and starts the services.
+prepare() {
+  say "building seckilld, seckill-load, seckill-bare and seckill-replay (release)"
+  cargo build --release --quiet -p seckill-io --bins
+  start_services
+}
