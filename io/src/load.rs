@@ -121,6 +121,10 @@ pub struct Plan {
     pub concurrency: usize,
     /// Hard stop for the whole run.
     pub time_max: Duration,
+    /// Requests per second the whole run may send (None: as fast as the
+    /// concurrency allows). For latency at a given load, e.g. half the
+    /// maximum rate.
+    pub rate_per_sec: Option<std::num::NonZeroU32>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -189,6 +193,11 @@ async fn purchase(
 /// in flight. User `u` buys item `u % items`.
 pub async fn run(client: &HttpClient, plan: &Plan) -> Report {
     let sem = Arc::new(Semaphore::new(plan.concurrency.max(1)));
+    let limiter = plan.rate_per_sec.map(|r| {
+        Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(
+            r,
+        )))
+    });
     let deadline = Instant::now() + plan.time_max;
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -207,6 +216,9 @@ pub async fn run(client: &HttpClient, plan: &Plan) -> Report {
             let item = plan.items[u % plan.items.len().max(1)].clone();
             let retries = plan.retries;
             let prefix = plan.request_prefix.clone();
+            if let Some(l) = &limiter {
+                l.until_ready().await;
+            }
             tasks.spawn(async move {
                 let user = format!("user-{u}");
                 let request_id = format!("{prefix}{sale}-{user}-{c}");

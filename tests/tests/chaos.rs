@@ -24,6 +24,7 @@ fn plan(base: &str, sale: &str, users: std::ops::Range<usize>, retries: usize) -
         retries,
         concurrency: 32,
         time_max: Duration::from_secs(60),
+        rate_per_sec: None,
     }
 }
 

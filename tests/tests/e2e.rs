@@ -93,6 +93,7 @@ async fn a_thousand_users_clicking_twice_buy_exactly_the_stock_of_100() {
             retries: 0,
             concurrency: 64,
             time_max: Duration::from_secs(120),
+            rate_per_sec: None,
         },
     )
     .await;

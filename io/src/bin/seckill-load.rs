@@ -74,6 +74,10 @@ struct Args {
     /// Only measure: skip the invariant check (e.g. against seckill-bare).
     #[arg(long)]
     no_check: bool,
+    /// Send at most this many requests per second (default: as fast as
+    /// the concurrency allows).
+    #[arg(long)]
+    rate: Option<u32>,
 }
 
 impl Args {
@@ -165,6 +169,7 @@ async fn main() -> anyhow::Result<()> {
         retries: args.retries,
         concurrency: args.concurrency,
         time_max: Duration::from_secs(args.time_max_s),
+        rate_per_sec: args.rate.and_then(std::num::NonZeroU32::new),
     };
     let report = load::run(&client, &plan).await;
     if args.no_check {
