@@ -687,6 +687,19 @@ impl App {
         ] {
             let _ = writeln!(out, "{name} {v}");
         }
+        for (name, h) in [
+            ("seckill_ring_batch_events", &s.ring_batch),
+            ("seckill_redis_batch_requests", &s.store_batch),
+        ] {
+            let (buckets, sum, count) = h.snapshot();
+            let _ = writeln!(out, "# TYPE {name} histogram");
+            for (le, n) in buckets {
+                let le = le.map_or_else(|| "+Inf".to_string(), |b| b.to_string());
+                let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {n}");
+            }
+            let _ = writeln!(out, "{name}_sum {sum}");
+            let _ = writeln!(out, "{name}_count {count}");
+        }
         let secs = r(&s.journal_commit_ns) as f64 / 1e9;
         let _ = writeln!(out, "seckill_wal_commit_seconds_total {secs}");
         for h in [&self.shared.redis, &self.kafka] {

@@ -149,6 +149,33 @@ async fn a_thousand_users_clicking_twice_buy_exactly_the_stock_of_100() {
     let verdict = check::check(&report.answers, &stock, &orders, 1);
     assert!(verdict.ok(), "invariants: {:?}", verdict.violations);
 
+    // Metrics show the batching: the histogram of requests per Redis round
+    // trip accounts for every request that reached the script.
+    let (code, body) = load::send(
+        &client,
+        Method::GET,
+        &format!("{base}/metrics"),
+        None,
+        vec![],
+    )
+    .await
+    .expect("metrics");
+    assert_eq!(code, 200);
+    let text = String::from_utf8_lossy(&body);
+    let metric = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    let calls = metric("seckill_redis_batch_requests_count ");
+    let reqs = metric("seckill_redis_batch_requests_sum ");
+    assert!(calls > 0 && reqs >= 100, "{calls} calls, {reqs} requests");
+    assert_eq!(
+        metric("seckill_redis_batch_requests_bucket{le=\"+Inf\"} "),
+        calls
+    );
+    assert_eq!(metric("seckill_redis_calls_total "), calls);
+
     // The status API follows the order to `order_created`.
     let first = successes[0];
     let url = format!("{base}/api/v1/requests/{}", first.request_id);
