@@ -7,6 +7,7 @@ KAFKA_PORT=${DEMO_KAFKA_PORT:-19092}
 STATE=${SECKILL_STATE_DIR:-.seckill}
 mkdir -p "$STATE"
 started_pids=()
+REDIS_PID=""   # set when this script started redis-server itself
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_port() {
@@ -21,7 +22,8 @@ start_services() {
     say "starting redis-server on 127.0.0.1:$REDIS_PORT"
     redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
       --dir "$STATE" --logfile "$PWD/$STATE/redis.log" &
-    started_pids+=($!)
+    REDIS_PID=$!
+    started_pids+=($REDIS_PID)
     wait_port "$REDIS_PORT"
   fi
   if port_open "$KAFKA_PORT"; then

@@ -68,9 +68,24 @@ struct Args {
     /// A named flash sale (sets items, stock, users and clicks):
     /// hot-item (1 item × 1,000, 100,000 users × 2 clicks),
     /// sold-out-storm (1 item × 0, 100,000 users × 2 clicks),
-    /// many-items (500 items × 100, 200,000 users × 1 click).
-    #[arg(long, value_parser = ["hot-item", "sold-out-storm", "many-items"])]
+    /// many-items (500 items × 100, 200,000 users × 1 click),
+    /// degraded (1 item × 1,000, 20,000 users; needs --redis-pid: Redis is
+    /// frozen before the start, every answer is `pending`, then it is
+    /// thawed and the answers settle).
+    #[arg(long, value_parser = ["hot-item", "sold-out-storm", "many-items", "degraded"])]
     scenario: Option<String>,
+    /// PID of the redis-server to freeze (SIGSTOP) before the start and
+    /// thaw (SIGCONT) after --outage-s, for the degraded scenario.
+    #[arg(long)]
+    redis_pid: Option<u32>,
+    /// How long Redis stays frozen after the start, in seconds.
+    #[arg(long, default_value_t = 5)]
+    outage_s: u64,
+    /// After the burst, wait up to this many seconds for every `pending`
+    /// answer to be decided (polling the status API, as clients do) before
+    /// the check. The degraded scenario sets 60.
+    #[arg(long, default_value_t = 0)]
+    settle_s: u64,
     /// Only measure: skip the invariant check (e.g. against seckill-bare).
     #[arg(long)]
     no_check: bool,
@@ -86,6 +101,10 @@ impl Args {
             Some("hot-item") => (1, 1_000, 100_000, 2),
             Some("sold-out-storm") => (1, 0, 100_000, 2),
             Some("many-items") => (500, 100, 200_000, 1),
+            Some("degraded") => {
+                self.settle_s = self.settle_s.max(60);
+                (1, 1_000, 20_000, 1)
+            }
             _ => return,
         };
         self.items = items;
@@ -116,6 +135,9 @@ async fn server_now_ms(client: &load::HttpClient, base: &str) -> anyhow::Result<
 async fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
     args.apply_scenario();
+    if args.scenario.as_deref() == Some("degraded") && args.redis_pid.is_none() {
+        bail!("the degraded scenario needs --redis-pid (the redis-server to freeze)");
+    }
     if args.items == 0 || args.users == 0 || args.clicks == 0 {
         bail!("--items, --users and --clicks must be at least 1");
     }
@@ -157,6 +179,18 @@ async fn main() -> anyhow::Result<()> {
         eprintln!("  … {:.1} s", left as f64 / 1000.0);
         tokio::time::sleep(Duration::from_millis(left.min(1000))).await;
     }
+    if let Some(pid) = args.redis_pid {
+        signal(pid, "STOP")?;
+        eprintln!("redis-server {pid} frozen for {} s", args.outage_s);
+        let outage = Duration::from_secs(args.outage_s);
+        tokio::spawn(async move {
+            tokio::time::sleep(outage).await;
+            match signal(pid, "CONT") {
+                Ok(()) => eprintln!("redis-server {pid} thawed"),
+                Err(e) => eprintln!("could not thaw redis-server {pid}: {e:#}"),
+            }
+        });
+    }
     eprintln!("GO");
     let plan = Plan {
         base: base.clone(),
@@ -171,7 +205,35 @@ async fn main() -> anyhow::Result<()> {
         time_max: Duration::from_secs(args.time_max_s),
         rate_per_sec: args.rate.and_then(std::num::NonZeroU32::new),
     };
-    let report = load::run(&client, &plan).await;
+    let mut report = load::run(&client, &plan).await;
+    if args.settle_s > 0 {
+        let pending = report
+            .answers
+            .iter()
+            .filter(|a| a.status == "pending")
+            .count();
+        eprintln!(
+            "settling {pending} pending answers (up to {} s)",
+            args.settle_s
+        );
+        let settled = load::settle(
+            &client,
+            &base,
+            &sale,
+            &report.answers,
+            Duration::from_secs(args.settle_s),
+        )
+        .await;
+        let elapsed = Duration::from_millis(report.elapsed_ms);
+        let first = report.clone();
+        report = load::report(settled, elapsed);
+        // Throughput and latency are those of the burst, not of settling.
+        report.requests_per_sec = first.requests_per_sec;
+        report.latency = first.latency;
+        report.requests = first.requests;
+        report.by_http = first.by_http;
+        report.burst_by_status = Some(first.by_status);
+    }
     if args.no_check {
         if args.json {
             println!(
@@ -253,7 +315,15 @@ fn print_report(sale: &str, report: &load::Report) {
         "latency µs    p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
         l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us
     );
-    println!("answers:");
+    if let Some(burst) = &report.burst_by_status {
+        println!("answers during the burst:");
+        for (status, n) in burst {
+            println!("  {status:<16} {n:>8}");
+        }
+        println!("answers once settled:");
+    } else {
+        println!("answers:");
+    }
     for (status, n) in &report.by_status {
         println!("  {status:<16} {n:>8}");
     }
@@ -261,4 +331,17 @@ fn print_report(sale: &str, report: &load::Report) {
     for (code, n) in &report.by_http {
         println!("  {code:<16} {n:>8}");
     }
+}
+
+/// Sends a signal with kill(1) (no unsafe code for one signal).
+fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .context("running kill")?;
+    if !status.success() {
+        bail!("kill -{sig} {pid} failed");
+    }
+    Ok(())
 }
