@@ -195,15 +195,23 @@ pub fn read_orders(
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .create()?;
-    let md = consumer.fetch_metadata(Some(kafka::ORDERS_TOPIC), Duration::from_secs(10))?;
+    let deadline = Instant::now() + timeout;
+    // The topic may not exist yet (a broker that just came back empty gets
+    // it re-created by the daemon): wait for its partitions.
     let mut tpl = TopicPartitionList::new();
-    for t in md.topics() {
-        for p in t.partitions() {
-            tpl.add_partition_offset(t.name(), p.id(), Offset::Beginning)?;
+    loop {
+        let md = consumer.fetch_metadata(Some(kafka::ORDERS_TOPIC), Duration::from_secs(5))?;
+        for t in md.topics() {
+            for p in t.partitions() {
+                tpl.add_partition_offset(t.name(), p.id(), Offset::Beginning)?;
+            }
         }
+        if tpl.count() > 0 || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
     consumer.assign(&tpl)?;
-    let deadline = Instant::now() + timeout;
     let mut out = Vec::new();
     let mut last_msg = Instant::now();
     while Instant::now() < deadline {

@@ -7,15 +7,17 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Logs of the in-process daemon, shown when `SECKILL_TEST_LOG` holds a
-/// filter (e.g. `SECKILL_TEST_LOG=info cargo test ... -- --nocapture`).
+/// Logs of the in-process daemon go to the test's captured output (shown
+/// when a test fails): health transitions and warnings by default, or the
+/// filter in `SECKILL_TEST_LOG`.
 pub fn init_logs() {
-    if let Ok(filter) = std::env::var("SECKILL_TEST_LOG") {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-            .with_test_writer()
-            .try_init();
-    }
+    let filter = std::env::var("SECKILL_TEST_LOG").unwrap_or_else(|_| {
+        "warn,seckill_io=info,seckill_pipeline=info,rdkafka=off,librdkafka=off".into()
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_test_writer()
+        .try_init();
 }
 
 /// A free loopback port (bound and released; good enough for tests).

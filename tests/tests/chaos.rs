@@ -54,12 +54,23 @@ async fn stack(
     st
 }
 
-/// Runs the checker over final answers.
+/// Runs the checker over final answers (waiting up to 30 s for Kafka).
 async fn verdict(
     redis: &RedisServer,
     broker: &Broker,
     sale: &str,
     answers: &[Answer],
+) -> CheckReport {
+    verdict_within(redis, broker, sale, answers, Duration::from_secs(30)).await
+}
+
+/// Runs the checker over final answers.
+async fn verdict_within(
+    redis: &RedisServer,
+    broker: &Broker,
+    sale: &str,
+    answers: &[Answer],
+    wait: Duration,
 ) -> CheckReport {
     let admin = RedisAdmin::new(&redis.url(), Duration::from_secs(2)).expect("redis");
     let mut stock = BTreeMap::new();
@@ -78,12 +89,11 @@ async fn verdict(
         .len();
     let brokers = broker.brokers();
     let sale_id = sale.to_string();
-    let orders = tokio::task::spawn_blocking(move || {
-        check::read_orders(&brokers, &sale_id, wins, Duration::from_secs(30))
-    })
-    .await
-    .expect("join")
-    .expect("orders");
+    let orders =
+        tokio::task::spawn_blocking(move || check::read_orders(&brokers, &sale_id, wins, wait))
+            .await
+            .expect("join")
+            .expect("orders");
     let report = check::check(answers, &stock, &orders, 1);
     eprintln!(
         "chaos verdict for {sale}: {} answers, {} successes, {} orders ({} distinct), locked+sold {}, violations {:?}",
@@ -418,7 +428,16 @@ async fn a_broker_killed_and_restarted_empty_receives_every_order_again() {
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     broker.restart();
-    let v = verdict(&redis, &broker, "kafka-restart", &during.answers).await;
+    // A broker back without the producer's id or the topics takes a
+    // producer rebuild and a topic re-creation: allow a minute.
+    let v = verdict_within(
+        &redis,
+        &broker,
+        "kafka-restart",
+        &during.answers,
+        Duration::from_secs(60),
+    )
+    .await;
     assert!(v.ok(), "{:?}", v.violations);
     assert_eq!(v.kafka_distinct_orders, 100);
     daemon.shutdown().await.expect("shutdown");
