@@ -49,10 +49,57 @@ pub fn signal(child: &Child, sig: &str) {
     assert!(status.success(), "kill -{sig} failed");
 }
 
+/// A child process a test may freeze, thaw or kill; killed when dropped.
+#[derive(Default)]
+pub struct Proc(Option<Child>);
+
+impl Proc {
+    pub fn set(&mut self, child: Child) {
+        self.kill();
+        self.0 = Some(child);
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGSTOP: the process holds its sockets but answers nothing.
+    pub fn freeze(&self) {
+        if let Some(c) = &self.0 {
+            signal(c, "STOP");
+        }
+    }
+
+    pub fn thaw(&self) {
+        if let Some(c) = &self.0 {
+            signal(c, "CONT");
+        }
+    }
+
+    /// SIGTERM and wait; whether it exited 0.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut c) = self.0.take() else {
+            return false;
+        };
+        signal(&c, "TERM");
+        c.wait().map(|s| s.success()).unwrap_or(false)
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// A `redis-server` of our own.
 pub struct RedisServer {
     pub port: u16,
-    child: Option<Child>,
+    child: Proc,
     dir: tempfile::TempDir,
     /// Append-only file fsynced on every write: a SIGKILL loses nothing
     /// Redis acknowledged, so the server can be killed and restarted.
@@ -73,7 +120,7 @@ impl RedisServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut r = RedisServer {
             port: free_port(),
-            child: None,
+            child: Proc::default(),
             dir,
             persistent,
         };
@@ -83,15 +130,11 @@ impl RedisServer {
 
     /// Freezes the server (SIGSTOP): clients see timeouts, not refusals.
     pub fn freeze(&self) {
-        if let Some(c) = &self.child {
-            signal(c, "STOP");
-        }
+        self.child.freeze();
     }
 
     pub fn thaw(&self) {
-        if let Some(c) = &self.child {
-            signal(c, "CONT");
-        }
+        self.child.thaw();
     }
 
     pub fn url(&self) -> String {
@@ -115,7 +158,7 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server on PATH (apt-get install redis-server)");
-        self.child = Some(child);
+        self.child.set(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(c) = redis::Client::open(self.url()) {
@@ -131,22 +174,13 @@ impl RedisServer {
     }
 
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.child.kill();
     }
 
     pub fn connection(&self) -> redis::Connection {
         redis::Client::open(self.url())
             .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
             .expect("connect to the test redis")
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
@@ -174,14 +208,14 @@ pub fn tansu_bin() -> PathBuf {
 /// A Kafka-protocol broker process (tansu, in-memory storage).
 pub struct Broker {
     pub port: u16,
-    child: Option<Child>,
+    child: Proc,
 }
 
 impl Broker {
     pub fn start() -> Broker {
         let mut b = Broker {
             port: free_port(),
-            child: None,
+            child: Proc::default(),
         };
         b.restart();
         b
@@ -210,7 +244,7 @@ impl Broker {
                     bin.display()
                 )
             });
-        self.child = Some(child);
+        self.child.set(child);
         assert!(
             wait_for_port(self.port, Duration::from_secs(20)),
             "broker did not listen on {}",
@@ -219,29 +253,16 @@ impl Broker {
     }
 
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.child.kill();
     }
 
     /// Freezes the broker (SIGSTOP): in-flight requests time out.
     pub fn freeze(&self) {
-        if let Some(c) = &self.child {
-            signal(c, "STOP");
-        }
+        self.child.freeze();
     }
 
     pub fn thaw(&self) {
-        if let Some(c) = &self.child {
-            signal(c, "CONT");
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.kill();
+        self.child.thaw();
     }
 }
 
@@ -296,7 +317,7 @@ pub fn io_bin(name: &str) -> PathBuf {
 
 /// `seckilld` as a child process, killable with SIGKILL.
 pub struct DaemonProcess {
-    child: Option<Child>,
+    child: Proc,
     pub addr: String,
 }
 
@@ -331,32 +352,19 @@ impl DaemonProcess {
             log.display()
         );
         DaemonProcess {
-            child: Some(child),
+            child: Proc(Some(child)),
             addr: format!("127.0.0.1:{port}"),
         }
     }
 
     /// SIGKILL: no drain, no flush, no checkpoint.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.child.kill();
     }
 
     /// SIGTERM and wait for the graceful exit; returns whether it exited 0.
     pub fn terminate(&mut self) -> bool {
-        let Some(mut c) = self.child.take() else {
-            return false;
-        };
-        signal(&c, "TERM");
-        c.wait().map(|s| s.success()).unwrap_or(false)
-    }
-}
-
-impl Drop for DaemonProcess {
-    fn drop(&mut self) {
-        self.kill();
+        self.child.terminate()
     }
 }
 
