@@ -15,13 +15,14 @@ CONC=${BENCH_CONCURRENCY:-64}
 HTTP_PORT=${BENCH_HTTP_PORT:-18090}
 BARE_PORT=${BENCH_BARE_PORT:-18091}
 TOKEN=bench-admin-token
+TOKEN_KEY=$(od -An -N32 -tx1 /dev/urandom | tr -d " \n")
 source scripts/services.sh
 prepare
 
 rm -rf "$STATE/bench-wal"
 SECKILL_LISTEN="127.0.0.1:$HTTP_PORT" SECKILL_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" \
 SECKILL_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" SECKILL_WAL_DIR="$STATE/bench-wal" \
-SECKILL_ADMIN_TOKEN="$TOKEN" SECKILL_LOG=warn \
+SECKILL_ADMIN_TOKEN="$TOKEN" SECKILL_TOKEN_KEY="$TOKEN_KEY" SECKILL_LOG=warn \
   target/release/seckilld >"$STATE/bench-seckilld.log" 2>&1 &
 pids+=($!)
 target/release/seckill-bare --listen "127.0.0.1:$BARE_PORT" >/dev/null 2>&1 &

@@ -19,6 +19,7 @@ ITEMS=${DEMO_ITEMS:-1}
 CONC=${DEMO_CONCURRENCY:-64}
 HTTP_PORT=${DEMO_HTTP_PORT:-18080}
 TOKEN=demo-admin-token
+TOKEN_KEY=$(od -An -N32 -tx1 /dev/urandom | tr -d " \n")
 source scripts/services.sh
 prepare
 
@@ -28,7 +29,7 @@ SECKILL_LISTEN="127.0.0.1:$HTTP_PORT" \
 SECKILL_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" \
 SECKILL_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" \
 SECKILL_WAL_DIR="$STATE/wal" \
-SECKILL_ADMIN_TOKEN="$TOKEN" \
+SECKILL_ADMIN_TOKEN="$TOKEN" SECKILL_TOKEN_KEY="$TOKEN_KEY" \
   target/release/seckilld >"$STATE/seckilld.log" 2>&1 &
 daemon=$!
 pids+=($daemon)

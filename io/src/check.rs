@@ -24,6 +24,9 @@ pub struct Answer {
     pub status: String,
     pub order_id: Option<String>,
     pub latency_us: u64,
+    /// The purchase token the client used (sent again on a retry).
+    #[serde(skip)]
+    pub token: Option<std::sync::Arc<str>>,
 }
 
 /// What the checker found. `violations` empty means every invariant held.
@@ -190,6 +193,52 @@ pub fn read_orders(
     expected: usize,
     timeout: Duration,
 ) -> Result<Vec<OrderMessage>, rdkafka::error::KafkaError> {
+    read_json(
+        brokers,
+        kafka::ORDERS_TOPIC,
+        |o: &OrderMessage| o.sale_id == sale_id,
+        expected,
+        timeout,
+    )
+}
+
+/// An event of `seckill.order-events`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, Serialize)]
+pub struct OrderEvent {
+    /// `paid`, `cancelled` or `expired`.
+    pub event: String,
+    pub order_id: String,
+    pub sale_id: String,
+    pub item_id: String,
+    pub user_id: String,
+    pub quantity: u32,
+    pub request_id: String,
+    pub at_ms: u64,
+}
+
+/// Reads the order events of one sale (as [`read_orders`]).
+pub fn read_order_events(
+    brokers: &str,
+    sale_id: &str,
+    expected: usize,
+    timeout: Duration,
+) -> Result<Vec<OrderEvent>, rdkafka::error::KafkaError> {
+    read_json(
+        brokers,
+        kafka::ORDER_EVENTS_TOPIC,
+        |e: &OrderEvent| e.sale_id == sale_id,
+        expected,
+        timeout,
+    )
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(
+    brokers: &str,
+    topic: &str,
+    keep: impl Fn(&T) -> bool,
+    expected: usize,
+    timeout: Duration,
+) -> Result<Vec<T>, rdkafka::error::KafkaError> {
     let consumer: BaseConsumer = kafka::base_config(brokers)
         .set("group.id", format!("seckill-check-{}", std::process::id()))
         .set("enable.auto.commit", "false")
@@ -200,7 +249,7 @@ pub fn read_orders(
     // it re-created by the daemon): wait for its partitions.
     let mut tpl = TopicPartitionList::new();
     loop {
-        let md = consumer.fetch_metadata(Some(kafka::ORDERS_TOPIC), Duration::from_secs(5))?;
+        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(5))?;
         for t in md.topics() {
             for p in t.partitions() {
                 tpl.add_partition_offset(t.name(), p.id(), Offset::Beginning)?;
@@ -218,8 +267,8 @@ pub fn read_orders(
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
                 last_msg = Instant::now();
-                if let Some(Ok(o)) = m.payload().map(serde_json::from_slice::<OrderMessage>) {
-                    if o.sale_id == sale_id {
+                if let Some(Ok(o)) = m.payload().map(serde_json::from_slice::<T>) {
+                    if keep(&o) {
                         out.push(o);
                     }
                 }

@@ -79,6 +79,36 @@ settings! {
     body_bytes_max: usize = 4096, "SECKILL_BODY_BYTES_MAX";
     /// Time a client gets to send its request headers, ms.
     header_timeout_ms: u64 = 5_000, "SECKILL_HEADER_TIMEOUT_MS";
+    /// HMAC key signing purchase tokens (at least 16 bytes; the same on
+    /// every daemon of a sale).
+    token_key: String = String::new(), "SECKILL_TOKEN_KEY";
+    /// The previous token key, still accepted while tokens signed with it
+    /// live (key rotation); empty: none.
+    token_key_previous: String = String::new(), "SECKILL_TOKEN_KEY_PREVIOUS";
+    /// Purchases need a token from the token endpoint (the hidden URL).
+    require_token: bool = true, "SECKILL_REQUIRE_TOKEN";
+    /// How long before the start tokens are handed out, ms.
+    token_lead_ms: u64 = 60_000, "SECKILL_TOKEN_LEAD_MS";
+    /// How long a token is valid (never past the sale's end), ms.
+    token_ttl_ms: u64 = 10 * 60 * 1000, "SECKILL_TOKEN_TTL_MS";
+    /// Requests per second admitted in total (purchases and tokens); 0: no limit.
+    rate_global_per_s: u32 = 0, "SECKILL_RATE_GLOBAL_PER_S";
+    /// Burst of the global limit (0: one second's worth).
+    rate_global_burst: u32 = 0, "SECKILL_RATE_GLOBAL_BURST";
+    /// Requests per second per client IP; 0: no limit.
+    rate_ip_per_s: u32 = 0, "SECKILL_RATE_IP_PER_S";
+    /// Burst of the per-IP limit (0: one second's worth).
+    rate_ip_burst: u32 = 0, "SECKILL_RATE_IP_BURST";
+    /// Purchases per second per user; 0: no limit.
+    rate_user_per_s: u32 = 5, "SECKILL_RATE_USER_PER_S";
+    /// Burst of the per-user limit (0: one second's worth).
+    rate_user_burst: u32 = 10, "SECKILL_RATE_USER_BURST";
+    /// Take the client IP from the first X-Forwarded-For address (only
+    /// behind a proxy that sets it).
+    trust_forwarded_for: bool = false, "SECKILL_TRUST_FORWARDED_FOR";
+    /// How often unpaid orders past their deadline are released and order
+    /// events are published, ms.
+    sweep_interval_ms: u64 = 1_000, "SECKILL_SWEEP_INTERVAL_MS";
     /// tokio worker threads for the ingress.
     worker_threads: usize = 2, "SECKILL_WORKER_THREADS";
     /// Log filter (tracing env-filter syntax), e.g. "info" or "seckill_io=debug".
@@ -170,6 +200,21 @@ impl Config {
         if self.worker_threads == 0 {
             return bad("worker_threads", "must be at least 1");
         }
+        if self.require_token && self.token_key.is_empty() {
+            return bad(
+                "token_key",
+                "must be set while require_token is true (openssl rand -hex 32)",
+            );
+        }
+        if !self.token_key.is_empty() || !self.token_key_previous.is_empty() {
+            if let Err(e) = crate::token::TokenKeys::new(&self.token_key, &self.token_key_previous)
+            {
+                return bad("token_key", &e.to_string());
+            }
+        }
+        if self.sweep_interval_ms == 0 {
+            return bad("sweep_interval_ms", "must be at least 1");
+        }
         if self.body_bytes_max < 64 {
             return bad("body_bytes_max", "must be at least 64");
         }
@@ -185,6 +230,18 @@ impl Config {
         })
     }
 
+    pub fn limit_config(&self) -> crate::limits::LimitConfig {
+        let burst = |b: u32, r: u32| if b == 0 { r } else { b };
+        crate::limits::LimitConfig {
+            global_per_s: self.rate_global_per_s,
+            global_burst: burst(self.rate_global_burst, self.rate_global_per_s),
+            ip_per_s: self.rate_ip_per_s,
+            ip_burst: burst(self.rate_ip_burst, self.rate_ip_per_s),
+            user_per_s: self.rate_user_per_s,
+            user_burst: burst(self.rate_user_burst, self.rate_user_per_s),
+        }
+    }
+
     pub fn redis_timeout(&self) -> Duration {
         Duration::from_millis(self.redis_timeout_ms.max(1))
     }
@@ -196,8 +253,10 @@ mod tests {
 
     #[test]
     fn flags_beat_the_file_and_the_file_beats_defaults() {
-        let file: Settings =
-            toml::from_str("ring_size = 1024\nadmin_token = \"file\"\n").expect("toml");
+        let file: Settings = toml::from_str(
+            "ring_size = 1024\nadmin_token = \"file\"\ntoken_key = \"0123456789abcdef\"\n",
+        )
+        .expect("toml");
         let flags = Settings {
             admin_token: Some("flag".into()),
             ..Settings::default()

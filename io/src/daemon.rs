@@ -43,6 +43,14 @@ pub struct App {
     known_wins: Arc<KnownWins>,
     /// False once shutdown began: new purchases get 503.
     pub accepting: AtomicBool,
+    /// Purchase token keys (None: tokens are neither handed out nor checked).
+    pub tokens: Option<crate::token::TokenKeys>,
+    pub limits: crate::limits::Limits,
+    pub order_stats: crate::orders::OrderStats,
+    pub order_wake: crate::orders::Wake,
+    /// Order id → (sale, item), learnt from lookups (orders are keyed by
+    /// item in Redis; the id alone does not say which).
+    pub order_index: dashmap::DashMap<String, (String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +73,8 @@ pub enum DaemonError {
     },
     #[error("{0}")]
     Join(String),
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 /// A running daemon.
@@ -75,6 +85,7 @@ pub struct Daemon {
     server: JoinHandle<()>,
     probe: JoinHandle<()>,
     drain: JoinHandle<()>,
+    orders: JoinHandle<()>,
     pipeline: Option<Pipeline>,
 }
 
@@ -374,6 +385,21 @@ impl Daemon {
                 addr: cfg.listen,
                 source,
             })?;
+        let tokens = if cfg.token_key.is_empty() {
+            None
+        } else {
+            Some(
+                crate::token::TokenKeys::new(&cfg.token_key, &cfg.token_key_previous)
+                    .map_err(|e| DaemonError::Config(e.to_string()))?,
+            )
+        };
+        let limits = crate::limits::Limits::new(cfg.limit_config());
+        {
+            let r = redis.clone();
+            if let Ok(Ok((users, ips))) = blocking(move || r.blacklist()).await {
+                limits.set_blacklist(users, ips);
+            }
+        }
         let app = Arc::new(App {
             cfg: cfg.clone(),
             catalog,
@@ -384,6 +410,11 @@ impl Daemon {
             redis,
             known_wins,
             accepting: AtomicBool::new(true),
+            tokens,
+            limits,
+            order_stats: Default::default(),
+            order_wake: Default::default(),
+            order_index: Default::default(),
         });
         let (stop, stop_rx) = watch::channel(false);
         let server = tokio::spawn(crate::http::serve(
@@ -394,6 +425,8 @@ impl Daemon {
             Duration::from_secs(5),
         ));
         let probe = tokio::spawn(probe(Arc::clone(&app), stop_rx.clone()));
+        let orders = tokio::spawn(crate::orders::run(Arc::clone(&app), stop_rx.clone()));
+        crate::orders::spawn_reopen_listener(Arc::clone(&app), stop_rx.clone());
         let drain = tokio::spawn(drain_loop(
             Arc::clone(&app),
             replayer,
@@ -408,6 +441,7 @@ impl Daemon {
             server,
             probe,
             drain,
+            orders,
             pipeline: Some(pipeline),
         })
     }
@@ -422,6 +456,7 @@ impl Daemon {
         let _ = (&mut self.server).await;
         let _ = (&mut self.probe).await;
         let _ = (&mut self.drain).await;
+        let _ = (&mut self.orders).await;
         if let Some(p) = self.pipeline.take() {
             blocking(move || p.shutdown()).await?;
         }
@@ -595,10 +630,19 @@ async fn probe(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             .create()
             .ok()
             .map(Arc::new);
+    let mut tick: u64 = 0;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = crate::http::until_true(&mut stop) => return,
+        }
+        tick += 1;
+        if tick.is_multiple_of(10) {
+            app.limits.housekeeping();
+        }
+        let r = app.redis.clone();
+        if let Ok(Ok((users, ips))) = blocking(move || r.blacklist()).await {
+            app.limits.set_blacklist(users, ips);
         }
         if refresh_catalog(&app.redis, &app.catalog, &app.board, &app.known_wins).await {
             app.shared
@@ -719,6 +763,24 @@ impl App {
                 h.name(),
                 h.transitions()
             );
+        }
+        let o = &self.order_stats;
+        for (name, v) in [
+            ("seckill_orders_paid_total", &o.paid),
+            ("seckill_orders_cancelled_total", &o.cancelled),
+            ("seckill_orders_expired_units_total", &o.expired_units),
+            ("seckill_order_events_published_total", &o.events_published),
+            ("seckill_order_events_failed_total", &o.events_failed),
+            ("seckill_items_reopened_total", &o.reopened),
+        ] {
+            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "{name} {}", r(v));
+        }
+        let (ips, users) = self.limits.tracked();
+        let _ = writeln!(out, "seckill_rate_limit_keys{{limit=\"ip\"}} {ips}");
+        let _ = writeln!(out, "seckill_rate_limit_keys{{limit=\"user\"}} {users}");
+        for (limit, v) in self.limits.refusals() {
+            let _ = writeln!(out, "seckill_rate_limited_total{{limit=\"{limit}\"}} {v}");
         }
         out
     }

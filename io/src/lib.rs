@@ -11,9 +11,12 @@ pub mod daemon;
 pub mod http;
 pub mod journal;
 pub mod kafka;
+pub mod limits;
 pub mod load;
 pub mod offline;
+pub mod orders;
 pub mod redis;
+pub mod token;
 
 pub use config::{Cli, Config};
 pub use daemon::{App, Daemon, DaemonError};

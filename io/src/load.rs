@@ -151,6 +151,85 @@ pub struct Report {
     pub answers: Vec<Answer>,
 }
 
+/// Asks the token endpoint for a user's purchase token. `Ok(None)`: the
+/// daemon hands out no tokens (it runs with `require_token = false`).
+pub async fn token(
+    client: &HttpClient,
+    base: &str,
+    sale: &str,
+    item: &str,
+    user: &str,
+) -> Result<Option<String>, LoadError> {
+    let url = format!("{base}/api/v1/sales/{sale}/items/{item}/token");
+    let body = format!(r#"{{"user_id":"{user}"}}"#).into_bytes();
+    let (status, body) = send(client, Method::POST, &url, None, body).await?;
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    match (status, v["token"].as_str()) {
+        (200, Some(t)) => Ok(Some(t.to_string())),
+        // No token endpoint (a bare server) or tokens turned off.
+        (200 | 404, None) => Ok(None),
+        (409, _) if v["error"] == "tokens_disabled" => Ok(None),
+        _ => Err(LoadError::Refused {
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }),
+    }
+}
+
+/// Fetches every user's token before the burst (what clients do in the
+/// minute before the start), `concurrency` at a time, retrying 429/5xx
+/// answers until `within` is over. Index: user − `plan.first_user`.
+pub async fn fetch_tokens(
+    client: &HttpClient,
+    plan: &Plan,
+    within: Duration,
+) -> Vec<Option<Arc<str>>> {
+    let deadline = Instant::now() + within;
+    let sem = Arc::new(Semaphore::new(plan.concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for u in plan.first_user..plan.users {
+        let Ok(permit) = Arc::clone(&sem).acquire_owned().await else {
+            break;
+        };
+        let client = client.clone();
+        let base = plan.base.clone();
+        let sale = plan.sale_id.clone();
+        let item = plan.items[u % plan.items.len().max(1)].clone();
+        tasks.spawn(async move {
+            let user = format!("user-{u}");
+            let mut got = None;
+            while Instant::now() < deadline {
+                match token(&client, &base, &sale, &item, &user).await {
+                    Ok(t) => {
+                        got = t.map(Arc::from);
+                        break;
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+            drop(permit);
+            (u, got)
+        });
+    }
+    let mut out = vec![None; plan.users.saturating_sub(plan.first_user)];
+    while let Some(r) = tasks.join_next().await {
+        if let Ok((u, t)) = r {
+            if let Some(slot) = out.get_mut(u - plan.first_user) {
+                *slot = t;
+            }
+        }
+    }
+    out
+}
+
+fn purchase_body(user: &str, request_id: &str, token: Option<&str>) -> Vec<u8> {
+    match token {
+        Some(t) => format!(r#"{{"user_id":"{user}","request_id":"{request_id}","token":"{t}"}}"#),
+        None => format!(r#"{{"user_id":"{user}","request_id":"{request_id}"}}"#),
+    }
+    .into_bytes()
+}
+
 async fn purchase(
     client: &HttpClient,
     base: &str,
@@ -158,9 +237,10 @@ async fn purchase(
     item: &str,
     user: &str,
     request_id: &str,
+    token: Option<Arc<str>>,
 ) -> Answer {
     let url = format!("{base}/api/v1/sales/{sale}/items/{item}/purchase");
-    let body = format!(r#"{{"user_id":"{user}","request_id":"{request_id}"}}"#).into_bytes();
+    let body = purchase_body(user, request_id, token.as_deref());
     let started = Instant::now();
     let res = send(client, Method::POST, &url, None, body).await;
     let latency_us = started.elapsed().as_micros() as u64;
@@ -189,12 +269,24 @@ async fn purchase(
         status,
         order_id,
         latency_us,
+        token,
     }
 }
 
-/// Plays the plan: every (user, click) is one task; at most `concurrency`
-/// in flight. User `u` buys item `u % items`.
+/// Plays the plan: first every user fetches its purchase token (not part
+/// of the measured burst), then every (user, click) is one task; at most
+/// `concurrency` in flight. User `u` buys item `u % items`.
 pub async fn run(client: &HttpClient, plan: &Plan) -> Report {
+    let tokens = fetch_tokens(client, plan, plan.time_max).await;
+    run_with_tokens(client, plan, &tokens).await
+}
+
+/// The burst alone, with tokens fetched beforehand (see [`fetch_tokens`]).
+pub async fn run_with_tokens(
+    client: &HttpClient,
+    plan: &Plan,
+    tokens: &[Option<Arc<str>>],
+) -> Report {
     let sem = Arc::new(Semaphore::new(plan.concurrency.max(1)));
     let limiter = plan.rate_per_sec.map(|r| {
         Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(
@@ -219,6 +311,7 @@ pub async fn run(client: &HttpClient, plan: &Plan) -> Report {
             let item = plan.items[u % plan.items.len().max(1)].clone();
             let retries = plan.retries;
             let prefix = plan.request_prefix.clone();
+            let token = tokens.get(u - plan.first_user).cloned().flatten();
             if let Some(l) = &limiter {
                 l.until_ready().await;
             }
@@ -227,8 +320,17 @@ pub async fn run(client: &HttpClient, plan: &Plan) -> Report {
                 let request_id = format!("{prefix}{sale}-{user}-{c}");
                 let mut answers = Vec::with_capacity(1 + retries);
                 for _ in 0..=retries {
-                    let a = purchase(&client, &base, &sale, &item, &user, &request_id).await;
-                    let retry_later = a.http == 503 || a.http == 0;
+                    let a = purchase(
+                        &client,
+                        &base,
+                        &sale,
+                        &item,
+                        &user,
+                        &request_id,
+                        token.clone(),
+                    )
+                    .await;
+                    let retry_later = a.http == 503 || a.http == 429 || a.http == 0;
                     answers.push(a);
                     if retry_later {
                         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -307,10 +409,7 @@ async fn status_of(
 
 async fn resend(client: &HttpClient, base: &str, sale: &str, a: &Answer) -> Option<Answer> {
     let url = format!("{base}/api/v1/sales/{sale}/items/{}/purchase", a.item_id);
-    let body = serde_json::to_vec(&serde_json::json!({
-        "user_id": a.user_id, "request_id": a.request_id,
-    }))
-    .ok()?;
+    let body = purchase_body(&a.user_id, &a.request_id, a.token.as_deref());
     let (code, body) = send(client, Method::POST, &url, None, body).await.ok()?;
     let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
     let status = v["status"].as_str().or(v["error"].as_str())?.to_string();
@@ -341,12 +440,12 @@ pub async fn settle(
         }
         let mut cur = a.clone();
         while Instant::now() < deadline {
-            let open = cur.http == 0 || cur.http >= 500;
-            if open {
+            let open = |a: &Answer| a.http == 0 || a.http == 429 || a.http >= 500;
+            if open(&cur) {
                 if let Some(n) = resend(client, base, sale, &cur).await {
                     cur = n;
                 }
-                if cur.http == 0 || cur.http >= 500 {
+                if open(&cur) {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 continue;

@@ -3,7 +3,7 @@
 //! sale metadata from the network.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// One item of a sale.
@@ -21,6 +21,9 @@ pub struct Item {
     /// dedupe stage answer from it without touching Redis. Relaxed: a stale
     /// read only means one more trip to the script, which decides anyway.
     sold_out: AtomicBool,
+    /// Units still `available` as last read from Redis (the public item
+    /// page shows it; refreshed about once a second, never per request).
+    remaining: AtomicI64,
 }
 
 impl Item {
@@ -45,6 +48,7 @@ impl Item {
             start_ms,
             end_ms,
             sold_out: AtomicBool::new(stock == 0),
+            remaining: AtomicI64::new(i64::try_from(stock).unwrap_or(i64::MAX)),
         }
     }
 
@@ -54,6 +58,17 @@ impl Item {
 
     pub fn set_sold_out(&self, v: bool) {
         self.sold_out.store(v, Ordering::Relaxed);
+    }
+
+    pub fn remaining(&self) -> i64 {
+        self.remaining.load(Ordering::Relaxed)
+    }
+
+    /// Takes the `available` count read from Redis: the sold-out flag
+    /// follows it (set at 0, re-opened when released stock is back).
+    pub fn set_remaining(&self, available: i64) {
+        self.remaining.store(available, Ordering::Relaxed);
+        self.set_sold_out(available <= 0);
     }
 }
 
@@ -95,11 +110,32 @@ impl Catalog {
                         && o.per_user_limit == i.per_user_limit
                         && o.stock == i.stock
                 });
-                let item = keep.cloned().unwrap_or_else(|| Arc::new(i));
+                let item = match keep {
+                    Some(o) => {
+                        o.set_remaining(i.remaining());
+                        Arc::clone(o)
+                    }
+                    None => Arc::new(i),
+                };
                 (item.item_id.clone(), item)
             })
             .collect();
         sales.insert(sale_id.to_string(), map);
+    }
+
+    /// Every sale with its items (sorted by sale id, then item id).
+    pub fn sales(&self) -> Vec<(String, Vec<Arc<Item>>)> {
+        let sales = self.sales.read().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<(String, Vec<Arc<Item>>)> = sales
+            .iter()
+            .map(|(id, items)| {
+                let mut v: Vec<Arc<Item>> = items.values().cloned().collect();
+                v.sort_by(|a, b| a.item_id.cmp(&b.item_id));
+                (id.clone(), v)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// Replaces a sale and all its items.

@@ -280,11 +280,17 @@ pub fn daemon_config(
     cfg.wal_dir = wal_dir.to_path_buf();
     cfg.wal_segment_bytes = 4 << 20;
     cfg.admin_token = "test-admin-token".into();
+    cfg.token_key = TOKEN_KEY.into();
+    // Tests send bursts from one user on purpose (retries, duplicate
+    // clicks); the limits have tests of their own.
+    cfg.rate_user_per_s = 0;
     cfg.kafka_partitions = 1;
     cfg
 }
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// The purchase-token key of test daemons.
+pub const TOKEN_KEY: &str = "test-token-key-0123456789";
 
 /// The `seckilld` binary of this build (built on first use).
 pub fn seckilld_bin() -> PathBuf {
@@ -331,6 +337,8 @@ impl DaemonProcess {
             .env("SECKILL_KAFKA_BROKERS", &cfg.kafka_brokers)
             .env("SECKILL_WAL_DIR", &cfg.wal_dir)
             .env("SECKILL_ADMIN_TOKEN", &cfg.admin_token)
+            .env("SECKILL_TOKEN_KEY", &cfg.token_key)
+            .env("SECKILL_RATE_USER_PER_S", cfg.rate_user_per_s.to_string())
             .env(
                 "SECKILL_WAL_SEGMENT_BYTES",
                 cfg.wal_segment_bytes.to_string(),

@@ -58,10 +58,16 @@ async fn buy(
     user: &str,
     req: &str,
 ) -> (u16, serde_json::Value) {
+    let client = load::client(4);
+    let token = load::token(&client, base, sale, item, user)
+        .await
+        .expect("token");
     let url = format!("{base}/api/v1/sales/{sale}/items/{item}/purchase");
-    let body =
-        serde_json::to_vec(&serde_json::json!({"user_id": user, "request_id": req})).expect("json");
-    let (code, body) = load::send(&load::client(4), Method::POST, &url, None, body)
+    let body = serde_json::to_vec(
+        &serde_json::json!({"user_id": user, "request_id": req, "token": token}),
+    )
+    .expect("json");
+    let (code, body) = load::send(&client, Method::POST, &url, None, body)
         .await
         .expect("http");
     (code, serde_json::from_slice(&body).unwrap_or_default())
@@ -457,6 +463,28 @@ async fn a_slow_client_cannot_hold_a_connection_and_a_slow_body_gets_408() {
         closed.is_ok(),
         "the server kept a stalled client's connection"
     );
+
+    // A connection that never sends a byte, and a keep-alive connection
+    // idle after its first answer: both closed after the header timeout.
+    let mut idle = tokio::net::TcpStream::connect(daemon.addr)
+        .await
+        .expect("connect");
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "the server kept a silent connection");
+    let mut kept = tokio::net::TcpStream::connect(daemon.addr)
+        .await
+        .expect("connect");
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), kept.read_to_end(&mut buf)).await;
+    assert!(
+        closed.is_ok(),
+        "the server kept an idle keep-alive connection"
+    );
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
 
     // Complete headers, a body that stalls: 408 with an error code.
     let mut s = tokio::net::TcpStream::connect(daemon.addr)

@@ -170,6 +170,34 @@ async fn main() -> anyhow::Result<()> {
         "sale {sale}: {} item(s) × {} units, {} users × {} clicks, starts in {} s",
         args.items, args.stock, args.users, args.clicks, args.countdown_s
     );
+    let plan = Plan {
+        base: base.clone(),
+        sale_id: sale.clone(),
+        items: items.iter().map(|i| i.item_id.clone()).collect(),
+        users: args.users,
+        first_user: 0,
+        request_prefix: String::new(),
+        clicks_per_user: args.clicks,
+        retries: args.retries,
+        concurrency: args.concurrency,
+        time_max: Duration::from_secs(args.time_max_s),
+        rate_per_sec: args.rate.and_then(std::num::NonZeroU32::new),
+    };
+    // Tokens are handed out from a minute before the start: every user
+    // fetches its own during the countdown, as a real client would.
+    let opens = start_ms.saturating_sub(55_000);
+    let now = server_now_ms(&client, &base).await?;
+    if now < opens {
+        tokio::time::sleep(Duration::from_millis(opens - now)).await;
+    }
+    let fetched = std::time::Instant::now();
+    let tokens = load::fetch_tokens(&client, &plan, plan.time_max).await;
+    eprintln!(
+        "{} of {} purchase tokens fetched in {:.2} s",
+        tokens.iter().filter(|t| t.is_some()).count(),
+        tokens.len(),
+        fetched.elapsed().as_secs_f64()
+    );
     loop {
         let now = server_now_ms(&client, &base).await?;
         if now >= start_ms {
@@ -192,20 +220,7 @@ async fn main() -> anyhow::Result<()> {
         });
     }
     eprintln!("GO");
-    let plan = Plan {
-        base: base.clone(),
-        sale_id: sale.clone(),
-        items: items.iter().map(|i| i.item_id.clone()).collect(),
-        users: args.users,
-        first_user: 0,
-        request_prefix: String::new(),
-        clicks_per_user: args.clicks,
-        retries: args.retries,
-        concurrency: args.concurrency,
-        time_max: Duration::from_secs(args.time_max_s),
-        rate_per_sec: args.rate.and_then(std::num::NonZeroU32::new),
-    };
-    let mut report = load::run(&client, &plan).await;
+    let mut report = load::run_with_tokens(&client, &plan, &tokens).await;
     if args.settle_s > 0 {
         let pending = report
             .answers

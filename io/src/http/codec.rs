@@ -28,7 +28,7 @@ pub struct PurchaseBody<'a> {
     pub request_id: Cow<'a, str>,
     #[serde(default)]
     pub quantity: Option<u32>,
-    /// The hidden-URL purchase token (checked once token issuance exists).
+    /// The purchase token from the token endpoint (the hidden URL).
     #[serde(default, borrow)]
     pub token: Option<Cow<'a, str>>,
 }
@@ -39,6 +39,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// `Retry-After` seconds (503 and 429 answers default to 1).
+    pub retry_after_s: Option<u64>,
 }
 
 impl ApiError {
@@ -47,7 +49,17 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after_s: None,
         }
+    }
+
+    pub fn retry_after(mut self, secs: u64) -> ApiError {
+        self.retry_after_s = Some(secs.max(1));
+        self
+    }
+
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, code, message)
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -61,14 +73,31 @@ impl ApiError {
         );
         let mut r = json(
             self.status,
-            &serde_json::json!({"error": self.code, "message": self.message}),
+            &ErrorBody {
+                error: self.code,
+                message: &self.message,
+                retry_after_s: self.retry_after_s,
+            },
         );
-        if retry {
-            r.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        let secs = self.retry_after_s.or(retry.then_some(1));
+        if let Some(secs) = secs {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                r.headers_mut().insert(RETRY_AFTER, v);
+            }
         }
         r
     }
+}
+
+/// The body of every error answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
+    /// Machine-readable code, e.g. `token_invalid`, `rate_limited_user`.
+    pub error: &'a str,
+    pub message: &'a str,
+    /// Seconds to wait before retrying (also in the `Retry-After` header).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_s: Option<u64>,
 }
 
 /// Checks an id: 1..=max bytes of `[A-Za-z0-9_.:@-]`.

@@ -1,7 +1,10 @@
 //! The hyper ingress: accept loop, per-connection service, graceful stop.
 
+mod api;
 pub mod codec;
 mod routes;
+
+pub use api::{openapi_json, ApiDoc};
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,7 +34,7 @@ pub async fn serve(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
@@ -45,7 +48,8 @@ pub async fn serve(
                 let mut drain = drain_rx.clone();
                 let header_timeout = Duration::from_millis(app.cfg.header_timeout_ms.max(1));
                 conns.spawn(async move {
-                    let svc = service_fn(move |req| routes::handle(Arc::clone(&app), Arc::clone(&sub), req));
+                    let ip = peer.ip();
+                    let svc = service_fn(move |req| routes::handle(Arc::clone(&app), Arc::clone(&sub), ip, req));
                     let conn = http1::Builder::new()
                         .timer(TokioTimer::new())
                         .header_read_timeout(header_timeout)

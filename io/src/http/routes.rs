@@ -3,6 +3,7 @@
 //! sold-out item. Everything else goes through the ring and waits for the
 //! reply stage — which answers only after the journal made it durable.
 
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,9 +14,10 @@ use hyper::body::Incoming;
 use hyper::header::AUTHORIZATION;
 use hyper::{Method, Request, StatusCode};
 use seckill_pipeline::{Item, OrderId, Purchase, Reply, Status, Submitter};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::oneshot;
 
+use super::api::{self, SaleBody};
 use super::codec::{self, check_id, json, text, ApiError, Resp, ID_LEN_MAX};
 use crate::daemon::App;
 use crate::redis::{ItemLoad, SALE_END_MS_MAX};
@@ -28,9 +30,10 @@ const STOCK_MAX: u64 = 1_000_000_000;
 pub async fn handle(
     app: Arc<App>,
     sub: Arc<Mutex<Submitter>>,
+    peer: IpAddr,
     req: Request<Incoming>,
 ) -> Result<Resp, std::convert::Infallible> {
-    let resp = match route(&app, &sub, req).await {
+    let resp = match route(&app, &sub, peer, req).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
@@ -40,6 +43,7 @@ pub async fn handle(
 async fn route(
     app: &Arc<App>,
     sub: &Mutex<Submitter>,
+    peer: IpAddr,
     req: Request<Incoming>,
 ) -> Result<Resp, ApiError> {
     let path = req.uri().path().to_owned();
@@ -47,13 +51,35 @@ async fn route(
     let method = req.method().clone();
     match (&method, segs.as_slice()) {
         (&Method::POST, ["api", "v1", "sales", sale, "items", item, "purchase"]) => {
-            purchase(app, sub, sale, item, req).await
+            let ip = api::client_ip(app, peer, &req);
+            purchase(app, sub, ip, sale, item, req).await
         }
-        (&Method::GET, ["api", "v1", "requests", id]) => request_status(app, id),
-        (&Method::GET, ["api", "v1", "time"]) => Ok(json(
+        (&Method::POST, ["api", "v1", "sales", sale, "items", item, "token"]) => {
+            let ip = api::client_ip(app, peer, &req);
+            api::issue_token(app, ip, sale, item, req).await
+        }
+        (&Method::GET, ["api", "v1", "requests", id]) => request_status(app, id).await,
+        (&Method::GET, ["api", "v1", "time"]) => Ok(api::time()),
+        (&Method::GET, ["api", "v1", "rounds"]) => api::rounds(app, &req),
+        (&Method::GET, ["api", "v1", "sales", sale]) => api::sale_page(app, sale),
+        (&Method::GET, ["api", "v1", "orders", id]) => api::get_order(app, id, &req).await,
+        (&Method::POST, ["api", "v1", "orders", id, "pay"]) => api::pay_order(app, id, req).await,
+        (&Method::POST, ["api", "v1", "orders", id, "cancel"]) => {
+            api::cancel_order(app, id, req).await
+        }
+        (&Method::GET, ["api", "v1", "openapi.json"]) => Ok(text(
             StatusCode::OK,
-            &serde_json::json!({"now_ms": seckill_pipeline::now_ms()}),
+            api::openapi_json().to_string(),
+            "application/json",
         )),
+        (&Method::GET, ["admin", "v1", "sales"]) => api::admin_list_sales(app, &req),
+        (&Method::GET, ["admin", "v1", "blacklist"]) => api::admin_blacklist(app, &req),
+        (&Method::PUT, ["admin", "v1", "blacklist", kind, id]) => {
+            api::admin_block(app, &req, kind, id, true).await
+        }
+        (&Method::DELETE, ["admin", "v1", "blacklist", kind, id]) => {
+            api::admin_block(app, &req, kind, id, false).await
+        }
         (&Method::GET, ["healthz"]) => {
             Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"})))
         }
@@ -65,8 +91,12 @@ async fn route(
         )),
         (&Method::PUT, ["admin", "v1", "sales", sale]) => put_sale(app, sale, req).await,
         (&Method::GET, ["admin", "v1", "sales", sale]) => get_sale(app, sale, &req).await,
-        (_, ["api", "v1", "sales", _, "items", _, "purchase"])
-        | (_, ["api", "v1", "requests", _])
+        (_, ["api", "v1", "sales", _, "items", _, "purchase" | "token"])
+        | (_, ["api", "v1", "requests" | "orders" | "sales", _])
+        | (_, ["api", "v1", "orders", _, "pay" | "cancel"])
+        | (_, ["api", "v1", "time" | "rounds" | "openapi.json"])
+        | (_, ["admin", "v1", "sales" | "blacklist"])
+        | (_, ["admin", "v1", "blacklist", _, _])
         | (_, ["admin", "v1", "sales", _]) => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
@@ -80,7 +110,11 @@ async fn route(
     }
 }
 
-async fn read_body(app: &App, req: Request<Incoming>, max: usize) -> Result<Bytes, ApiError> {
+pub(super) async fn read_body(
+    app: &App,
+    req: Request<Incoming>,
+    max: usize,
+) -> Result<Bytes, ApiError> {
     let limited = Limited::new(req.into_body(), max);
     let timeout = Duration::from_millis(app.cfg.header_timeout_ms.max(1));
     match tokio::time::timeout(timeout, limited.collect()).await {
@@ -130,26 +164,46 @@ fn answer(request_id: &str, status: Status, order_id: Option<OrderId>) -> Resp {
     r
 }
 
+#[utoipa::path(post, path = "/api/v1/sales/{sale_id}/items/{item_id}/purchase", tag = "public",
+    params(("sale_id" = String, Path), ("item_id" = String, Path)),
+    request_body = api::PurchaseRequest,
+    responses(
+        (status = 200, description = "decided: success, sold_out, duplicate, limit_exceeded, not_started, ended", body = api::PurchaseView),
+        (status = 202, description = "pending: decided once Redis is back; poll the request", body = api::PurchaseView),
+        (status = 400, body = codec::ErrorBody),
+        (status = 403, description = "token_missing, token_invalid, token_expired, blacklisted", body = codec::ErrorBody),
+        (status = 404, body = codec::ErrorBody),
+        (status = 408, description = "the body did not arrive in time", body = codec::ErrorBody),
+        (status = 413, body = codec::ErrorBody),
+        (status = 429, description = "rate limited (Retry-After)", body = codec::ErrorBody),
+        (status = 503, description = "ring full or shutting down (Retry-After)", body = codec::ErrorBody)))]
+#[allow(dead_code)]
+pub(super) fn purchase_doc() {}
+
+/// Order of the checks: cheapest and least revealing first. Global and IP
+/// limits before the body is read; the token before anything about the
+/// sale is answered; the user's bucket only once the token proved the
+/// request is for that user.
 async fn purchase(
     app: &Arc<App>,
     sub: &Mutex<Submitter>,
+    ip: IpAddr,
     sale: &str,
     item_id: &str,
     req: Request<Incoming>,
 ) -> Result<Resp, ApiError> {
     check_id("sale", sale, ID_LEN_MAX)?;
     check_id("item", item_id, ID_LEN_MAX)?;
+    api::admit(app, ip)?;
     let body = read_body(app, req, app.cfg.body_bytes_max).await?;
     let p = codec::parse_purchase(&body)?;
-    let item: Arc<Item> = app.catalog.item(sale, item_id).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_item",
-            format!("no item {item_id} in sale {sale}"),
-        )
-    })?;
+    let item: Arc<Item> = app
+        .catalog
+        .item(sale, item_id)
+        .ok_or_else(|| api::unknown_item(sale, item_id))?;
     let quantity = p.quantity.unwrap_or(1);
     let now = seckill_pipeline::now_ms();
+    api::check_purchase(app, sale, item_id, &p.user_id, p.token.as_deref(), now)?;
     // Cheap rejects: answered without touching the ring.
     if now < item.start_ms {
         return Ok(answer(&p.request_id, Status::NotStarted, None));
@@ -205,7 +259,7 @@ async fn purchase(
     }
 }
 
-fn request_status(app: &App, id: &str) -> Result<Resp, ApiError> {
+async fn request_status(app: &Arc<App>, id: &str) -> Result<Resp, ApiError> {
     check_id("request_id", id, codec::CLIENT_ID_LEN_MAX)?;
     let s = app.board.get(id).ok_or_else(|| {
         ApiError::new(
@@ -214,16 +268,25 @@ fn request_status(app: &App, id: &str) -> Result<Resp, ApiError> {
             format!("no request {id}"),
         )
     })?;
+    let order_id = s.order_id.map(|o| o.to_string());
+    let mut status = s.status;
+    // A won request's order may since be paid, cancelled or expired (on
+    // any daemon): only winners pay for this lookup.
+    if let (Status::Success | Status::OrderCreated, Some(oid)) = (status, &order_id) {
+        if let Some(later) = api::order_status(app, &s.sale_id, &s.item_id, oid).await {
+            status = later;
+        }
+    }
     Ok(json(
         StatusCode::OK,
-        &serde_json::json!({
-            "request_id": id,
-            "status": s.status.as_str(),
-            "order_id": s.order_id.map(|o| o.to_string()),
-            "sale_id": s.sale_id,
-            "item_id": s.item_id,
-            "user_id": s.user_id,
-        }),
+        &api::RequestView {
+            request_id: id.to_string(),
+            status: status.as_str().to_string(),
+            order_id,
+            sale_id: s.sale_id,
+            item_id: s.item_id,
+            user_id: s.user_id,
+        },
     ))
 }
 
@@ -248,7 +311,7 @@ fn readyz(app: &App) -> Resp {
     )
 }
 
-fn authorize(app: &App, req: &Request<Incoming>) -> Result<(), ApiError> {
+pub(super) fn authorize(app: &App, req: &Request<Incoming>) -> Result<(), ApiError> {
     let token = &app.cfg.admin_token;
     if token.is_empty() {
         return Err(ApiError::new(
@@ -280,29 +343,14 @@ fn authorize(app: &App, req: &Request<Incoming>) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SaleBody {
-    start_ms: u64,
-    end_ms: u64,
-    items: Vec<ItemBody>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ItemBody {
-    item_id: String,
-    #[serde(default)]
-    title: String,
-    price_cents: u64,
-    stock: u64,
-    #[serde(default = "one")]
-    per_user_limit: u32,
-}
-
-fn one() -> u32 {
-    1
-}
+#[utoipa::path(put, path = "/admin/v1/sales/{sale_id}", tag = "admin",
+    params(("sale_id" = String, Path)), request_body = SaleBody,
+    responses((status = 200, description = "created or replaced; stock loaded into Redis"),
+        (status = 400, body = codec::ErrorBody), (status = 401, body = codec::ErrorBody),
+        (status = 409, description = "sale_started: a started sale cannot be replaced", body = codec::ErrorBody)),
+    security(("bearer" = [])))]
+#[allow(dead_code)]
+pub(super) fn put_sale_doc() {}
 
 async fn put_sale(app: &Arc<App>, sale: &str, req: Request<Incoming>) -> Result<Resp, ApiError> {
     authorize(app, &req)?;

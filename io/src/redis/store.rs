@@ -19,6 +19,10 @@ pub struct ItemKeys {
     pub unpaid: String,
     pub orders: String,
     pub info: String,
+    /// Orders that left `locked`: order id → `paid|cancelled|expired:<ms>`.
+    pub closed: String,
+    /// Order events (JSON) waiting to be published to Kafka.
+    pub events: String,
 }
 
 pub fn item_keys(sale_id: &str, item_id: &str) -> ItemKeys {
@@ -30,6 +34,8 @@ pub fn item_keys(sale_id: &str, item_id: &str) -> ItemKeys {
         unpaid: format!("{tag}:unpaid"),
         orders: format!("{tag}:orders"),
         info: format!("{tag}:info"),
+        closed: format!("{tag}:closed"),
+        events: format!("{tag}:events"),
     }
 }
 
@@ -202,7 +208,7 @@ pub struct StockHash {
 /// Admin-side Redis access (loading sales, reading stock, probing).
 #[derive(Clone)]
 pub struct RedisAdmin {
-    client: Client,
+    pub(super) client: Client,
     timeout: Duration,
 }
 
@@ -224,7 +230,7 @@ impl RedisAdmin {
         })
     }
 
-    fn conn(&self) -> Result<Connection, RedisError> {
+    pub(super) fn conn(&self) -> Result<Connection, RedisError> {
         let c = self.client.get_connection_with_timeout(self.timeout)?;
         c.set_read_timeout(Some(self.timeout))?;
         c.set_write_timeout(Some(self.timeout))?;
@@ -254,6 +260,22 @@ impl RedisAdmin {
         pipe.atomic();
         let round_info = format!("seckill:round:{sale_id}:info");
         let round_items = format!("seckill:round:{sale_id}:items");
+        // The rounds of a day (the seed's `seckill::#{date}::rounds`): a
+        // replaced round leaves the list of its old day.
+        let old_start: Option<u64> = redis::cmd("HGET")
+            .arg(&round_info)
+            .arg("start_ms")
+            .query(&mut c)?;
+        if let Some(old) = old_start {
+            pipe.lrem(day_rounds_key(old), 0, sale_id).ignore();
+        }
+        let day_rounds = day_rounds_key(start_ms);
+        pipe.lrem(&day_rounds, 0, sale_id).ignore();
+        pipe.rpush(&day_rounds, sale_id).ignore();
+        pipe.cmd("PEXPIREAT")
+            .arg(&day_rounds)
+            .arg(expire_at_ms)
+            .ignore();
         pipe.del(&round_items).ignore();
         pipe.hset_multiple(
             &round_info,
@@ -265,8 +287,10 @@ impl RedisAdmin {
         .ignore();
         for it in items {
             let k = item_keys(sale_id, it.item_id);
-            pipe.del(&[&k.stock, &k.buyers, &k.req, &k.unpaid, &k.orders, &k.info])
-                .ignore();
+            pipe.del(&[
+                &k.stock, &k.buyers, &k.req, &k.unpaid, &k.orders, &k.info, &k.closed, &k.events,
+            ])
+            .ignore();
             pipe.hset_multiple(
                 &k.stock,
                 &[
@@ -291,10 +315,10 @@ impl RedisAdmin {
             pipe.rpush(&round_items, it.item_id).ignore();
             // The script fills these hashes; a placeholder field (ids are
             // never empty) lets them carry the sale's expiry from the start.
-            for key in [&k.buyers, &k.req, &k.orders] {
+            for key in [&k.buyers, &k.req, &k.orders, &k.closed] {
                 pipe.hset(key, "", "").ignore();
             }
-            for key in [&k.stock, &k.info, &k.buyers, &k.req, &k.orders] {
+            for key in [&k.stock, &k.info, &k.buyers, &k.req, &k.orders, &k.closed] {
                 pipe.cmd("PEXPIREAT").arg(key).arg(expire_at_ms).ignore();
             }
         }
@@ -327,6 +351,20 @@ impl RedisAdmin {
     }
 }
 
+/// The list of the rounds starting on the (UTC) day of `start_ms`.
+pub fn day_rounds_key(start_ms: u64) -> String {
+    format!("seckill:day:{}:rounds", utc_date(start_ms))
+}
+
+/// `YYYY-MM-DD` (UTC) of an epoch time in ms.
+pub fn utc_date(ms: u64) -> String {
+    let secs = i64::try_from(ms / 1000).unwrap_or(i64::MAX);
+    match time::OffsetDateTime::from_unix_timestamp(secs) {
+        Ok(t) => t.date().to_string(),
+        Err(_) => "9999-12-31".to_string(),
+    }
+}
+
 /// A sale as stored in Redis by the admin API.
 #[derive(Debug)]
 pub struct StoredSale {
@@ -356,30 +394,54 @@ impl RedisAdmin {
             }
             cursor = next;
         }
-        let mut out = Vec::new();
-        for key in keys {
-            let Some(sale_id) = key
-                .strip_prefix("seckill:round:")
-                .and_then(|k| k.strip_suffix(":info"))
-            else {
-                continue;
-            };
-            let items_key = format!("seckill:round:{sale_id}:items");
-            let item_ids: Vec<String> = redis::cmd("LRANGE")
-                .arg(&items_key)
+        let sale_ids: Vec<&str> = keys
+            .iter()
+            .filter_map(|k| {
+                k.strip_prefix("seckill:round:")
+                    .and_then(|k| k.strip_suffix(":info"))
+            })
+            .collect();
+        // Two pipelined round trips however many sales and items there
+        // are: every daemon runs this once a second.
+        let mut pipe = redis::pipe();
+        for sale_id in &sale_ids {
+            pipe.cmd("LRANGE")
+                .arg(format!("seckill:round:{sale_id}:items"))
                 .arg(0)
-                .arg(-1)
-                .query(&mut c)?;
-            let mut items = Vec::new();
+                .arg(-1);
+        }
+        let item_lists: Vec<Vec<String>> = if sale_ids.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query(&mut c)?
+        };
+        let mut pipe = redis::pipe();
+        for (sale_id, item_ids) in sale_ids.iter().zip(&item_lists) {
             for item_id in item_ids {
-                let k = item_keys(sale_id, &item_id);
-                let info: std::collections::HashMap<String, String> =
-                    redis::cmd("HGETALL").arg(&k.info).query(&mut c)?;
-                let stock: Vec<Option<i64>> = redis::cmd("HMGET")
+                let k = item_keys(sale_id, item_id);
+                pipe.cmd("HGETALL").arg(&k.info);
+                pipe.cmd("HMGET")
                     .arg(&k.stock)
                     .arg("total")
-                    .arg("available")
-                    .query(&mut c)?;
+                    .arg("available");
+            }
+        }
+        let replies: Vec<redis::Value> = if item_lists.iter().all(Vec::is_empty) {
+            Vec::new()
+        } else {
+            pipe.query(&mut c)?
+        };
+        let mut replies = replies.into_iter();
+        let mut out = Vec::new();
+        for (sale_id, item_ids) in sale_ids.iter().zip(item_lists) {
+            let mut items = Vec::new();
+            for item_id in item_ids {
+                let (Some(info), Some(stock)) = (replies.next(), replies.next()) else {
+                    break;
+                };
+                let info: std::collections::HashMap<String, String> =
+                    redis::from_redis_value(info).unwrap_or_default();
+                let stock: Vec<Option<i64>> = redis::from_redis_value(stock).unwrap_or_default();
                 let num = |f: &str| info.get(f).and_then(|v| v.parse::<u64>().ok());
                 let (Some(price), Some(limit), Some(start), Some(end)) = (
                     num("price_cents"),
@@ -401,7 +463,7 @@ impl RedisAdmin {
                     start,
                     end,
                 );
-                item.set_sold_out(available <= 0);
+                item.set_remaining(available);
                 items.push(item);
             }
             out.push(StoredSale {

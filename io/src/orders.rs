@@ -1,0 +1,224 @@
+//! After the win, in the background of every daemon:
+//!
+//! - the sweeper: every `sweep_interval_ms`, one pipelined round trip runs
+//!   `sweep.lua` for every item, releasing unpaid orders past their
+//!   deadline back to `available` (atomically; with several daemons each
+//!   order is expired once);
+//! - the event publisher: order events (`paid`, `cancelled`, `expired`)
+//!   are written by the scripts into a per-item outbox in the same atomic
+//!   step as the state change, and published from there to
+//!   `seckill.order-events`; an entry leaves the outbox only once Kafka
+//!   acknowledged it (at least once, keyed by order id: consumers drop
+//!   repeats by order id and event);
+//! - the re-open listener: the scripts `PUBLISH` on `seckill:released`
+//!   when units go back on sale; every daemon clears its local sold-out
+//!   flag for the item at once (the catalog refresh re-reads `available`
+//!   every second as well, should a message be missed).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::sync::{watch, Notify};
+
+use crate::daemon::{blocking, App};
+use crate::kafka;
+use crate::redis::{OutboxEntry, RELEASED_CHANNEL};
+
+/// Most events taken from one item's outbox per tick.
+const OUTBOX_PER_ITEM: isize = 256;
+/// Most orders one sweep call expires per item (the rest next tick).
+const SWEEP_PER_ITEM: u32 = 512;
+
+#[derive(Debug, Default)]
+pub struct OrderStats {
+    pub paid: AtomicU64,
+    pub cancelled: AtomicU64,
+    pub expired_units: AtomicU64,
+    pub events_published: AtomicU64,
+    pub events_failed: AtomicU64,
+    pub reopened: AtomicU64,
+}
+
+/// Wakes the publisher early (after a pay or cancel).
+#[derive(Debug, Default)]
+pub struct Wake(Notify);
+
+impl Wake {
+    pub fn wake(&self) {
+        self.0.notify_one();
+    }
+}
+
+fn event_producer(brokers: &str, timeout_ms: u64) -> Option<FutureProducer> {
+    let mut c = kafka::base_config(brokers);
+    c.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", timeout_ms.to_string());
+    match c.create() {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot create the order-event producer");
+            None
+        }
+    }
+}
+
+/// The items the sweeper and the publisher visit: every item of every
+/// sale still in the catalog.
+fn items(app: &App) -> Vec<(String, String)> {
+    app.catalog
+        .sales()
+        .into_iter()
+        .flat_map(|(sale, items)| {
+            items
+                .into_iter()
+                .map(move |i| (sale.clone(), i.item_id.clone()))
+        })
+        .collect()
+}
+
+pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let producer = event_producer(&app.cfg.kafka_brokers, app.cfg.kafka_message_timeout_ms);
+    let every = Duration::from_millis(app.cfg.sweep_interval_ms.max(1));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = app.order_wake.0.notified() => {}
+            _ = crate::http::until_true(&mut stop) => return,
+        }
+        let items = Arc::new(items(&app));
+        if items.is_empty() {
+            continue;
+        }
+        let redis = app.redis.clone();
+        let swept = {
+            let items = Arc::clone(&items);
+            blocking(move || redis.sweep(&items, seckill_pipeline::now_ms(), SWEEP_PER_ITEM)).await
+        };
+        match swept {
+            Ok(Ok(released)) => {
+                for ((sale, item), n) in items.iter().zip(released) {
+                    if n > 0 {
+                        app.order_stats
+                            .expired_units
+                            .fetch_add(n, Ordering::Relaxed);
+                        tracing::info!(sale = %sale, item = %item, units = n,
+                            "unpaid orders expired, stock released");
+                        if let Some(i) = app.catalog.item(sale, item) {
+                            i.set_sold_out(false);
+                        }
+                    }
+                }
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "sweep: Redis did not answer"),
+            Err(e) => tracing::warn!(error = %e, "sweep task failed"),
+        }
+        if let Some(p) = &producer {
+            publish_outbox(&app, p, &items).await;
+        }
+    }
+}
+
+async fn publish_outbox(app: &App, producer: &FutureProducer, items: &Arc<Vec<(String, String)>>) {
+    let redis = app.redis.clone();
+    let entries = {
+        let items = Arc::clone(items);
+        match blocking(move || redis.outbox(&items, OUTBOX_PER_ITEM)).await {
+            Ok(Ok(e)) => e,
+            _ => return,
+        }
+    };
+    if entries.is_empty() {
+        return;
+    }
+    let mut pending = Vec::with_capacity(entries.len());
+    for e in &entries {
+        let record = FutureRecord::to(kafka::ORDER_EVENTS_TOPIC)
+            .key(e.order_id.as_str())
+            .payload(e.json.as_str());
+        match producer.send_result(record) {
+            Ok(f) => pending.push((e, f)),
+            Err((err, _)) => {
+                app.order_stats
+                    .events_failed
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %err, "order event not queued");
+            }
+        }
+    }
+    let mut acked: Vec<&OutboxEntry> = Vec::with_capacity(pending.len());
+    for (e, f) in pending {
+        match f.await {
+            Ok(Ok(_)) => acked.push(e),
+            _ => {
+                app.order_stats
+                    .events_failed
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    if acked.is_empty() {
+        return;
+    }
+    let n = acked.len() as u64;
+    let owned: Vec<OutboxEntry> = acked.into_iter().cloned().collect();
+    let redis = app.redis.clone();
+    let removed = blocking(move || {
+        let refs: Vec<&OutboxEntry> = owned.iter().collect();
+        redis.ack_outbox(&refs)
+    })
+    .await;
+    if matches!(removed, Ok(Ok(()))) {
+        app.order_stats
+            .events_published
+            .fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// The re-open listener: a thread on a subscribed connection, reconnecting
+/// while Redis is away, until `stop` turns true.
+pub fn spawn_reopen_listener(app: Arc<App>, stop: watch::Receiver<bool>) {
+    let spawned = std::thread::Builder::new()
+        .name("seckill-reopen".into())
+        .spawn(move || {
+            while !*stop.borrow() {
+                if let Err(e) = listen(&app, &stop) {
+                    tracing::debug!(error = %e, "re-open listener: Redis away, retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the re-open listener; the catalog refresh re-opens items instead");
+    }
+}
+
+fn listen(app: &App, stop: &watch::Receiver<bool>) -> Result<(), redis::RedisError> {
+    let mut conn = app.redis.subscriber()?;
+    let mut sub = conn.as_pubsub();
+    sub.subscribe(RELEASED_CHANNEL)?;
+    // A bounded wait, so the thread sees `stop`.
+    sub.set_read_timeout(Some(Duration::from_millis(500)))?;
+    while !*stop.borrow() {
+        let msg = match sub.get_message() {
+            Ok(m) => m,
+            Err(e) if e.is_timeout() => continue,
+            Err(e) => return Err(e),
+        };
+        let payload: String = match msg.get_payload() {
+            Ok(p) => p,
+            Err(_) => continue,
+        };
+        if let Some((sale, item)) = payload.split_once('\n') {
+            if let Some(i) = app.catalog.item(sale, item) {
+                i.set_sold_out(false);
+                app.order_stats.reopened.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(sale, item, "stock released: item re-opened");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,301 @@
+//! After the win: paying, cancelling and expiring orders (atomic Lua), the
+//! order-event outbox the event publisher drains to Kafka, the channel
+//! that re-opens sold-out items on every daemon, and the blacklist.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use redis::{RedisError, Script};
+
+use super::store::{item_keys, RedisAdmin};
+
+const ORDER_LUA: &str = include_str!("order.lua");
+const SWEEP_LUA: &str = include_str!("sweep.lua");
+
+/// Channel told `sale\nitem` whenever units go back to `available`.
+pub const RELEASED_CHANNEL: &str = "seckill:released";
+const BLACKLIST_USERS: &str = "seckill:blacklist:users";
+const BLACKLIST_IPS: &str = "seckill:blacklist:ips";
+
+/// What a pay or cancel did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderAction {
+    /// This call moved the order to `state`.
+    Done(OrderState),
+    /// The order already was in the asked state (a retried call).
+    Again(OrderState),
+    /// The order is closed in another state.
+    Conflict(OrderState),
+    Forbidden,
+    Unknown,
+}
+
+/// Where an order stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderState {
+    /// Won, the unit is `locked`, payment is awaited until the deadline.
+    AwaitingPayment,
+    Paid,
+    Cancelled,
+    Expired,
+}
+
+impl OrderState {
+    fn parse(s: &str) -> Option<OrderState> {
+        Some(match s {
+            "paid" => OrderState::Paid,
+            "cancelled" => OrderState::Cancelled,
+            "expired" => OrderState::Expired,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderState::AwaitingPayment => "awaiting_payment",
+            OrderState::Paid => "paid",
+            OrderState::Cancelled => "cancelled",
+            OrderState::Expired => "expired",
+        }
+    }
+}
+
+/// One order as Redis holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRecord {
+    pub order_id: String,
+    pub sale_id: String,
+    pub item_id: String,
+    pub user_id: String,
+    pub quantity: u32,
+    pub request_id: String,
+    pub state: OrderState,
+    /// Payment deadline while awaiting payment.
+    pub pay_deadline_ms: Option<u64>,
+    /// When it was paid, cancelled or expired.
+    pub closed_ms: Option<u64>,
+}
+
+/// An order event read from an item's outbox, as it is published.
+#[derive(Debug, Clone)]
+pub struct OutboxEntry {
+    pub sale_id: String,
+    pub item_id: String,
+    pub order_id: String,
+    /// The JSON stored by the script: the Kafka payload, and the exact
+    /// list element to remove once Kafka acknowledged it.
+    pub json: String,
+}
+
+fn state_of(closed: &str) -> (Option<OrderState>, Option<u64>) {
+    let (state, at) = closed.split_once(':').unwrap_or((closed, ""));
+    (OrderState::parse(state), at.parse().ok())
+}
+
+impl RedisAdmin {
+    /// Pays (`pay`) or cancels (`cancel`) an order for `user_id`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn order_action(
+        &self,
+        sale_id: &str,
+        item_id: &str,
+        order_id: &str,
+        pay: bool,
+        user_id: &str,
+        now_ms: u64,
+    ) -> Result<OrderAction, RedisError> {
+        let mut c = self.conn()?;
+        let k = item_keys(sale_id, item_id);
+        let (result, state): (String, String) = Script::new(ORDER_LUA)
+            .key(&k.stock)
+            .key(&k.unpaid)
+            .key(&k.orders)
+            .key(&k.closed)
+            .key(&k.events)
+            .arg(order_id)
+            .arg(if pay { "pay" } else { "cancel" })
+            .arg(user_id)
+            .arg(now_ms)
+            .arg(sale_id)
+            .arg(item_id)
+            .arg(RELEASED_CHANNEL)
+            .invoke(&mut c)?;
+        let st = OrderState::parse(&state);
+        Ok(match (result.as_str(), st) {
+            ("done", Some(s)) => OrderAction::Done(s),
+            ("again", Some(s)) => OrderAction::Again(s),
+            ("conflict", Some(s)) => OrderAction::Conflict(s),
+            ("forbidden", _) => OrderAction::Forbidden,
+            _ => OrderAction::Unknown,
+        })
+    }
+
+    /// Reads one order of a known item.
+    pub fn order(
+        &self,
+        sale_id: &str,
+        item_id: &str,
+        order_id: &str,
+    ) -> Result<Option<OrderRecord>, RedisError> {
+        let mut c = self.conn()?;
+        let k = item_keys(sale_id, item_id);
+        let (entry, closed, deadline): (Option<String>, Option<String>, Option<f64>) =
+            redis::pipe()
+                .hget(&k.orders, order_id)
+                .hget(&k.closed, order_id)
+                .zscore(&k.unpaid, order_id)
+                .query(&mut c)?;
+        let Some(entry) = entry.filter(|e| !e.is_empty()) else {
+            return Ok(None);
+        };
+        let mut parts = entry.splitn(3, '|');
+        let (Some(user), Some(q), Some(rid)) = (parts.next(), parts.next(), parts.next()) else {
+            return Ok(None);
+        };
+        let (state, closed_ms) = match closed.as_deref() {
+            Some(c) => state_of(c),
+            None => (Some(OrderState::AwaitingPayment), None),
+        };
+        Ok(Some(OrderRecord {
+            order_id: order_id.to_string(),
+            sale_id: sale_id.to_string(),
+            item_id: item_id.to_string(),
+            user_id: user.to_string(),
+            quantity: q.parse().unwrap_or(0),
+            request_id: rid.to_string(),
+            state: state.unwrap_or(OrderState::AwaitingPayment),
+            pay_deadline_ms: deadline.map(|d| d as u64),
+            closed_ms,
+        }))
+    }
+
+    /// Which of `items` holds `order_id` (one pipelined round trip).
+    pub fn find_order<'a>(
+        &self,
+        order_id: &str,
+        items: &'a [(String, String)],
+    ) -> Result<Option<&'a (String, String)>, RedisError> {
+        if items.is_empty() {
+            return Ok(None);
+        }
+        let mut c = self.conn()?;
+        let mut pipe = redis::pipe();
+        for (sale, item) in items {
+            pipe.hexists(item_keys(sale, item).orders, order_id);
+        }
+        let found: Vec<bool> = pipe.query(&mut c)?;
+        Ok(items.iter().zip(found).find(|(_, f)| *f).map(|(i, _)| i))
+    }
+
+    /// Expires every unpaid order past its deadline, for every item (one
+    /// pipelined round trip); returns the units released per item.
+    pub fn sweep(
+        &self,
+        items: &[(String, String)],
+        now_ms: u64,
+        per_item_max: u32,
+    ) -> Result<Vec<u64>, RedisError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = self.conn()?;
+        let script = Script::new(SWEEP_LUA);
+        let mut pipe = redis::pipe();
+        // Loaded in the same pipeline, before the calls that need it: a
+        // restarted Redis never answers NOSCRIPT here.
+        pipe.cmd("SCRIPT").arg("LOAD").arg(SWEEP_LUA).ignore();
+        for (sale, item) in items {
+            let k = item_keys(sale, item);
+            pipe.cmd("EVALSHA")
+                .arg(script.get_hash())
+                .arg(5)
+                .arg(&k.stock)
+                .arg(&k.unpaid)
+                .arg(&k.orders)
+                .arg(&k.closed)
+                .arg(&k.events)
+                .arg(now_ms)
+                .arg(per_item_max)
+                .arg(sale)
+                .arg(item)
+                .arg(RELEASED_CHANNEL);
+        }
+        pipe.query(&mut c)
+    }
+
+    /// Up to `per_item_max` waiting events of every item.
+    pub fn outbox(
+        &self,
+        items: &[(String, String)],
+        per_item_max: isize,
+    ) -> Result<Vec<OutboxEntry>, RedisError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = self.conn()?;
+        let mut pipe = redis::pipe();
+        for (sale, item) in items {
+            pipe.lrange(item_keys(sale, item).events, 0, per_item_max - 1);
+        }
+        let lists: Vec<Vec<String>> = pipe.query(&mut c)?;
+        let mut out = Vec::new();
+        for ((sale, item), list) in items.iter().zip(lists) {
+            for json in list {
+                let order_id = serde_json::from_str::<serde_json::Value>(&json)
+                    .ok()
+                    .and_then(|v| v["order_id"].as_str().map(str::to_string))
+                    .unwrap_or_default();
+                out.push(OutboxEntry {
+                    sale_id: sale.clone(),
+                    item_id: item.clone(),
+                    order_id,
+                    json,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes published events (each entry is unique: it names its order
+    /// and event, so removing by value never drops another daemon's
+    /// unpublished entry).
+    pub fn ack_outbox(&self, published: &[&OutboxEntry]) -> Result<(), RedisError> {
+        if published.is_empty() {
+            return Ok(());
+        }
+        let mut c = self.conn()?;
+        let mut pipe = redis::pipe();
+        for e in published {
+            pipe.lrem(item_keys(&e.sale_id, &e.item_id).events, 1, &e.json)
+                .ignore();
+        }
+        pipe.query(&mut c)
+    }
+
+    pub fn blacklist(&self) -> Result<(HashSet<String>, HashSet<IpAddr>), RedisError> {
+        let mut c = self.conn()?;
+        let (users, ips): (HashSet<String>, Vec<String>) = redis::pipe()
+            .smembers(BLACKLIST_USERS)
+            .smembers(BLACKLIST_IPS)
+            .query(&mut c)?;
+        Ok((users, ips.iter().filter_map(|i| i.parse().ok()).collect()))
+    }
+
+    pub fn set_user_blocked(&self, user: &str, blocked: bool) -> Result<(), RedisError> {
+        let mut c = self.conn()?;
+        let mut cmd = redis::cmd(if blocked { "SADD" } else { "SREM" });
+        cmd.arg(BLACKLIST_USERS).arg(user).query(&mut c)
+    }
+
+    pub fn set_ip_blocked(&self, ip: IpAddr, blocked: bool) -> Result<(), RedisError> {
+        let mut c = self.conn()?;
+        let mut cmd = redis::cmd(if blocked { "SADD" } else { "SREM" });
+        cmd.arg(BLACKLIST_IPS).arg(ip.to_string()).query(&mut c)
+    }
+
+    /// A connection for the released-stock subscriber.
+    pub fn subscriber(&self) -> Result<redis::Connection, RedisError> {
+        self.conn()
+    }
+}
