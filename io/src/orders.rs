@@ -80,7 +80,58 @@ fn items(app: &App) -> Vec<(String, String)> {
         .collect()
 }
 
-pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+/// Runs the sweeper and the event publisher until `stop` turns true. They
+/// are separate tasks: a Kafka outage stalls the publisher (deliveries wait
+/// for their timeout) and must never hold up the release of expired stock.
+pub async fn run(app: Arc<App>, stop: watch::Receiver<bool>) {
+    let sweeper = tokio::spawn(sweep_loop(Arc::clone(&app), stop.clone()));
+    publish_loop(app, stop).await;
+    let _ = sweeper.await;
+}
+
+async fn sweep_loop(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let every = Duration::from_millis(app.cfg.sweep_interval_ms.max(1));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = crate::http::until_true(&mut stop) => return,
+        }
+        let items = items(&app);
+        if items.is_empty() {
+            continue;
+        }
+        let redis = app.redis.clone();
+        let swept = {
+            let items = items.clone();
+            blocking(move || redis.sweep(&items, seckill_pipeline::now_ms(), SWEEP_PER_ITEM)).await
+        };
+        match swept {
+            Ok(Ok(released)) => {
+                let mut any = false;
+                for ((sale, item), n) in items.iter().zip(released) {
+                    if n > 0 {
+                        any = true;
+                        app.order_stats
+                            .expired_units
+                            .fetch_add(n, Ordering::Relaxed);
+                        tracing::info!(sale = %sale, item = %item, units = n,
+                            "unpaid orders expired, stock released");
+                        if let Some(i) = app.catalog.item(sale, item) {
+                            i.set_sold_out(false);
+                        }
+                    }
+                }
+                if any {
+                    app.order_wake.wake();
+                }
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "sweep: Redis did not answer"),
+            Err(e) => tracing::warn!(error = %e, "sweep task failed"),
+        }
+    }
+}
+
+async fn publish_loop(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     let producer = event_producer(&app.cfg.kafka_brokers, app.cfg.kafka_message_timeout_ms);
     let every = Duration::from_millis(app.cfg.sweep_interval_ms.max(1));
     loop {
@@ -93,31 +144,11 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         if items.is_empty() {
             continue;
         }
-        let redis = app.redis.clone();
-        let swept = {
-            let items = Arc::clone(&items);
-            blocking(move || redis.sweep(&items, seckill_pipeline::now_ms(), SWEEP_PER_ITEM)).await
-        };
-        match swept {
-            Ok(Ok(released)) => {
-                for ((sale, item), n) in items.iter().zip(released) {
-                    if n > 0 {
-                        app.order_stats
-                            .expired_units
-                            .fetch_add(n, Ordering::Relaxed);
-                        tracing::info!(sale = %sale, item = %item, units = n,
-                            "unpaid orders expired, stock released");
-                        if let Some(i) = app.catalog.item(sale, item) {
-                            i.set_sold_out(false);
-                        }
-                    }
-                }
-            }
-            Ok(Err(e)) => tracing::debug!(error = %e, "sweep: Redis did not answer"),
-            Err(e) => tracing::warn!(error = %e, "sweep task failed"),
-        }
         if let Some(p) = &producer {
-            publish_outbox(&app, p, &items).await;
+            tokio::select! {
+                _ = publish_outbox(&app, p, &items) => {}
+                _ = crate::http::until_true(&mut stop) => return,
+            }
         }
     }
 }

@@ -867,3 +867,72 @@ async fn every_path_of_the_openapi_description_is_served() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_events_wait_in_the_outbox_while_kafka_is_frozen_and_expiry_goes_on() {
+    let Stack {
+        redis,
+        broker,
+        daemon: _daemon,
+        base,
+        wal: _wal,
+        client,
+    } = Stack::start(false, |c| {
+        c.pay_timeout_ms = 1_000;
+        c.sweep_interval_ms = 200;
+    })
+    .await;
+    let t0 = now();
+    open_sale(&base, "outage", t0 - 1_000, t0 + 600_000, &[item("i", 2)]).await;
+    let payer = buy(&client, &base, "outage", "i", "payer", "py-1").await;
+    let idler = buy(&client, &base, "outage", "i", "idler", "id-1").await;
+    let (Some(paid), Some(idle)) = (
+        payer.body["order_id"].as_str(),
+        idler.body["order_id"].as_str(),
+    ) else {
+        panic!("two wins expected: {} {}", payer.body, idler.body);
+    };
+    let (paid, idle) = (paid.to_string(), idle.to_string());
+
+    broker.freeze();
+    let pay = order_action(&client, &base, &paid, "pay", "payer").await;
+    assert_eq!(pay.body["state"], "paid", "{}", pay.body);
+    // Kafka is away: the sweeper still releases the unpaid unit.
+    let o = poll(
+        &client,
+        &format!("{base}/api/v1/orders/{idle}?user_id=idler"),
+        Duration::from_secs(10),
+        |a| a.body["state"] == "expired",
+    )
+    .await;
+    assert_eq!(o.body["state"], "expired", "{}", o.body);
+    assert_eq!(stock_of(&redis, "outage", "i").available, 1);
+    let waiting: u64 = redis::cmd("LLEN")
+        .arg(item_keys("outage", "i").events)
+        .query(&mut redis.connection())
+        .expect("LLEN");
+    assert_eq!(waiting, 2, "both events wait in the outbox");
+    broker.thaw();
+
+    let events =
+        read_order_events(&broker.brokers(), "outage", 2, Duration::from_secs(40)).expect("events");
+    let got: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.order_id.as_str(), e.event.as_str()))
+        .collect();
+    assert!(got.contains(&(paid.as_str(), "paid")), "{got:?}");
+    assert!(got.contains(&(idle.as_str(), "expired")), "{got:?}");
+    // Acknowledged entries leave the outbox.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: u64 = redis::cmd("LLEN")
+            .arg(item_keys("outage", "i").events)
+            .query(&mut redis.connection())
+            .expect("LLEN");
+        if left == 0 || Instant::now() >= deadline {
+            assert_eq!(left, 0, "the outbox kept acknowledged events");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
