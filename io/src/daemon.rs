@@ -143,7 +143,7 @@ pub(crate) struct Connected {
 pub(crate) async fn connect(
     cfg: &Config,
     shared: &Shared,
-    catalog: &Catalog,
+    catalog: &Arc<Catalog>,
     known_wins: &Arc<KnownWins>,
 ) -> Result<Connected, DaemonError> {
     let redis = RedisAdmin::new(&cfg.redis_url, cfg.redis_timeout())
@@ -231,79 +231,99 @@ pub(crate) fn start_ring(
 
 /// Wins the status board has learned from Redis, per item, so each
 /// refresh only reads the items that gained wins.
-pub(crate) type KnownWins = Mutex<std::collections::HashMap<(String, String), u64>>;
+/// What the catalog refresh remembers between ticks.
+#[derive(Debug, Default)]
+pub(crate) struct Known {
+    /// Wins per item already loaded into the status board.
+    pub wins: std::collections::HashMap<(String, String), u64>,
+    /// The catalog version the metadata was last read at.
+    pub catalog_version: Option<u64>,
+    pub ticks: u64,
+}
 
-/// Loads the sales every daemon wrote into Redis into the local catalog,
-/// and the wins Redis holds into the status board: a client retrying a
-/// winning request id gets its win back even when this daemon never
-/// journaled it (decided by another daemon, or lost with a salvaged WAL
-/// segment) and the item is sold out.
+pub(crate) type KnownWins = Mutex<Known>;
+
+/// Keeps the local catalog in step with Redis, once a second: the sale
+/// metadata every daemon wrote (re-read only when the catalog version moves,
+/// and every 30 s regardless), then one pipelined round trip for every
+/// item's `available` count (the sold-out flag and the sale page follow it)
+/// and its number of wins. Wins another daemon made are loaded into the
+/// status board: a client retrying a winning request id gets its win back
+/// even when this daemon never journaled it (decided by another daemon, or
+/// lost with a salvaged WAL segment) and the item is sold out.
 pub(crate) async fn refresh_catalog(
     redis: &RedisAdmin,
-    catalog: &Catalog,
+    catalog: &Arc<Catalog>,
     board: &Arc<StatusBoard>,
     known: &Arc<KnownWins>,
 ) -> bool {
     let r = redis.clone();
     let board = Arc::clone(board);
     let known = Arc::clone(known);
-    let loaded = blocking(
-        move || -> Result<Vec<crate::redis::StoredSale>, redis::RedisError> {
-            let sales = r.load_sales()?;
-            let keys: Vec<(String, String)> = sales
-                .iter()
-                .flat_map(|s| {
-                    s.items
-                        .iter()
-                        .map(|i| (s.sale_id.clone(), i.item_id.clone()))
-                })
-                .collect();
-            let refs: Vec<(&str, &str)> =
-                keys.iter().map(|(s, i)| (s.as_str(), i.as_str())).collect();
-            let counts = r.win_counts(&refs)?;
-            let mut known = known.lock().unwrap_or_else(|e| e.into_inner());
-            let mut key = String::new();
-            for ((sale, item), n) in keys.iter().zip(counts) {
-                let seen = known
-                    .get(&(sale.clone(), item.clone()))
-                    .copied()
-                    .unwrap_or(0);
-                if n <= seen {
-                    continue;
-                }
-                let mut per_user: std::collections::HashMap<String, u32> = Default::default();
-                for w in r.wins(sale, item)? {
-                    *per_user.entry(w.user_id.clone()).or_insert(0) += 1;
-                    board.advance(
-                        &w.request_id,
-                        RequestState {
-                            status: Status::Success,
-                            order_id: seckill_pipeline::OrderId::parse(&w.order_id),
-                            sale_id: sale.clone(),
-                            item_id: item.clone(),
-                            user_id: w.user_id,
-                        },
-                    );
-                }
-                for (user, wins) in per_user {
-                    seckill_pipeline::status::winner_key(&mut key, sale, item, &user);
-                    board.wins_at_least(&key, wins);
-                }
-                known.insert((sale.clone(), item.clone()), n);
-            }
-            Ok(sales)
-        },
-    )
-    .await;
-    match loaded {
-        Ok(Ok(sales)) => {
-            for s in sales {
+    let catalog = Arc::clone(catalog);
+    let done = blocking(move || -> Result<(), redis::RedisError> {
+        let version = r.catalog_version()?;
+        let full = {
+            let mut k = known.lock().unwrap_or_else(|e| e.into_inner());
+            k.ticks += 1;
+            let full = k.catalog_version != Some(version) || k.ticks.is_multiple_of(30);
+            k.catalog_version = Some(version);
+            full
+        };
+        if full {
+            for s in r.load_sales()? {
                 catalog.refresh_sale(&s.sale_id, s.items);
             }
-            true
         }
-        _ => false,
-    }
+        let items: Vec<Arc<seckill_pipeline::Item>> = catalog
+            .sales()
+            .into_iter()
+            .flat_map(|(_, items)| items)
+            .collect();
+        let keys: Vec<(&str, &str)> = items
+            .iter()
+            .map(|i| (i.sale_id.as_str(), i.item_id.as_str()))
+            .collect();
+        let counters = r.item_counters(&keys)?;
+        let mut key = String::new();
+        for (item, (available, wins)) in items.iter().zip(counters) {
+            item.set_remaining(available);
+            let (sale, item_id) = (item.sale_id.clone(), item.item_id.clone());
+            let seen = {
+                let k = known.lock().unwrap_or_else(|e| e.into_inner());
+                k.wins
+                    .get(&(sale.clone(), item_id.clone()))
+                    .copied()
+                    .unwrap_or(0)
+            };
+            if wins <= seen {
+                continue;
+            }
+            let mut per_user: std::collections::HashMap<String, u32> = Default::default();
+            for w in r.wins(&sale, &item_id)? {
+                *per_user.entry(w.user_id.clone()).or_insert(0) += 1;
+                board.advance(
+                    &w.request_id,
+                    RequestState {
+                        status: Status::Success,
+                        order_id: seckill_pipeline::OrderId::parse(&w.order_id),
+                        sale_id: sale.clone(),
+                        item_id: item_id.clone(),
+                        user_id: w.user_id,
+                    },
+                );
+            }
+            for (user, n) in per_user {
+                seckill_pipeline::status::winner_key(&mut key, &sale, &item_id, &user);
+                board.wins_at_least(&key, n);
+            }
+            let mut k = known.lock().unwrap_or_else(|e| e.into_inner());
+            k.wins.insert((sale, item_id), wins);
+        }
+        Ok(())
+    })
+    .await;
+    matches!(done, Ok(Ok(())))
 }
 
 impl Daemon {

@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, ProducerContext};
+use rdkafka::ClientContext;
 use tokio::sync::{watch, Notify};
 
 use crate::daemon::{blocking, App};
@@ -51,14 +52,42 @@ impl Wake {
     }
 }
 
-fn event_producer(brokers: &str, timeout_ms: u64) -> Option<FutureProducer> {
+/// Delivery reports of one publishing round: slot `i` is set when Kafka
+/// answered for entry `i`.
+type Acks = Arc<std::sync::Mutex<Vec<Option<bool>>>>;
+
+struct EventContext;
+
+impl ClientContext for EventContext {}
+
+impl ProducerContext for EventContext {
+    type DeliveryOpaque = Box<(usize, Acks)>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: Self::DeliveryOpaque) {
+        let (i, acks) = *opaque;
+        let mut acks = acks.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = acks.get_mut(i) {
+            *slot = Some(result.is_ok());
+        }
+    }
+}
+
+/// A plain producer, polled only while a round is being published: no
+/// background thread waking up while the daemon is idle.
+type EventProducer = BaseProducer<EventContext>;
+
+/// How long one publishing round waits for Kafka; what is not acknowledged
+/// stays in the outbox for the next round.
+const ROUND_WAIT_MS: u64 = 5_000;
+
+fn event_producer(brokers: &str) -> Option<Arc<EventProducer>> {
     let mut c = kafka::base_config(brokers);
     c.set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
-        .set("message.timeout.ms", timeout_ms.to_string());
-    match c.create() {
-        Ok(p) => Some(p),
+        .set("message.timeout.ms", ROUND_WAIT_MS.to_string());
+    match c.create_with_context(EventContext) {
+        Ok(p) => Some(Arc::new(p)),
         Err(e) => {
             tracing::error!(error = %e, "cannot create the order-event producer");
             None
@@ -66,15 +95,65 @@ fn event_producer(brokers: &str, timeout_ms: u64) -> Option<FutureProducer> {
     }
 }
 
+/// Sends every entry and waits (polling) until each is acknowledged or
+/// failed, or the round's time is up. Returns the acknowledged entries.
+fn publish_round(producer: &EventProducer, entries: &[OutboxEntry]) -> Vec<bool> {
+    let acks: Acks = Arc::new(std::sync::Mutex::new(vec![None; entries.len()]));
+    let deadline = std::time::Instant::now() + Duration::from_millis(ROUND_WAIT_MS + 1_000);
+    for (i, e) in entries.iter().enumerate() {
+        let mut record =
+            BaseRecord::with_opaque_to(kafka::ORDER_EVENTS_TOPIC, Box::new((i, Arc::clone(&acks))))
+                .key(e.order_id.as_str())
+                .payload(e.json.as_str());
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((err, back)) => {
+                    let full = matches!(
+                        err.rdkafka_error_code(),
+                        Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                    );
+                    if !full || std::time::Instant::now() >= deadline {
+                        if let Some(slot) =
+                            acks.lock().unwrap_or_else(|e| e.into_inner()).get_mut(i)
+                        {
+                            *slot = Some(false);
+                        }
+                        break;
+                    }
+                    producer.poll(Duration::from_millis(10));
+                    record = back;
+                }
+            }
+        }
+    }
+    loop {
+        producer.poll(Duration::from_millis(20));
+        let done = acks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .all(Option::is_some);
+        if done || std::time::Instant::now() >= deadline {
+            break;
+        }
+    }
+    let acks = acks.lock().unwrap_or_else(|e| e.into_inner());
+    acks.iter().map(|a| *a == Some(true)).collect()
+}
+
 /// The items the sweeper and the publisher visit: every item of every
-/// sale still in the catalog.
-fn items(app: &App) -> Vec<(String, String)> {
+/// sale in the catalog on the first pass (a restart may find events left
+/// behind), then only items that had wins — no others can have orders —
+/// so an idle daemon with a large catalog stays idle.
+fn items(app: &App, all: bool) -> Vec<(String, String)> {
     app.catalog
         .sales()
         .into_iter()
         .flat_map(|(sale, items)| {
             items
                 .into_iter()
+                .filter(move |i| all || i.touched())
                 .map(move |i| (sale.clone(), i.item_id.clone()))
         })
         .collect()
@@ -91,12 +170,13 @@ pub async fn run(app: Arc<App>, stop: watch::Receiver<bool>) {
 
 async fn sweep_loop(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     let every = Duration::from_millis(app.cfg.sweep_interval_ms.max(1));
+    let mut first = true;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = crate::http::until_true(&mut stop) => return,
         }
-        let items = items(&app);
+        let items = items(&app, std::mem::take(&mut first));
         if items.is_empty() {
             continue;
         }
@@ -132,15 +212,16 @@ async fn sweep_loop(app: Arc<App>, mut stop: watch::Receiver<bool>) {
 }
 
 async fn publish_loop(app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    let producer = event_producer(&app.cfg.kafka_brokers, app.cfg.kafka_message_timeout_ms);
+    let producer = event_producer(&app.cfg.kafka_brokers);
     let every = Duration::from_millis(app.cfg.sweep_interval_ms.max(1));
+    let mut first = true;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = app.order_wake.0.notified() => {}
             _ = crate::http::until_true(&mut stop) => return,
         }
-        let items = Arc::new(items(&app));
+        let items = Arc::new(items(&app, std::mem::take(&mut first)));
         if items.is_empty() {
             continue;
         }
@@ -153,7 +234,11 @@ async fn publish_loop(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-async fn publish_outbox(app: &App, producer: &FutureProducer, items: &Arc<Vec<(String, String)>>) {
+async fn publish_outbox(
+    app: &App,
+    producer: &Arc<EventProducer>,
+    items: &Arc<Vec<(String, String)>>,
+) {
     let redis = app.redis.clone();
     let entries = {
         let items = Arc::clone(items);
@@ -165,47 +250,33 @@ async fn publish_outbox(app: &App, producer: &FutureProducer, items: &Arc<Vec<(S
     if entries.is_empty() {
         return;
     }
-    let mut pending = Vec::with_capacity(entries.len());
-    for e in &entries {
-        let record = FutureRecord::to(kafka::ORDER_EVENTS_TOPIC)
-            .key(e.order_id.as_str())
-            .payload(e.json.as_str());
-        match producer.send_result(record) {
-            Ok(f) => pending.push((e, f)),
-            Err((err, _)) => {
-                app.order_stats
-                    .events_failed
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(error = %err, "order event not queued");
-            }
-        }
-    }
-    let mut acked: Vec<&OutboxEntry> = Vec::with_capacity(pending.len());
-    for (e, f) in pending {
-        match f.await {
-            Ok(Ok(_)) => acked.push(e),
-            _ => {
-                app.order_stats
-                    .events_failed
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-    if acked.is_empty() {
-        return;
-    }
-    let n = acked.len() as u64;
-    let owned: Vec<OutboxEntry> = acked.into_iter().cloned().collect();
+    let p = Arc::clone(producer);
     let redis = app.redis.clone();
-    let removed = blocking(move || {
-        let refs: Vec<&OutboxEntry> = owned.iter().collect();
-        redis.ack_outbox(&refs)
+    let done = blocking(move || {
+        let acked = publish_round(&p, &entries);
+        let published: Vec<&OutboxEntry> = entries
+            .iter()
+            .zip(&acked)
+            .filter(|(_, a)| **a)
+            .map(|(e, _)| e)
+            .collect();
+        let failed = (entries.len() - published.len()) as u64;
+        let removed = redis.ack_outbox(&published).is_ok();
+        (published.len() as u64, failed, removed)
     })
     .await;
-    if matches!(removed, Ok(Ok(()))) {
-        app.order_stats
-            .events_published
-            .fetch_add(n, Ordering::Relaxed);
+    if let Ok((published, failed, removed)) = done {
+        if removed {
+            app.order_stats
+                .events_published
+                .fetch_add(published, Ordering::Relaxed);
+        }
+        if failed > 0 {
+            app.order_stats
+                .events_failed
+                .fetch_add(failed, Ordering::Relaxed);
+            tracing::debug!(failed, "order events not acknowledged; kept in the outbox");
+        }
     }
 }
 

@@ -24,6 +24,9 @@ pub struct Item {
     /// Units still `available` as last read from Redis (the public item
     /// page shows it; refreshed about once a second, never per request).
     remaining: AtomicI64,
+    /// Set once units of this item were seen won (sticky): only such items
+    /// can have orders to sweep or events to publish.
+    touched: AtomicBool,
 }
 
 impl Item {
@@ -49,6 +52,7 @@ impl Item {
             end_ms,
             sold_out: AtomicBool::new(stock == 0),
             remaining: AtomicI64::new(i64::try_from(stock).unwrap_or(i64::MAX)),
+            touched: AtomicBool::new(false),
         }
     }
 
@@ -69,6 +73,18 @@ impl Item {
     pub fn set_remaining(&self, available: i64) {
         self.remaining.store(available, Ordering::Relaxed);
         self.set_sold_out(available <= 0);
+        if available < i64::try_from(self.stock).unwrap_or(i64::MAX) {
+            self.touch();
+        }
+    }
+
+    /// Marks the item as having had wins.
+    pub fn touch(&self) {
+        self.touched.store(true, Ordering::Relaxed);
+    }
+
+    pub fn touched(&self) -> bool {
+        self.touched.load(Ordering::Relaxed)
     }
 }
 
@@ -113,6 +129,9 @@ impl Catalog {
                 let item = match keep {
                     Some(o) => {
                         o.set_remaining(i.remaining());
+                        if i.touched() {
+                            o.touch();
+                        }
                         Arc::clone(o)
                     }
                     None => Arc::new(i),

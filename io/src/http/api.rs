@@ -633,6 +633,9 @@ async fn order_action(
     .map_err(internal)?
     .map_err(redis_down)?;
     let (action, rec) = done;
+    if let Some(it) = app.catalog.item(&sale, &item) {
+        it.touch();
+    }
     use std::sync::atomic::Ordering::Relaxed;
     match action {
         OrderAction::Done(state) => {

@@ -325,7 +325,40 @@ impl RedisAdmin {
         for key in [&round_info, &round_items] {
             pipe.cmd("PEXPIREAT").arg(key).arg(expire_at_ms).ignore();
         }
+        // Every daemon re-reads the sale metadata when this moves.
+        pipe.incr(CATALOG_VERSION, 1).ignore();
         pipe.query::<()>(&mut c)
+    }
+
+    /// The catalog version: bumped by every sale load.
+    pub fn catalog_version(&self) -> Result<u64, RedisError> {
+        let mut c = self.conn()?;
+        let v: Option<u64> = redis::cmd("GET").arg(CATALOG_VERSION).query(&mut c)?;
+        Ok(v.unwrap_or(0))
+    }
+
+    /// `available` and the number of wins of every item, in one pipelined
+    /// round trip (what each daemon reads once a second).
+    pub fn item_counters(&self, items: &[(&str, &str)]) -> Result<Vec<(i64, u64)>, RedisError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = self.conn()?;
+        let mut pipe = redis::pipe();
+        for (sale, item) in items {
+            let k = item_keys(sale, item);
+            pipe.hget(&k.stock, "available");
+            pipe.hlen(&k.orders);
+        }
+        let v: Vec<Option<i64>> = pipe.query(&mut c)?;
+        Ok(v.chunks(2)
+            .map(|p| {
+                let available = p.first().copied().flatten().unwrap_or(0);
+                // The orders hash carries a placeholder field.
+                let wins = p.get(1).copied().flatten().unwrap_or(0).max(1) as u64 - 1;
+                (available, wins)
+            })
+            .collect())
     }
 
     pub fn stock(&self, sale_id: &str, item_id: &str) -> Result<Option<StockHash>, RedisError> {
@@ -350,6 +383,9 @@ impl RedisAdmin {
         }))
     }
 }
+
+/// Bumped by every sale load: daemons re-read the metadata when it moves.
+const CATALOG_VERSION: &str = "seckill:catalog:version";
 
 /// The list of the rounds starting on the (UTC) day of `start_ms`.
 pub fn day_rounds_key(start_ms: u64) -> String {

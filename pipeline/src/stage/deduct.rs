@@ -119,6 +119,9 @@ impl Deduct {
             let e = events[i];
             match *outcome {
                 DeductOutcome::Success(id) => {
+                    if let Some(item) = &e.item {
+                        item.touch();
+                    }
                     winner_key(&mut self.key, &e.sale_id, &e.item_id, &e.user_id);
                     self.board.add_win(&self.key);
                     e.decide(Status::Success, Some(id));
