@@ -74,6 +74,10 @@ fn admin() -> [(&'static str, &'static str); 1] {
     [("authorization", "Bearer test-admin-token")]
 }
 
+async fn admin_call(client: &HttpClient, method: Method, url: &str) -> Answer {
+    call(client, method, url, &admin(), serde_json::Value::Null).await
+}
+
 fn item(id: &str, stock: u64) -> ItemSpec {
     ItemSpec {
         item_id: id.into(),
@@ -167,6 +171,19 @@ async fn order_action(
         serde_json::json!({ "user_id": user }),
     )
     .await
+}
+
+/// A purchase in the limits test's sale, "from" the address `ip`.
+async fn buy_from(
+    client: &HttpClient,
+    base: &str,
+    ip: &str,
+    user: &str,
+    rid: &str,
+    token: Option<&str>,
+) -> Answer {
+    let xff = [("x-forwarded-for", ip)];
+    buy_with(client, base, &xff, "lim", "i", user, rid, token).await
 }
 
 fn stock_of(redis: &RedisServer, sale: &str, item: &str) -> StockHash {
@@ -482,17 +499,7 @@ async fn limits_answer_429_with_retry_after_and_the_blacklist_403() {
     let mut codes = Vec::new();
     for n in 0..3 {
         let from = ip();
-        let a = buy_with(
-            &client,
-            &base,
-            &[("x-forwarded-for", &from)],
-            "lim",
-            "i",
-            "u1",
-            &format!("u1-{n}"),
-            Some(&tok),
-        )
-        .await;
+        let a = buy_from(&client, &base, &from, "u1", &format!("u1-{n}"), Some(&tok)).await;
         codes.push((a.code, a.error().to_string(), a.retry_after));
     }
     assert_eq!(codes[0].0, 200);
@@ -504,12 +511,10 @@ async fn limits_answer_429_with_retry_after_and_the_blacklist_403() {
     for n in 0..4 {
         let user = format!("ip-user-{n}");
         let t = signed(&user);
-        let a = buy_with(
+        let a = buy_from(
             &client,
             &base,
-            &[("x-forwarded-for", "10.9.9.9")],
-            "lim",
-            "i",
+            "10.9.9.9",
             &user,
             &format!("ip-{n}"),
             Some(&t),
@@ -522,27 +527,15 @@ async fn limits_answer_429_with_retry_after_and_the_blacklist_403() {
     // The blacklist: a user, then an IP; both refused with 403 at the
     // token endpoint and at the purchase; lifting it lets them in again.
     let t = signed("mallory");
-    let block = call(
+    let block = admin_call(
         &client,
         Method::PUT,
         &format!("{base}/admin/v1/blacklist/users/mallory"),
-        &admin(),
-        serde_json::Value::Null,
     )
     .await;
     assert_eq!(block.code, 200);
     let from = ip();
-    let a = buy_with(
-        &client,
-        &base,
-        &[("x-forwarded-for", &from)],
-        "lim",
-        "i",
-        "mallory",
-        "m-1",
-        Some(&t),
-    )
-    .await;
+    let a = buy_from(&client, &base, &from, "mallory", "m-1", Some(&t)).await;
     assert_eq!((a.code, a.error()), (403, "blacklisted"));
     assert_eq!(
         token(&client, &base, "lim", "i", "mallory").await.error(),
@@ -550,67 +543,34 @@ async fn limits_answer_429_with_retry_after_and_the_blacklist_403() {
     );
     let list = get(&client, &format!("{base}/admin/v1/blacklist")).await;
     assert_eq!(list.code, 401, "the list needs the admin token");
-    let list = call(
-        &client,
-        Method::GET,
-        &format!("{base}/admin/v1/blacklist"),
-        &admin(),
-        serde_json::Value::Null,
-    )
-    .await;
+    let list = admin_call(&client, Method::GET, &format!("{base}/admin/v1/blacklist")).await;
     assert_eq!(list.body["users"], serde_json::json!(["mallory"]));
-    let unblock = call(
+    let unblock = admin_call(
         &client,
         Method::DELETE,
         &format!("{base}/admin/v1/blacklist/users/mallory"),
-        &admin(),
-        serde_json::Value::Null,
     )
     .await;
     assert_eq!(unblock.code, 200);
     let from = ip();
-    let a = buy_with(
-        &client,
-        &base,
-        &[("x-forwarded-for", &from)],
-        "lim",
-        "i",
-        "mallory",
-        "m-2",
-        Some(&t),
-    )
-    .await;
+    let a = buy_from(&client, &base, &from, "mallory", "m-2", Some(&t)).await;
     assert_eq!(a.status(), "success", "{}", a.body);
 
     let blocked_ip = "10.66.66.66";
-    let put = call(
+    let put = admin_call(
         &client,
         Method::PUT,
         &format!("{base}/admin/v1/blacklist/ips/{blocked_ip}"),
-        &admin(),
-        serde_json::Value::Null,
     )
     .await;
     assert_eq!(put.code, 200);
     let t = signed("carol");
-    let a = buy_with(
-        &client,
-        &base,
-        &[("x-forwarded-for", blocked_ip)],
-        "lim",
-        "i",
-        "carol",
-        "c-1",
-        Some(&t),
-    )
-    .await;
+    let a = buy_from(&client, &base, blocked_ip, "carol", "c-1", Some(&t)).await;
     assert_eq!((a.code, a.error()), (403, "blacklisted"));
-    let bad_ip = call(
+    let bad_ip = admin_call(
         &client,
         Method::PUT,
         &format!("{base}/admin/v1/blacklist/ips/not-an-ip"),
-        &admin(),
-        serde_json::Value::Null,
     )
     .await;
     assert_eq!((bad_ip.code, bad_ip.error()), (400, "invalid_ip"));
@@ -626,17 +586,7 @@ async fn limits_answer_429_with_retry_after_and_the_blacklist_403() {
     let mut global = 0;
     for n in 0..150 {
         let from = ip();
-        let a = buy_with(
-            &client,
-            &base,
-            &[("x-forwarded-for", &from)],
-            "lim",
-            "i",
-            "flood",
-            &format!("f-{n}"),
-            None,
-        )
-        .await;
+        let a = buy_from(&client, &base, &from, "flood", &format!("f-{n}"), None).await;
         if a.error() == "rate_limited_global" {
             assert!(a.retry_after.is_some());
             global += 1;

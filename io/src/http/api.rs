@@ -56,6 +56,22 @@ pub(crate) fn admit(app: &App, ip: IpAddr) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// What every per-item POST starts with: the ids, the global and IP
+/// limits and the IP blacklist, then the body (at most `max` bytes).
+pub(crate) async fn item_request(
+    app: &App,
+    ip: IpAddr,
+    sale: &str,
+    item: &str,
+    req: Request<Incoming>,
+    max: usize,
+) -> Result<bytes::Bytes, ApiError> {
+    check_id("sale", sale, ID_LEN_MAX)?;
+    check_id("item", item, ID_LEN_MAX)?;
+    admit(app, ip)?;
+    read_body(app, req, max).await
+}
+
 pub(crate) fn blacklisted() -> ApiError {
     ApiError::forbidden("blacklisted", "this client may not take part in sales")
 }
@@ -182,41 +198,21 @@ pub struct RequestView {
     pub user_id: String,
 }
 
-/// One order.
+/// One order, with its price.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrderView {
-    pub order_id: String,
-    pub sale_id: String,
-    pub item_id: String,
-    pub user_id: String,
-    pub quantity: u32,
-    pub request_id: String,
-    pub state: OrderState,
+    #[serde(flatten)]
+    pub order: OrderRecord,
     pub price_cents: Option<u64>,
-    /// Until when payment is accepted (while awaiting payment).
-    pub pay_deadline_ms: Option<u64>,
-    /// When it was paid, cancelled or expired.
-    pub closed_ms: Option<u64>,
 }
 
 impl OrderView {
-    fn of(app: &App, o: OrderRecord) -> OrderView {
-        let price = app
+    fn of(app: &App, order: OrderRecord) -> OrderView {
+        let price_cents = app
             .catalog
-            .item(&o.sale_id, &o.item_id)
+            .item(&order.sale_id, &order.item_id)
             .map(|i| i.price_cents);
-        OrderView {
-            order_id: o.order_id,
-            sale_id: o.sale_id,
-            item_id: o.item_id,
-            user_id: o.user_id,
-            quantity: o.quantity,
-            request_id: o.request_id,
-            state: o.state,
-            price_cents: price,
-            pay_deadline_ms: o.pay_deadline_ms,
-            closed_ms: o.closed_ms,
-        }
+        OrderView { order, price_cents }
     }
 }
 
@@ -313,6 +309,7 @@ pub struct Blacklist {
         PurchaseView,
         RequestView,
         OrderView,
+        OrderRecord,
         OrderState,
         SaleBody,
         ItemBody,
@@ -442,10 +439,7 @@ pub async fn issue_token(
     item_id: &str,
     req: Request<Incoming>,
 ) -> Result<Resp, ApiError> {
-    check_id("sale", sale, ID_LEN_MAX)?;
-    check_id("item", item_id, ID_LEN_MAX)?;
-    admit(app, ip)?;
-    let body = read_body(app, req, USER_BODY_BYTES_MAX).await?;
+    let body = item_request(app, ip, sale, item_id, req, USER_BODY_BYTES_MAX).await?;
     let user = parse_user(&body)?;
     let item = app
         .catalog

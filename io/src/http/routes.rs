@@ -192,10 +192,7 @@ async fn purchase(
     item_id: &str,
     req: Request<Incoming>,
 ) -> Result<Resp, ApiError> {
-    check_id("sale", sale, ID_LEN_MAX)?;
-    check_id("item", item_id, ID_LEN_MAX)?;
-    api::admit(app, ip)?;
-    let body = read_body(app, req, app.cfg.body_bytes_max).await?;
+    let body = api::item_request(app, ip, sale, item_id, req, app.cfg.body_bytes_max).await?;
     let p = codec::parse_purchase(&body)?;
     let item: Arc<Item> = app
         .catalog

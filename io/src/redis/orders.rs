@@ -62,7 +62,7 @@ impl OrderState {
 }
 
 /// One order as Redis holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct OrderRecord {
     pub order_id: String,
     pub sale_id: String,
