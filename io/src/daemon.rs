@@ -766,6 +766,8 @@ impl App {
         }
         let secs = r(&s.journal_commit_ns) as f64 / 1e9;
         let _ = writeln!(out, "seckill_wal_commit_seconds_total {secs}");
+        let secs = r(&s.store_call_ns) as f64 / 1e9;
+        let _ = writeln!(out, "seckill_redis_call_seconds_total {secs}");
         for h in [&self.shared.redis, &self.kafka] {
             let state = h.state();
             for st in [State::Up, State::Down, State::Draining] {

@@ -58,6 +58,8 @@ pub struct Stats {
     pub published: AtomicU64,
     pub publish_dropped: AtomicU64,
     pub shed: AtomicU64,
+    /// Time spent in stock-store calls (one pipelined round trip each).
+    pub store_call_ns: AtomicU64,
 }
 
 impl Stats {
@@ -67,7 +69,9 @@ impl Stats {
         self.batch_events.fetch_add(len as u64, Relaxed);
         self.batch_len_max.fetch_max(len as u64, Relaxed);
     }
-    pub fn record_store_call(&self, requests: usize) {
+    pub fn record_store_call(&self, requests: usize, took: Duration) {
+        self.store_call_ns
+            .fetch_add(took.as_nanos().min(u128::from(u64::MAX)) as u64, Relaxed);
         self.store_batch.record(requests as u64);
         self.store_calls.fetch_add(1, Relaxed);
         self.store_requests.fetch_add(requests as u64, Relaxed);

@@ -101,8 +101,10 @@ impl Deduct {
             }
         }
         self.outcomes.clear();
+        let started = std::time::Instant::now();
         let result = self.store.deduct(&groups, &mut self.outcomes);
-        self.stats.record_store_call(self.order.len());
+        self.stats
+            .record_store_call(self.order.len(), started.elapsed());
         result?;
         if self.outcomes.len() != self.order.len() {
             return Err(StoreError::Protocol(format!(
