@@ -65,6 +65,10 @@ settings! {
     ring_size: usize = 4096, "SECKILL_RING_SIZE";
     /// Most requests one stage takes per batch (one Redis call, one flush).
     batch_len_max: u64 = 64, "SECKILL_BATCH_LEN_MAX";
+    /// One stock-script call per item (all in one pipelined round trip)
+    /// instead of one call per ring batch covering every item: for a Redis
+    /// Cluster proxy, where one script may touch only one hash slot.
+    redis_script_per_item: bool = false, "SECKILL_REDIS_SCRIPT_PER_ITEM";
     /// Redis connect/read/write timeout in ms; a timeout decides `pending`.
     redis_timeout_ms: u64 = 250, "SECKILL_REDIS_TIMEOUT_MS";
     /// Kafka message.timeout.ms: how long the producer retries one order.

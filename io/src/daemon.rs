@@ -149,7 +149,8 @@ pub(crate) async fn connect(
     let redis = RedisAdmin::new(&cfg.redis_url, cfg.redis_timeout())
         .map_err(|e| DaemonError::Redis(e.to_string()))?;
     let store = RedisStockStore::new(&cfg.redis_url, cfg.redis_timeout())
-        .map_err(|e| DaemonError::Redis(e.to_string()))?;
+        .map_err(|e| DaemonError::Redis(e.to_string()))?
+        .per_item(cfg.redis_script_per_item);
     if !refresh_catalog(&redis, catalog, &shared.board, known_wins).await {
         shared.redis.fail("unreachable at start");
         tracing::warn!(url = %cfg.redis_url, "redis is not reachable; purchases will be decided pending");

@@ -507,3 +507,71 @@ async fn a_slow_client_cannot_hold_a_connection_and_a_slow_body_gets_408() {
     assert_eq!((st.available, st.locked), (5, 0), "no state change");
     daemon.shutdown().await.expect("shutdown");
 }
+
+/// Both ways of calling the stock script — one call per ring batch for
+/// every item (the default) and one call per item in one pipelined round
+/// trip (`redis_script_per_item`, for Redis Cluster proxies) — sell exactly
+/// the stock of many items at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_items_sell_exactly_their_stock_with_either_script_mode() {
+    for per_item in [false, true] {
+        let Stack {
+            redis,
+            broker,
+            daemon,
+            base,
+            wal: _wal,
+            client,
+        } = Stack::start(false, |c| c.redis_script_per_item = per_item).await;
+        let items: Vec<ItemSpec> = (0..20).map(|n| item(&format!("i{n}"), 5)).collect();
+        open_sale(&base, "many", &items).await;
+        let report = load::run(
+            &client,
+            &Plan {
+                base: base.clone(),
+                sale_id: "many".into(),
+                items: items.iter().map(|i| i.item_id.clone()).collect(),
+                users: 400,
+                first_user: 0,
+                request_prefix: String::new(),
+                clicks_per_user: 1,
+                retries: 0,
+                concurrency: 64,
+                time_max: Duration::from_secs(60),
+                rate_per_sec: None,
+            },
+        )
+        .await;
+        let stock: BTreeMap<String, StockHash> = items
+            .iter()
+            .map(|i| (i.item_id.clone(), stock_of(&redis, "many", &i.item_id)))
+            .collect();
+        for (id, s) in &stock {
+            assert_eq!(
+                (s.available, s.locked),
+                (0, 5),
+                "{id} (per_item {per_item})"
+            );
+        }
+        let orders = tokio::task::spawn_blocking({
+            let brokers = broker.brokers();
+            move || check::read_orders(&brokers, "many", 100, Duration::from_secs(30))
+        })
+        .await
+        .expect("join")
+        .expect("orders");
+        let verdict = check::check(&report.answers, &stock, &orders, 1);
+        assert!(
+            verdict.ok(),
+            "per_item {per_item}: {:?}",
+            verdict.violations
+        );
+        assert_eq!(
+            report.by_status.get("success").copied(),
+            Some(100),
+            "per_item {per_item}: {:?}",
+            report.by_status
+        );
+        daemon.shutdown().await.expect("shutdown");
+    }
+}

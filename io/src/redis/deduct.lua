@@ -1,58 +1,68 @@
--- seckill stock deduction: ONE call decides a whole ring batch for one item.
+-- seckill stock deduction: ONE call decides a whole ring batch, for one item
+-- or for several (each item's keys share a hash tag; a call covering
+-- several items needs a standalone Redis, see `redis_script_per_item`).
 --
--- KEYS[1] seckill:{S:I}:stock   hash available / locked / sold / total
--- KEYS[2] seckill:{S:I}:buyers  hash user -> units won
--- KEYS[3] seckill:{S:I}:req     hash request id -> stored outcome
--- KEYS[4] seckill:{S:I}:unpaid  zset order id -> payment deadline (ms)
--- KEYS[5] seckill:{S:I}:orders  hash order id -> "user|quantity|request id"
--- ARGV[1] sale id, ARGV[2] item id, ARGV[3] per-user limit,
--- ARGV[4] payment deadline (epoch ms), then (request id, user id, quantity)
--- triples in arrival order.
+-- KEYS, five per item, items in the order of ARGV:
+--   seckill:{S:I}:stock   hash available / locked / sold / total
+--   seckill:{S:I}:buyers  hash user -> units won
+--   seckill:{S:I}:req     hash request id -> stored outcome
+--   seckill:{S:I}:unpaid  zset order id -> payment deadline (ms)
+--   seckill:{S:I}:orders  hash order id -> "user|quantity|request id"
+-- ARGV[1] the number of items; then per item: sale id, item id, per-user
+-- limit, payment deadline (epoch ms), the number of requests n, and n
+-- (request id, user id, quantity) triples in arrival order.
 --
--- Returns one outcome per request: "ok:<order id>", "sold_out",
--- "duplicate", "limit_exceeded" or "unknown_item". A request id seen
--- before gets its stored outcome, so retries and replays are idempotent.
--- The order id is the first 16 hex digits of sha1(sale, item, user, n),
--- n being the user's units after this win: deterministic, so a replay
--- reproduces it.
+-- Returns one outcome per request, items in order: "ok:<order id>",
+-- "sold_out", "duplicate", "limit_exceeded" or "unknown_item". A request
+-- id seen before gets its stored outcome, so retries and replays are
+-- idempotent. The order id is the first 16 hex digits of
+-- sha1(sale, item, user, n), n being the user's units after this win:
+-- deterministic, so a replay reproduces it.
 local out = {}
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  for i = 5, #ARGV, 3 do
-    out[#out + 1] = 'unknown_item'
-  end
-  return out
-end
-local limit = tonumber(ARGV[3])
-local deadline = ARGV[4]
-local available = tonumber(redis.call('HGET', KEYS[1], 'available') or '0')
-local taken = 0
-for i = 5, #ARGV - 2, 3 do
-  local rid, uid, q = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  local res = redis.call('HGET', KEYS[3], rid)
-  if not res then
-    local n = tonumber(redis.call('HGET', KEYS[2], uid) or '0')
-    if q > limit then
-      res = 'limit_exceeded'
-    elseif n + q > limit then
-      res = 'duplicate'
-    elseif available < q then
-      res = 'sold_out'
-    else
-      available = available - q
-      taken = taken + q
-      n = n + q
-      redis.call('HSET', KEYS[2], uid, n)
-      local oid = string.sub(redis.sha1hex(ARGV[1] .. '\0' .. ARGV[2] .. '\0' .. uid .. '\0' .. n), 1, 16)
-      redis.call('ZADD', KEYS[4], deadline, oid)
-      redis.call('HSET', KEYS[5], oid, uid .. '|' .. q .. '|' .. rid)
-      res = 'ok:' .. oid
+local a = 2
+for g = 0, tonumber(ARGV[1]) - 1 do
+  local stock, buyers, req, unpaid, orders =
+    KEYS[g * 5 + 1], KEYS[g * 5 + 2], KEYS[g * 5 + 3], KEYS[g * 5 + 4], KEYS[g * 5 + 5]
+  local sale, item, limit, deadline, n =
+    ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3], tonumber(ARGV[a + 4])
+  a = a + 5
+  if redis.call('EXISTS', stock) == 0 then
+    for _ = 1, n do
+      out[#out + 1] = 'unknown_item'
     end
-    redis.call('HSET', KEYS[3], rid, res)
+  else
+    local available = tonumber(redis.call('HGET', stock, 'available') or '0')
+    local taken = 0
+    for i = a, a + 3 * (n - 1), 3 do
+      local rid, uid, q = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+      local res = redis.call('HGET', req, rid)
+      if not res then
+        local units = tonumber(redis.call('HGET', buyers, uid) or '0')
+        if q > limit then
+          res = 'limit_exceeded'
+        elseif units + q > limit then
+          res = 'duplicate'
+        elseif available < q then
+          res = 'sold_out'
+        else
+          available = available - q
+          taken = taken + q
+          units = units + q
+          redis.call('HSET', buyers, uid, units)
+          local oid = string.sub(redis.sha1hex(sale .. '\0' .. item .. '\0' .. uid .. '\0' .. units), 1, 16)
+          redis.call('ZADD', unpaid, deadline, oid)
+          redis.call('HSET', orders, oid, uid .. '|' .. q .. '|' .. rid)
+          res = 'ok:' .. oid
+        end
+        redis.call('HSET', req, rid, res)
+      end
+      out[#out + 1] = res
+    end
+    if taken > 0 then
+      redis.call('HINCRBY', stock, 'available', -taken)
+      redis.call('HINCRBY', stock, 'locked', taken)
+    end
   end
-  out[#out + 1] = res
-end
-if taken > 0 then
-  redis.call('HINCRBY', KEYS[1], 'available', -taken)
-  redis.call('HINCRBY', KEYS[1], 'locked', taken)
+  a = a + 3 * n
 end
 return out

@@ -50,13 +50,16 @@ fn classify(err: &RedisError) -> StoreError {
 }
 
 /// The deduct stage's connection: synchronous (the stage has its own
-/// thread), one pipelined round trip per ring batch, reconnecting lazily
-/// after a failure.
+/// thread), one round trip per ring batch, reconnecting lazily after a
+/// failure. By default one script call decides the whole batch, whatever
+/// its items; `per_item` makes it one call per item in one pipelined round
+/// trip (each call touching one hash slot, as a Redis Cluster proxy needs).
 pub struct RedisStockStore {
     client: Client,
     conn: Option<Connection>,
     timeout: Duration,
     script_sha: String,
+    per_item: bool,
 }
 
 impl RedisStockStore {
@@ -67,7 +70,14 @@ impl RedisStockStore {
             conn: None,
             timeout,
             script_sha: redis::Script::new(DEDUCT_LUA).get_hash().to_string(),
+            per_item: false,
         })
+    }
+
+    /// One script call per item instead of one per batch.
+    pub fn per_item(mut self, per_item: bool) -> RedisStockStore {
+        self.per_item = per_item;
+        self
     }
 
     fn connection(&mut self) -> Result<&mut Connection, StoreError> {
@@ -99,23 +109,34 @@ impl RedisStockStore {
 
     fn call(&mut self, groups: &[DeductGroup<'_>]) -> Result<Vec<Vec<String>>, RedisError> {
         let mut pipe = redis::pipe();
-        for g in groups {
-            let keys = item_keys(g.sale_id, g.item_id);
+        let chunks: Vec<&[DeductGroup<'_>]> = if self.per_item {
+            groups.chunks(1).collect()
+        } else {
+            vec![groups]
+        };
+        for chunk in chunks {
             let cmd = pipe
                 .cmd("EVALSHA")
                 .arg(&self.script_sha)
-                .arg(5)
-                .arg(&keys.stock)
-                .arg(&keys.buyers)
-                .arg(&keys.req)
-                .arg(&keys.unpaid)
-                .arg(&keys.orders)
-                .arg(g.sale_id)
-                .arg(g.item_id)
-                .arg(g.per_user_limit)
-                .arg(g.pay_deadline_ms);
-            for r in &g.requests {
-                cmd.arg(r.request_id).arg(r.user_id).arg(r.quantity);
+                .arg(5 * chunk.len());
+            for g in chunk {
+                let keys = item_keys(g.sale_id, g.item_id);
+                cmd.arg(&keys.stock)
+                    .arg(&keys.buyers)
+                    .arg(&keys.req)
+                    .arg(&keys.unpaid)
+                    .arg(&keys.orders);
+            }
+            cmd.arg(chunk.len());
+            for g in chunk {
+                cmd.arg(g.sale_id)
+                    .arg(g.item_id)
+                    .arg(g.per_user_limit)
+                    .arg(g.pay_deadline_ms)
+                    .arg(g.requests.len());
+                for r in &g.requests {
+                    cmd.arg(r.request_id).arg(r.user_id).arg(r.quantity);
+                }
             }
         }
         let conn = match self.conn.as_mut() {
@@ -173,24 +194,15 @@ impl StockStore for RedisStockStore {
                 return Err(classify(&e));
             }
         };
-        if replies.len() != groups.len() {
+        let expected: usize = groups.iter().map(|g| g.requests.len()).sum();
+        let got: usize = replies.iter().map(Vec::len).sum();
+        if got != expected {
             return Err(StoreError::Protocol(format!(
-                "{} replies for {} groups",
-                replies.len(),
-                groups.len()
+                "{got} outcomes for {expected} requests"
             )));
         }
-        for (g, reply) in groups.iter().zip(&replies) {
-            if reply.len() != g.requests.len() {
-                return Err(StoreError::Protocol(format!(
-                    "{} outcomes for {} requests",
-                    reply.len(),
-                    g.requests.len()
-                )));
-            }
-            for r in reply {
-                out.push(parse(r)?);
-            }
+        for r in replies.iter().flatten() {
+            out.push(parse(r)?);
         }
         Ok(())
     }
