@@ -450,41 +450,31 @@ async fn a_slow_client_cannot_hold_a_connection_and_a_slow_body_gets_408() {
     } = Stack::start(false, |c| c.header_timeout_ms = 300).await;
     open_sale(&base, "slow", &[item("i", 5)]).await;
 
-    // Headers that never finish: the server closes the connection.
-    let mut s = tokio::net::TcpStream::connect(daemon.addr)
-        .await
-        .expect("connect");
-    s.write_all(b"POST /api/v1/sales/slow/items/i/purchase HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .expect("write");
-    let mut buf = Vec::new();
-    let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
-    assert!(
-        closed.is_ok(),
-        "the server kept a stalled client's connection"
-    );
-
-    // A connection that never sends a byte, and a keep-alive connection
-    // idle after its first answer: both closed after the header timeout.
-    let mut idle = tokio::net::TcpStream::connect(daemon.addr)
-        .await
-        .expect("connect");
-    let mut buf = Vec::new();
-    let closed = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut buf)).await;
-    assert!(closed.is_ok(), "the server kept a silent connection");
-    let mut kept = tokio::net::TcpStream::connect(daemon.addr)
-        .await
-        .expect("connect");
-    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .expect("write");
-    let mut buf = Vec::new();
-    let closed = tokio::time::timeout(Duration::from_secs(5), kept.read_to_end(&mut buf)).await;
-    assert!(
-        closed.is_ok(),
-        "the server kept an idle keep-alive connection"
-    );
-    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
+    // Headers that never finish, a connection that never sends a byte, and
+    // a keep-alive connection idle after its first answer: the server
+    // closes each one after the header timeout.
+    for (case, sent) in [
+        (
+            "a stalled client",
+            &b"POST /api/v1/sales/slow/items/i/purchase HTTP/1.1\r\nHost: x\r\n"[..],
+        ),
+        ("a silent connection", &b""[..]),
+        (
+            "an idle keep-alive connection",
+            &b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        ),
+    ] {
+        let mut s = tokio::net::TcpStream::connect(daemon.addr)
+            .await
+            .expect("connect");
+        s.write_all(sent).await.expect("write");
+        let mut buf = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+        assert!(closed.is_ok(), "the server kept {case}'s connection");
+        if sent.starts_with(b"GET") {
+            assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
+        }
+    }
 
     // Complete headers, a body that stalls: 408 with an error code.
     let mut s = tokio::net::TcpStream::connect(daemon.addr)
