@@ -9,7 +9,7 @@ use seckill_io::redis::{ItemLoad, RedisAdmin, RedisStockStore};
 use seckill_pipeline::port::{DeductGroup, DeductRequest, StockStore};
 use seckill_tests::RedisServer;
 
-fn group<'a>(item: &'a str, requests: Vec<DeductRequest<'a>>) -> DeductGroup<'a> {
+fn group<'a>(item: &'a str, requests: &'a [DeductRequest<'a>]) -> DeductGroup<'a> {
     DeductGroup {
         sale_id: "bench",
         item_id: item,
@@ -70,12 +70,12 @@ fn deduct(c: &mut Criterion) {
                         if per_request {
                             for r in &reqs {
                                 store
-                                    .deduct(&[group(&item, vec![*r])], &mut out)
+                                    .deduct(&[group(&item, std::slice::from_ref(r))], &mut out)
                                     .expect("deduct");
                             }
                         } else {
                             store
-                                .deduct(&[group(&item, reqs)], &mut out)
+                                .deduct(&[group(&item, &reqs)], &mut out)
                                 .expect("deduct");
                         }
                     },

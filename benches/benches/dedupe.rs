@@ -41,13 +41,7 @@ fn board() -> Arc<StatusBoard> {
     for n in 0..BOARD {
         board.advance(
             &format!("old-user-{n}"),
-            RequestState {
-                status: Status::SoldOut,
-                order_id: None,
-                sale_id: "s".into(),
-                item_id: "i".into(),
-                user_id: format!("old-user-{n}"),
-            },
+            RequestState::new(Status::SoldOut, None, "s", "i", &format!("old-user-{n}")),
         );
     }
     board

@@ -109,13 +109,7 @@ fn rebuild_board(wal: &Wal, board: &StatusBoard) -> Result<u64, seckill_wal::Wal
         }
         board.advance(
             d.request_id,
-            RequestState {
-                status: d.status,
-                order_id: d.order_id,
-                sale_id: d.sale_id.to_string(),
-                item_id: d.item_id.to_string(),
-                user_id: d.user_id.to_string(),
-            },
+            RequestState::new(d.status, d.order_id, d.sale_id, d.item_id, d.user_id),
         );
         n += 1;
     }
@@ -178,6 +172,7 @@ pub(crate) async fn connect(
             health: Arc::clone(&kafka),
         },
         Duration::from_millis(cfg.kafka_message_timeout_ms),
+        Duration::from_millis(cfg.kafka_linger_ms),
     )?;
     let sink_stats = Arc::clone(&sink.stats);
     let sink = blocking(move || {
@@ -235,14 +230,17 @@ pub(crate) fn start_ring(
 /// What the catalog refresh remembers between ticks.
 #[derive(Debug, Default)]
 pub(crate) struct Known {
-    /// Wins per item already loaded into the status board.
-    pub wins: std::collections::HashMap<(String, String), u64>,
+    /// Per item: the wins already loaded into the status board, and when.
+    pub wins: std::collections::HashMap<(String, String), (u64, std::time::Instant)>,
     /// The catalog version the metadata was last read at.
     pub catalog_version: Option<u64>,
     pub ticks: u64,
 }
 
 pub(crate) type KnownWins = Mutex<Known>;
+
+/// How often the wins of an item still on sale are loaded into the board.
+const WINS_RELOAD_ON_SALE: Duration = Duration::from_secs(10);
 
 /// Keeps the local catalog in step with Redis, once a second: the sale
 /// metadata every daemon wrote (re-read only when the catalog version moves,
@@ -252,6 +250,12 @@ pub(crate) type KnownWins = Mutex<Known>;
 /// status board: a client retrying a winning request id gets its win back
 /// even when this daemon never journaled it (decided by another daemon, or
 /// lost with a salvaged WAL segment) and the item is sold out.
+///
+/// Loading an item's wins reads all its orders, so during a burst it is
+/// done at once only for items that sold out here (where the ingress
+/// answers from the flag and only the board knows the win); an item still
+/// on sale is re-read at most every [`WINS_RELOAD_ON_SALE`] — a retry of
+/// its wins reaches the stock script, which returns the stored outcome.
 pub(crate) async fn refresh_catalog(
     redis: &RedisAdmin,
     catalog: &Arc<Catalog>,
@@ -290,14 +294,18 @@ pub(crate) async fn refresh_catalog(
         for (item, (available, wins)) in items.iter().zip(counters) {
             item.set_remaining(available);
             let (sale, item_id) = (item.sale_id.clone(), item.item_id.clone());
-            let seen = {
+            let (seen, read_at) = {
                 let k = known.lock().unwrap_or_else(|e| e.into_inner());
-                k.wins
-                    .get(&(sale.clone(), item_id.clone()))
-                    .copied()
-                    .unwrap_or(0)
+                match k.wins.get(&(sale.clone(), item_id.clone())) {
+                    Some(&(n, at)) => (n, Some(at)),
+                    None => (0, None),
+                }
             };
             if wins <= seen {
+                continue;
+            }
+            let due = read_at.is_none_or(|at| at.elapsed() >= WINS_RELOAD_ON_SALE);
+            if !item.is_sold_out() && !due {
                 continue;
             }
             let mut per_user: std::collections::HashMap<String, u32> = Default::default();
@@ -305,13 +313,13 @@ pub(crate) async fn refresh_catalog(
                 *per_user.entry(w.user_id.clone()).or_insert(0) += 1;
                 board.advance(
                     &w.request_id,
-                    RequestState {
-                        status: Status::Success,
-                        order_id: seckill_pipeline::OrderId::parse(&w.order_id),
-                        sale_id: sale.clone(),
-                        item_id: item_id.clone(),
-                        user_id: w.user_id,
-                    },
+                    RequestState::new(
+                        Status::Success,
+                        seckill_pipeline::OrderId::parse(&w.order_id),
+                        &sale,
+                        &item_id,
+                        &w.user_id,
+                    ),
                 );
             }
             for (user, n) in per_user {
@@ -319,7 +327,8 @@ pub(crate) async fn refresh_catalog(
                 board.wins_at_least(&key, n);
             }
             let mut k = known.lock().unwrap_or_else(|e| e.into_inner());
-            k.wins.insert((sale, item_id), wins);
+            k.wins
+                .insert((sale, item_id), (wins, std::time::Instant::now()));
         }
         Ok(())
     })
@@ -764,6 +773,17 @@ impl App {
             }
             let _ = writeln!(out, "{name}_sum {sum}");
             let _ = writeln!(out, "{name}_count {count}");
+        }
+        let name = "seckill_stage_latency_seconds";
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (stage, h) in seckill_pipeline::stats::STAGES.iter().zip(&s.stage_latency) {
+            let (buckets, sum, count) = h.snapshot();
+            for (le, n) in buckets {
+                let le = le.map_or_else(|| "+Inf".to_string(), |us| (us as f64 / 1e6).to_string());
+                let _ = writeln!(out, "{name}_bucket{{stage=\"{stage}\",le=\"{le}\"}} {n}");
+            }
+            let _ = writeln!(out, "{name}_sum{{stage=\"{stage}\"}} {}", sum as f64 / 1e6);
+            let _ = writeln!(out, "{name}_count{{stage=\"{stage}\"}} {count}");
         }
         let secs = r(&s.journal_commit_ns) as f64 / 1e9;
         let _ = writeln!(out, "seckill_wal_commit_seconds_total {secs}");

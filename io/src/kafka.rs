@@ -20,7 +20,7 @@ use rdkafka::ClientContext;
 use seckill_pipeline::health::{Health, State};
 use seckill_pipeline::port::{Order, OrderSink, SinkError};
 use seckill_pipeline::progress::Outstanding;
-use seckill_pipeline::{RequestState, Status, StatusBoard};
+use seckill_pipeline::{OrderId, StatusBoard};
 
 /// Failed orders kept for another try (each is also in the WAL).
 const FAILED_MAX: usize = 1_000_000;
@@ -45,11 +45,72 @@ pub struct OrderMessage {
 }
 
 /// What a delivery report needs to update the status board and the
-/// checkpoint bookkeeping.
+/// checkpoint bookkeeping: one allocation per order (the ids in one
+/// string, split when the report arrives, off the hot path).
 pub struct Pending {
-    request_id: String,
     lsn: u64,
-    state: RequestState,
+    order_id: OrderId,
+    /// request, sale, item and user id, separated by [`ID_SEP`] (a
+    /// character no id may hold).
+    ids: String,
+}
+
+const ID_SEP: char = '\x1f';
+
+impl Pending {
+    fn new(order: &Order<'_>) -> Pending {
+        let mut ids = String::with_capacity(
+            order.request_id.len()
+                + order.sale_id.len()
+                + order.item_id.len()
+                + order.user_id.len()
+                + 3,
+        );
+        for (i, part) in [
+            order.request_id,
+            order.sale_id,
+            order.item_id,
+            order.user_id,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if i > 0 {
+                ids.push(ID_SEP);
+            }
+            ids.push_str(part);
+        }
+        Pending {
+            lsn: order.lsn,
+            order_id: order.order_id,
+            ids,
+        }
+    }
+
+    fn request_id(&self) -> &str {
+        self.ids.split(ID_SEP).next().unwrap_or_default()
+    }
+
+    /// request, sale, item and user id.
+    fn ids(&self) -> [&str; 4] {
+        let mut parts = self.ids.split(ID_SEP);
+        std::array::from_fn(|_| parts.next().unwrap_or_default())
+    }
+}
+
+/// An order as it goes on the topic, borrowed from the ring slot (the
+/// same JSON as [`OrderMessage`]).
+#[derive(serde::Serialize)]
+struct OrderMessageRef<'a> {
+    order_id: &'a str,
+    request_id: &'a str,
+    sale_id: &'a str,
+    item_id: &'a str,
+    user_id: &'a str,
+    price_cents: u64,
+    quantity: u32,
+    created_ms: u64,
+    lsn: u64,
 }
 
 /// An order the broker did not acknowledge, kept to be sent again.
@@ -83,13 +144,19 @@ impl ProducerContext for DeliveryContext {
             Ok(_) => {
                 self.stats.acked.fetch_add(1, Ordering::Relaxed);
                 self.outstanding.finish(pending.lsn);
-                self.board
-                    .order_acknowledged(&pending.request_id, pending.state);
+                let [request_id, sale_id, item_id, user_id] = pending.ids();
+                self.board.order_acknowledged_ids(
+                    request_id,
+                    pending.order_id,
+                    sale_id,
+                    item_id,
+                    user_id,
+                );
             }
             Err((err, msg)) => {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
                 self.health.fail(&err.to_string());
-                tracing::warn!(error = %err, request_id = %pending.request_id, lsn = pending.lsn,
+                tracing::warn!(error = %err, request_id = %pending.request_id(), lsn = pending.lsn,
                     "order delivery failed; kept for another try (and in the WAL)");
                 let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
                 if failed.len() < FAILED_MAX {
@@ -160,6 +227,8 @@ pub struct KafkaOrderSink {
     failed: Arc<Mutex<VecDeque<Failed>>>,
     pub stats: Arc<SinkStats>,
     buf: Vec<u8>,
+    /// The message key being built (`sale:item`), reused.
+    key: String,
     last_retry: Instant,
     /// Failed-delivery count at the last retry pass, and how many passes
     /// in a row saw new failures while the broker answered its probe.
@@ -195,6 +264,7 @@ impl KafkaOrderSink {
         brokers: &str,
         shared: SinkShared,
         message_timeout: Duration,
+        linger: Duration,
     ) -> Result<KafkaOrderSink, KafkaSetupError> {
         let stats = Arc::new(SinkStats::default());
         let failed = Arc::new(Mutex::new(VecDeque::new()));
@@ -202,7 +272,7 @@ impl KafkaOrderSink {
         config
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "1")
+            .set("linger.ms", linger.as_millis().to_string())
             .set(
                 "message.timeout.ms",
                 message_timeout.as_millis().to_string(),
@@ -216,6 +286,7 @@ impl KafkaOrderSink {
             failed,
             stats,
             buf: Vec::with_capacity(512),
+            key: String::with_capacity(64),
             last_retry: Instant::now(),
             acked_at_last_pass: 0,
             failing_since: None,
@@ -265,12 +336,14 @@ impl KafkaOrderSink {
 
 pub fn encode_order(order: &Order<'_>, buf: &mut Vec<u8>) {
     buf.clear();
-    let msg = OrderMessage {
-        order_id: order.order_id.to_string(),
-        request_id: order.request_id.to_string(),
-        sale_id: order.sale_id.to_string(),
-        item_id: order.item_id.to_string(),
-        user_id: order.user_id.to_string(),
+    let hex = order.order_id.hex();
+    let msg = OrderMessageRef {
+        // Hex digits are ASCII.
+        order_id: std::str::from_utf8(&hex).unwrap_or_default(),
+        request_id: order.request_id,
+        sale_id: order.sale_id,
+        item_id: order.item_id,
+        user_id: order.user_id,
         price_cents: order.price_cents,
         quantity: order.quantity,
         created_ms: order.created_ms,
@@ -283,20 +356,13 @@ pub fn encode_order(order: &Order<'_>, buf: &mut Vec<u8>) {
 impl OrderSink for KafkaOrderSink {
     fn publish(&mut self, order: &Order<'_>) -> Result<(), SinkError> {
         encode_order(order, &mut self.buf);
-        let key = format!("{}:{}", order.sale_id, order.item_id);
-        let pending = Box::new(Pending {
-            request_id: order.request_id.to_string(),
-            lsn: order.lsn,
-            state: RequestState {
-                status: Status::OrderCreated,
-                order_id: Some(order.order_id),
-                sale_id: order.sale_id.to_string(),
-                item_id: order.item_id.to_string(),
-                user_id: order.user_id.to_string(),
-            },
-        });
+        self.key.clear();
+        self.key.push_str(order.sale_id);
+        self.key.push(':');
+        self.key.push_str(order.item_id);
+        let pending = Box::new(Pending::new(order));
         let record = BaseRecord::with_opaque_to(ORDERS_TOPIC, pending)
-            .key(key.as_bytes())
+            .key(self.key.as_bytes())
             .payload(self.buf.as_slice());
         match self.producer.send(record) {
             Ok(()) => Ok(()),

@@ -10,6 +10,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 
@@ -66,6 +67,9 @@ pub struct Event {
     /// The catalog item, for its sold-out flag (absent for a replayed
     /// intent whose sale this process does not know).
     pub item: Option<Arc<Item>>,
+    /// When a client's request entered the ring (for the stage latency
+    /// metrics); `None` for replayed work.
+    pub entered: Option<Instant>,
     /// Taken by the reply stage (the only reader).
     reply: Mutex<Option<Replier>>,
 
@@ -87,6 +91,7 @@ impl Event {
         self.price_cents = item.price_cents;
         self.per_user_limit = item.per_user_limit;
         self.fill_common(Origin::Client, p, Some(item), reply);
+        self.entered = Some(Instant::now());
     }
 
     /// Fills a slot from a journaled decision, for replay.
@@ -130,6 +135,7 @@ impl Event {
         self.quantity = p.quantity;
         self.received_ms = p.received_ms;
         self.item = item;
+        self.entered = None;
         *self.reply.get_mut().unwrap_or_else(|e| e.into_inner()) = reply;
         *self.status.get_mut() = Status::Undecided as u8;
         *self.order_id.get_mut() = 0;

@@ -97,7 +97,7 @@ impl StockStore for FakeStore {
                 out.extend(g.requests.iter().map(|_| DeductOutcome::UnknownItem));
                 continue;
             };
-            for r in &g.requests {
+            for r in g.requests {
                 if let Some(prev) = stock.outcomes.get(r.request_id) {
                     out.push(*prev);
                     continue;

@@ -123,6 +123,18 @@ impl OrderId {
     }
 }
 
+impl OrderId {
+    /// The 16 lowercase hex digits, without allocating.
+    pub fn hex(self) -> [u8; 16] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 16];
+        for (i, d) in out.iter_mut().enumerate() {
+            *d = DIGITS[((self.0 >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        out
+    }
+}
+
 impl fmt::Display for OrderId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:016x}", self.0)
@@ -271,6 +283,9 @@ mod tests {
     fn order_id_prints_and_parses_as_16_hex_digits() {
         let id = OrderId(0x0123_4567_89ab_cdef);
         assert_eq!(id.to_string(), "0123456789abcdef");
+        assert_eq!(&id.hex(), b"0123456789abcdef");
+        assert_eq!(&OrderId(u64::MAX).hex(), b"ffffffffffffffff");
+        assert_eq!(&OrderId(0).hex(), b"0000000000000000");
         assert_eq!(OrderId::parse(&id.to_string()), Some(id));
         assert_eq!(OrderId::parse("xyz"), None);
     }

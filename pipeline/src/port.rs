@@ -22,7 +22,7 @@ pub struct DeductGroup<'a> {
     pub per_user_limit: u32,
     /// When an unpaid win is released (epoch ms), registered with the win.
     pub pay_deadline_ms: u64,
-    pub requests: Vec<DeductRequest<'a>>,
+    pub requests: &'a [DeductRequest<'a>],
 }
 
 /// What the stock authority decided for one request. A request id it has

@@ -8,12 +8,14 @@
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use disruptor::{
     build_multi_producer, EventPoller, MultiConsumerBarrier, MultiProducer, MultiProducerBarrier,
     Polling, Producer, SingleConsumerBarrier, Sleep,
 };
+
+use smallvec::SmallVec;
 
 use crate::backoff::{Backoff, Sleeper};
 use crate::event::Event;
@@ -146,7 +148,8 @@ macro_rules! impl_source {
                 f: &mut dyn FnMut(&[&Event]),
             ) -> Result<usize, Polling> {
                 let mut guard = self.take(limit)?;
-                let events: Vec<&Event> = (&mut guard).collect();
+                // On the stack for batches up to the default batch_len_max.
+                let events: SmallVec<[&Event; 64]> = (&mut guard).collect();
                 f(&events);
                 Ok(events.len())
                 // The guard drops here: the stage's cursor moves past the batch.
@@ -167,22 +170,46 @@ pub struct Pipeline {
     pub shared: Shared,
 }
 
-fn run<S: Source + 'static>(
-    mut source: S,
-    mut stage: Box<dyn Stage>,
+/// What a stage thread runs with besides its stage.
+struct Wiring {
     me: Arc<Sleeper>,
     next: Vec<Arc<Sleeper>>,
     limit: u64,
-    stats: Option<Arc<Stats>>,
-) {
+    stats: Arc<Stats>,
+    /// Index into [`crate::stats::STAGES`].
+    index: usize,
+    /// The first stage counts the ring's batches.
+    counts_batches: bool,
+}
+
+fn run<S: Source + 'static>(mut source: S, mut stage: Box<dyn Stage>, w: Wiring) {
+    let Wiring {
+        me,
+        next,
+        limit,
+        stats,
+        index,
+        counts_batches,
+    } = w;
     me.register_current();
     let mut backoff = Backoff::default();
+    let latency = &stats.stage_latency[index];
     loop {
-        let result = source.batch(limit, &mut |events| stage.on_batch(events));
+        let result = source.batch(limit, &mut |events| {
+            stage.on_batch(events);
+            let now = Instant::now();
+            for e in events {
+                if let Some(t) = e.entered {
+                    if stage.measures(e) {
+                        latency.record_duration(now.saturating_duration_since(t));
+                    }
+                }
+            }
+        });
         match result {
             Ok(n) => {
-                if let Some(s) = &stats {
-                    s.record_batch(n);
+                if counts_batches {
+                    stats.record_batch(n);
                 }
                 for w in &next {
                     w.wake();
@@ -208,15 +235,12 @@ fn spawn<S: Source + 'static>(
     threads: &mut Vec<JoinHandle<()>>,
     source: S,
     stage: Box<dyn Stage>,
-    me: Arc<Sleeper>,
-    next: Vec<Arc<Sleeper>>,
-    limit: u64,
-    stats: Option<Arc<Stats>>,
+    wiring: Wiring,
 ) -> Result<(), PipelineError> {
     let name = stage.name();
     let handle = std::thread::Builder::new()
         .name(format!("seckill-{name}"))
-        .spawn(move || run(source, stage, me, next, limit, stats))
+        .spawn(move || run(source, stage, wiring))
         .map_err(|source| PipelineError::Spawn {
             stage: name,
             source,
@@ -266,10 +290,14 @@ impl Pipeline {
             &mut threads,
             dedupe_poller,
             Box::new(Dedupe::new(Arc::clone(board))),
-            dedupe_s.clone(),
-            vec![deduct_s.clone()],
-            limit,
-            Some(Arc::clone(stats)),
+            Wiring {
+                me: dedupe_s.clone(),
+                next: vec![deduct_s.clone()],
+                limit,
+                stats: Arc::clone(stats),
+                index: 0,
+                counts_batches: true,
+            },
         )?;
         spawn(
             &mut threads,
@@ -285,10 +313,14 @@ impl Pipeline {
                 cfg.pay_timeout_ms,
                 now_ms,
             )),
-            deduct_s,
-            vec![journal_s.clone()],
-            limit,
-            None,
+            Wiring {
+                me: deduct_s,
+                next: vec![journal_s.clone()],
+                limit,
+                stats: Arc::clone(stats),
+                index: 1,
+                counts_batches: false,
+            },
         )?;
         let mut journal_stage = JournalStage::new(
             journal,
@@ -301,10 +333,14 @@ impl Pipeline {
             &mut threads,
             journal_poller,
             Box::new(journal_stage),
-            journal_s,
-            vec![publish_s.clone(), reply_s.clone()],
-            limit,
-            None,
+            Wiring {
+                me: journal_s,
+                next: vec![publish_s.clone(), reply_s.clone()],
+                limit,
+                stats: Arc::clone(stats),
+                index: 2,
+                counts_batches: false,
+            },
         )?;
         spawn(
             &mut threads,
@@ -315,19 +351,27 @@ impl Pipeline {
                 cfg.publish_parked_max,
                 cfg.publish_flush_timeout,
             )),
-            publish_s,
-            vec![],
-            limit,
-            None,
+            Wiring {
+                me: publish_s,
+                next: vec![],
+                limit,
+                stats: Arc::clone(stats),
+                index: 3,
+                counts_batches: false,
+            },
         )?;
         spawn(
             &mut threads,
             reply_poller,
             Box::new(ReplyStage::new(Arc::clone(board))),
-            reply_s,
-            vec![],
-            limit,
-            None,
+            Wiring {
+                me: reply_s,
+                next: vec![],
+                limit,
+                stats: Arc::clone(stats),
+                index: 4,
+                counts_batches: false,
+            },
         )?;
         Ok(Pipeline {
             submitter: Some(Submitter {

@@ -7,22 +7,36 @@ use std::time::Duration;
 /// Upper bounds of the batch-size histogram buckets (the last is +Inf).
 pub const BATCH_BUCKETS: [u64; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
 
-/// A fixed-bucket histogram of batch sizes (Prometheus style: cumulative
-/// when rendered).
-#[derive(Debug, Default)]
-pub struct BatchHistogram {
-    /// One count per bucket of `BATCH_BUCKETS`, plus +Inf.
-    buckets: [AtomicU64; BATCH_BUCKETS.len() + 1],
+/// Upper bounds of the latency histogram buckets, in microseconds.
+pub const LATENCY_BUCKETS_US: [u64; 13] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+];
+
+/// The stages, in ring order, as the latency metrics name them.
+pub const STAGES: [&str; 5] = ["dedupe", "deduct", "journal", "publish", "reply"];
+
+/// A fixed-bucket histogram (Prometheus style: cumulative when rendered).
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [u64],
+    /// One count per bucket of `bounds`, plus +Inf.
+    buckets: Box<[AtomicU64]>,
     sum: AtomicU64,
     count: AtomicU64,
 }
 
-impl BatchHistogram {
+impl Histogram {
+    pub fn new(bounds: &'static [u64]) -> Histogram {
+        Histogram {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
     pub fn record(&self, n: u64) {
-        let i = BATCH_BUCKETS
-            .iter()
-            .position(|b| n <= *b)
-            .unwrap_or(BATCH_BUCKETS.len());
+        let i = self.bounds.partition_point(|b| *b < n);
         self.buckets[i].fetch_add(1, Relaxed);
         self.sum.fetch_add(n, Relaxed);
         self.count.fetch_add(1, Relaxed);
@@ -34,9 +48,50 @@ impl BatchHistogram {
         let mut out = Vec::with_capacity(self.buckets.len());
         for (i, b) in self.buckets.iter().enumerate() {
             acc += b.load(Relaxed);
-            out.push((BATCH_BUCKETS.get(i).copied(), acc));
+            out.push((self.bounds.get(i).copied(), acc));
         }
         (out, self.sum.load(Relaxed), self.count.load(Relaxed))
+    }
+}
+
+/// Batch sizes: events per ring batch, requests per Redis round trip.
+#[derive(Debug)]
+pub struct BatchHistogram(pub Histogram);
+
+impl Default for BatchHistogram {
+    fn default() -> Self {
+        BatchHistogram(Histogram::new(&BATCH_BUCKETS))
+    }
+}
+
+impl std::ops::Deref for BatchHistogram {
+    type Target = Histogram;
+    fn deref(&self) -> &Histogram {
+        &self.0
+    }
+}
+
+/// Latencies in microseconds.
+#[derive(Debug)]
+pub struct LatencyHistogram(pub Histogram);
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        LatencyHistogram(Histogram::new(&LATENCY_BUCKETS_US))
+    }
+}
+
+impl LatencyHistogram {
+    pub fn record_duration(&self, d: Duration) {
+        self.0
+            .record(d.as_micros().min(u128::from(u64::MAX)) as u64);
+    }
+}
+
+impl std::ops::Deref for LatencyHistogram {
+    type Target = Histogram;
+    fn deref(&self) -> &Histogram {
+        &self.0
     }
 }
 
@@ -60,6 +115,9 @@ pub struct Stats {
     pub shed: AtomicU64,
     /// Time spent in stock-store calls (one pipelined round trip each).
     pub store_call_ns: AtomicU64,
+    /// Per stage (see [`STAGES`]): time from a client's request entering
+    /// the ring until that stage was done with it.
+    pub stage_latency: [LatencyHistogram; STAGES.len()],
 }
 
 impl Stats {
@@ -123,5 +181,23 @@ mod tests {
         assert_eq!(buckets[6], (Some(64), 3));
         assert_eq!(buckets[7], (Some(128), 4));
         assert_eq!(buckets.last(), Some(&(None, 5)));
+    }
+
+    #[test]
+    fn latencies_land_in_microsecond_buckets() {
+        let h = LatencyHistogram::default();
+        h.record_duration(Duration::from_micros(50));
+        h.record_duration(Duration::from_micros(51));
+        h.record_duration(Duration::from_millis(3));
+        h.record_duration(Duration::from_secs(5));
+        let (buckets, sum, count) = h.snapshot();
+        assert_eq!(count, 4);
+        assert_eq!(sum, 50 + 51 + 3_000 + 5_000_000);
+        assert_eq!(buckets[0], (Some(50), 1));
+        assert_eq!(buckets[1], (Some(100), 2));
+        assert_eq!(buckets[5], (Some(2_500), 2));
+        assert_eq!(buckets[6], (Some(5_000), 3));
+        assert_eq!(buckets[12], (Some(1_000_000), 3));
+        assert_eq!(buckets.last(), Some(&(None, 4)));
     }
 }

@@ -13,9 +13,51 @@ use crate::outcome::{OrderId, Status};
 pub struct RequestState {
     pub status: Status,
     pub order_id: Option<OrderId>,
-    pub sale_id: String,
-    pub item_id: String,
-    pub user_id: String,
+    /// Sale, item and user id, joined by [`ID_SEP`]: one allocation per
+    /// board entry instead of three.
+    ids: Box<str>,
+}
+
+/// Separates the ids in [`RequestState`]; no id may hold it (ids are
+/// letters, digits and `_ - . : @`).
+const ID_SEP: char = '\x1f';
+
+impl RequestState {
+    pub fn new(
+        status: Status,
+        order_id: Option<OrderId>,
+        sale_id: &str,
+        item_id: &str,
+        user_id: &str,
+    ) -> RequestState {
+        let mut ids = String::with_capacity(sale_id.len() + item_id.len() + user_id.len() + 2);
+        ids.push_str(sale_id);
+        ids.push(ID_SEP);
+        ids.push_str(item_id);
+        ids.push(ID_SEP);
+        ids.push_str(user_id);
+        RequestState {
+            status,
+            order_id,
+            ids: ids.into_boxed_str(),
+        }
+    }
+
+    fn id(&self, n: usize) -> &str {
+        self.ids.split(ID_SEP).nth(n).unwrap_or_default()
+    }
+
+    pub fn sale_id(&self) -> &str {
+        self.id(0)
+    }
+
+    pub fn item_id(&self) -> &str {
+        self.id(1)
+    }
+
+    pub fn user_id(&self) -> &str {
+        self.id(2)
+    }
 }
 
 /// Request id → state; plus counters by status for the demo and metrics.
@@ -71,15 +113,43 @@ impl StatusBoard {
     /// Records a state unless the request already went further along its
     /// lifecycle (an acknowledgement may overtake the reply).
     pub fn advance(&self, request_id: &str, state: RequestState) {
-        let status = state.status;
+        let RequestState {
+            status,
+            order_id,
+            ids,
+        } = state;
+        self.advance_with(request_id, status, order_id, || ids);
+    }
+
+    /// [`StatusBoard::advance`] for the hot path: the entry's ids are built
+    /// (allocated) only when the request is new to the board.
+    pub fn advance_ids(
+        &self,
+        request_id: &str,
+        status: Status,
+        order_id: Option<OrderId>,
+        sale_id: &str,
+        item_id: &str,
+        user_id: &str,
+    ) {
+        self.advance_with(request_id, status, order_id, || {
+            RequestState::new(status, order_id, sale_id, item_id, user_id).ids
+        });
+    }
+
+    fn advance_with(
+        &self,
+        request_id: &str,
+        status: Status,
+        order_id: Option<OrderId>,
+        ids: impl FnOnce() -> Box<str>,
+    ) {
         let counted = match self.requests.get_mut(request_id) {
             Some(mut cur) => {
                 if status.rank() >= cur.status.rank() && cur.status != status {
                     let was = cur.status;
-                    *cur = RequestState {
-                        order_id: state.order_id.or(cur.order_id),
-                        ..state
-                    };
+                    cur.status = status;
+                    cur.order_id = order_id.or(cur.order_id);
                     self.by_status[was as usize].fetch_sub(1, Ordering::Relaxed);
                     true
                 } else {
@@ -87,7 +157,14 @@ impl StatusBoard {
                 }
             }
             None => {
-                self.requests.insert(request_id.to_string(), state);
+                self.requests.insert(
+                    request_id.to_string(),
+                    RequestState {
+                        status,
+                        order_id,
+                        ids: ids(),
+                    },
+                );
                 true
             }
         };
@@ -104,6 +181,26 @@ impl StatusBoard {
                 status: Status::OrderCreated,
                 ..state
             },
+        );
+    }
+
+    /// [`StatusBoard::order_acknowledged`], allocating only for a request
+    /// new to the board.
+    pub fn order_acknowledged_ids(
+        &self,
+        request_id: &str,
+        order_id: OrderId,
+        sale_id: &str,
+        item_id: &str,
+        user_id: &str,
+    ) {
+        self.advance_ids(
+            request_id,
+            Status::OrderCreated,
+            Some(order_id),
+            sale_id,
+            item_id,
+            user_id,
         );
     }
 
@@ -141,13 +238,30 @@ mod tests {
     use super::*;
 
     fn state(status: Status) -> RequestState {
-        RequestState {
-            status,
-            order_id: Some(OrderId(1)),
-            sale_id: "s".into(),
-            item_id: "i".into(),
-            user_id: "u".into(),
-        }
+        RequestState::new(status, Some(OrderId(1)), "s", "i", "u")
+    }
+
+    #[test]
+    fn a_state_keeps_its_three_ids() {
+        let s = RequestState::new(Status::Success, None, "sale-1", "item:2", "u@x");
+        assert_eq!(
+            (s.sale_id(), s.item_id(), s.user_id()),
+            ("sale-1", "item:2", "u@x")
+        );
+        let b = StatusBoard::default();
+        b.advance_ids("r", Status::Success, Some(OrderId(9)), "s", "i", "u");
+        b.advance_ids("r", Status::OrderCreated, None, "x", "y", "z");
+        let got = b.get("r").expect("entry");
+        assert_eq!(got.status, Status::OrderCreated);
+        assert_eq!(
+            got.order_id,
+            Some(OrderId(9)),
+            "a later state keeps the order id"
+        );
+        assert_eq!(
+            (got.sale_id(), got.item_id(), got.user_id()),
+            ("s", "i", "u")
+        );
     }
 
     #[test]

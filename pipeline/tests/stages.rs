@@ -98,13 +98,7 @@ fn dedupe_answers_a_retried_request_id_from_the_board_and_marks_it_replayed() {
     let board = Arc::new(StatusBoard::default());
     board.advance(
         "r1",
-        RequestState {
-            status: Status::OrderCreated,
-            order_id: Some(OrderId(7)),
-            sale_id: "s".into(),
-            item_id: "i".into(),
-            user_id: "u".into(),
-        },
+        RequestState::new(Status::OrderCreated, Some(OrderId(7)), "s", "i", "u"),
     );
     let it = item(10, 1);
     let events = vec![slot(&it, "u", "r1").0, slot(&it, "v", "r2").0];

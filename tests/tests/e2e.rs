@@ -181,6 +181,26 @@ async fn a_thousand_users_clicking_twice_buy_exactly_the_stock_of_100() {
         calls
     );
     assert_eq!(metric("seckill_redis_calls_total "), calls);
+    // Stage latencies: every request that entered the ring was measured at
+    // every stage it went through, and every win at the publish stage.
+    let entered = metric("seckill_ring_batch_events_sum ");
+    for stage in ["dedupe", "deduct", "journal", "reply"] {
+        let n = metric(&format!(
+            "seckill_stage_latency_seconds_count{{stage=\"{stage}\"}} "
+        ));
+        assert_eq!(n, entered, "{stage}: {n} measured, {entered} entered");
+        assert_eq!(
+            metric(&format!(
+                "seckill_stage_latency_seconds_bucket{{stage=\"{stage}\",le=\"+Inf\"}} "
+            )),
+            n
+        );
+    }
+    assert_eq!(
+        metric("seckill_stage_latency_seconds_count{stage=\"publish\"} "),
+        100,
+        "the 100 wins were handed to Kafka"
+    );
 
     // The status API follows the order to `order_created`.
     let first = successes[0];

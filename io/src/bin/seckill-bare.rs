@@ -48,6 +48,13 @@ async fn answer(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
     Ok(r)
 }
 
+/// mimalloc: per-thread free lists make the small, short-lived allocations
+/// of request handling (hyper's buffers and headers, answers) cheaper than
+/// glibc's malloc; see docs/benchmarks.md. The bare reference server uses
+/// the same allocator, so the two stay comparable.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -40,16 +40,35 @@ pub async fn handle(
     Ok(resp)
 }
 
+/// The most path segments any route has.
+const SEGMENTS_MAX: usize = 8;
+
 async fn route(
     app: &Arc<App>,
     sub: &Mutex<Submitter>,
     peer: IpAddr,
     req: Request<Incoming>,
 ) -> Result<Resp, ApiError> {
-    let path = req.uri().path().to_owned();
-    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // The URI shares the request's buffer (a clone is a reference count),
+    // and the segments go into a fixed array: routing allocates nothing.
+    let uri = req.uri().clone();
+    let mut segs = [""; SEGMENTS_MAX];
+    let mut n = 0;
+    for seg in uri.path().trim_matches('/').split('/') {
+        match segs.get_mut(n) {
+            Some(slot) => *slot = seg,
+            None => {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no such endpoint",
+                ))
+            }
+        }
+        n += 1;
+    }
     let method = req.method().clone();
-    match (&method, segs.as_slice()) {
+    match (&method, &segs[..n]) {
         (&Method::POST, ["api", "v1", "sales", sale, "items", item, "purchase"]) => {
             let ip = api::client_ip(app, peer, &req);
             purchase(app, sub, ip, sale, item, req).await
@@ -270,7 +289,7 @@ async fn request_status(app: &Arc<App>, id: &str) -> Result<Resp, ApiError> {
     // A won request's order may since be paid, cancelled or expired (on
     // any daemon): only winners pay for this lookup.
     if let (Status::Success | Status::OrderCreated, Some(oid)) = (status, &order_id) {
-        if let Some(later) = api::order_status(app, &s.sale_id, &s.item_id, oid).await {
+        if let Some(later) = api::order_status(app, s.sale_id(), s.item_id(), oid).await {
             status = later;
         }
     }
@@ -280,9 +299,9 @@ async fn request_status(app: &Arc<App>, id: &str) -> Result<Resp, ApiError> {
             request_id: id.to_string(),
             status: status.as_str().to_string(),
             order_id,
-            sale_id: s.sale_id,
-            item_id: s.item_id,
-            user_id: s.user_id,
+            sale_id: s.sale_id().to_string(),
+            item_id: s.item_id().to_string(),
+            user_id: s.user_id().to_string(),
         },
     ))
 }

@@ -12,8 +12,10 @@
 -- limit, payment deadline (epoch ms), the number of requests n, and n
 -- (request id, user id, quantity) triples in arrival order.
 --
--- Returns one outcome per request, items in order: "ok:<order id>",
--- "sold_out", "duplicate", "limit_exceeded" or "unknown_item". A request
+-- Returns one outcome per request, items in order, joined by newlines
+-- (one string: the caller parses one reply, not one per request):
+-- "ok:<order id>", "sold_out", "duplicate", "limit_exceeded" or
+-- "unknown_item". A request
 -- id seen before gets its stored outcome, so retries and replays are
 -- idempotent. The order id is the first 16 hex digits of
 -- sha1(sale, item, user, n), n being the user's units after this win:
@@ -26,12 +28,14 @@ for g = 0, tonumber(ARGV[1]) - 1 do
   local sale, item, limit, deadline, n =
     ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3], tonumber(ARGV[a + 4])
   a = a + 5
-  if redis.call('EXISTS', stock) == 0 then
+  local counts = redis.call('HMGET', stock, 'available', 'locked')
+  if not counts[1] then
+    -- No stock hash (every loaded item has `available`): not on sale.
     for _ = 1, n do
       out[#out + 1] = 'unknown_item'
     end
   else
-    local available = tonumber(redis.call('HGET', stock, 'available') or '0')
+    local available = tonumber(counts[1])
     local taken = 0
     for i = a, a + 3 * (n - 1), 3 do
       local rid, uid, q = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
@@ -59,10 +63,9 @@ for g = 0, tonumber(ARGV[1]) - 1 do
       out[#out + 1] = res
     end
     if taken > 0 then
-      redis.call('HINCRBY', stock, 'available', -taken)
-      redis.call('HINCRBY', stock, 'locked', taken)
+      redis.call('HSET', stock, 'available', available, 'locked', tonumber(counts[2] or '0') + taken)
     end
   end
   a = a + 3 * n
 end
-return out
+return table.concat(out, '\n')

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use redis::{Client, Connection, ErrorKind, RedisError, ServerErrorKind};
+use redis::{Client, Connection, ConnectionLike, ErrorKind, RedisError, ServerErrorKind, Value};
 use seckill_pipeline::port::{DeductGroup, DeductOutcome, StockStore, StoreError};
 use seckill_pipeline::OrderId;
 
@@ -60,6 +60,8 @@ pub struct RedisStockStore {
     timeout: Duration,
     script_sha: String,
     per_item: bool,
+    /// The command being written (reused across batches).
+    buf: Vec<u8>,
 }
 
 impl RedisStockStore {
@@ -71,6 +73,7 @@ impl RedisStockStore {
             timeout,
             script_sha: redis::Script::new(DEDUCT_LUA).get_hash().to_string(),
             per_item: false,
+            buf: Vec::with_capacity(16 << 10),
         })
     }
 
@@ -107,35 +110,52 @@ impl RedisStockStore {
         Ok(())
     }
 
-    fn call(&mut self, groups: &[DeductGroup<'_>]) -> Result<Vec<Vec<String>>, RedisError> {
-        let mut pipe = redis::pipe();
-        let chunks: Vec<&[DeductGroup<'_>]> = if self.per_item {
-            groups.chunks(1).collect()
+    /// Sends the batch as one script call (or one per item) in one round
+    /// trip. The command is written straight into a reused buffer in the
+    /// Redis protocol, so building it allocates nothing once warm; each
+    /// call answers with one string (its outcomes joined by newlines).
+    fn call(&mut self, groups: &[DeductGroup<'_>]) -> Result<Vec<Value>, RedisError> {
+        let chunk_len = if self.per_item {
+            1
         } else {
-            vec![groups]
+            groups.len().max(1)
         };
-        for chunk in chunks {
-            let cmd = pipe
-                .cmd("EVALSHA")
-                .arg(&self.script_sha)
-                .arg(5 * chunk.len());
+        let buf = &mut self.buf;
+        buf.clear();
+        let mut calls = 0;
+        for chunk in groups.chunks(chunk_len) {
+            calls += 1;
+            let args: usize = chunk.iter().map(|g| 5 + 5 + 3 * g.requests.len()).sum();
+            resp::array(buf, 3 + 1 + args);
+            resp::bulk(buf, &[b"EVALSHA"]);
+            resp::bulk(buf, &[self.script_sha.as_bytes()]);
+            resp::bulk_u64(buf, 5 * chunk.len() as u64);
             for g in chunk {
-                let keys = item_keys(g.sale_id, g.item_id);
-                cmd.arg(&keys.stock)
-                    .arg(&keys.buyers)
-                    .arg(&keys.req)
-                    .arg(&keys.unpaid)
-                    .arg(&keys.orders);
+                for suffix in [&b"stock"[..], b"buyers", b"req", b"unpaid", b"orders"] {
+                    resp::bulk(
+                        buf,
+                        &[
+                            b"seckill:{",
+                            g.sale_id.as_bytes(),
+                            b":",
+                            g.item_id.as_bytes(),
+                            b"}:",
+                            suffix,
+                        ],
+                    );
+                }
             }
-            cmd.arg(chunk.len());
+            resp::bulk_u64(buf, chunk.len() as u64);
             for g in chunk {
-                cmd.arg(g.sale_id)
-                    .arg(g.item_id)
-                    .arg(g.per_user_limit)
-                    .arg(g.pay_deadline_ms)
-                    .arg(g.requests.len());
-                for r in &g.requests {
-                    cmd.arg(r.request_id).arg(r.user_id).arg(r.quantity);
+                resp::bulk(buf, &[g.sale_id.as_bytes()]);
+                resp::bulk(buf, &[g.item_id.as_bytes()]);
+                resp::bulk_u64(buf, u64::from(g.per_user_limit));
+                resp::bulk_u64(buf, g.pay_deadline_ms);
+                resp::bulk_u64(buf, g.requests.len() as u64);
+                for r in g.requests {
+                    resp::bulk(buf, &[r.request_id.as_bytes()]);
+                    resp::bulk(buf, &[r.user_id.as_bytes()]);
+                    resp::bulk_u64(buf, u64::from(r.quantity));
                 }
             }
         }
@@ -143,7 +163,42 @@ impl RedisStockStore {
             Some(c) => c,
             None => unreachable_conn()?,
         };
-        pipe.query(conn)
+        let replies = conn.req_packed_commands(&self.buf, 0, calls)?;
+        // A script error (NOSCRIPT, or the script failing) comes back as a
+        // value; surface the first as the error.
+        if let Some(err) = replies.iter().find_map(|v| match v {
+            Value::ServerError(e) => Some(e.clone()),
+            _ => None,
+        }) {
+            return Err(err.into());
+        }
+        Ok(replies)
+    }
+}
+
+/// Writing commands in the Redis protocol (RESP) without intermediate
+/// allocations.
+mod resp {
+    pub fn array(buf: &mut Vec<u8>, n: usize) {
+        buf.push(b'*');
+        buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        buf.extend_from_slice(b"\r\n");
+    }
+
+    /// One bulk string made of the concatenated parts.
+    pub fn bulk(buf: &mut Vec<u8>, parts: &[&[u8]]) {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        buf.push(b'$');
+        buf.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
+        buf.extend_from_slice(b"\r\n");
+        for p in parts {
+            buf.extend_from_slice(p);
+        }
+        buf.extend_from_slice(b"\r\n");
+    }
+
+    pub fn bulk_u64(buf: &mut Vec<u8>, v: u64) {
+        bulk(buf, &[itoa::Buffer::new().format(v).as_bytes()]);
     }
 }
 
@@ -195,14 +250,25 @@ impl StockStore for RedisStockStore {
             }
         };
         let expected: usize = groups.iter().map(|g| g.requests.len()).sum();
-        let got: usize = replies.iter().map(Vec::len).sum();
+        let first = out.len();
+        for v in &replies {
+            let Value::BulkString(bytes) = v else {
+                return Err(StoreError::Protocol(format!(
+                    "unexpected script answer {v:?}"
+                )));
+            };
+            let text = std::str::from_utf8(bytes)
+                .map_err(|_| StoreError::Protocol("script answer is not UTF-8".into()))?;
+            for r in text.split('\n') {
+                out.push(parse(r)?);
+            }
+        }
+        let got = out.len() - first;
         if got != expected {
+            out.truncate(first);
             return Err(StoreError::Protocol(format!(
                 "{got} outcomes for {expected} requests"
             )));
-        }
-        for r in replies.iter().flatten() {
-            out.push(parse(r)?);
         }
         Ok(())
     }

@@ -77,27 +77,34 @@ impl Deduct {
 
     fn call(&mut self, events: &[&Event]) -> Result<(), StoreError> {
         let deadline = (self.now_ms)() + self.pay_timeout_ms;
-        let mut groups: Vec<DeductGroup<'_>> = Vec::new();
-        for &i in &self.order {
+        // The requests in item order, then one group per run of an item
+        // (two allocations per batch, whatever its size).
+        let requests: Vec<DeductRequest<'_>> = self
+            .order
+            .iter()
+            .map(|&i| DeductRequest {
+                request_id: &events[i].request_id,
+                user_id: &events[i].user_id,
+                quantity: events[i].quantity,
+            })
+            .collect();
+        let mut groups: Vec<DeductGroup<'_>> = Vec::with_capacity(self.order.len());
+        let mut start = 0;
+        for (k, &i) in self.order.iter().enumerate() {
             let e = events[i];
-            let same = groups
-                .last()
-                .is_some_and(|g| g.sale_id == e.sale_id && g.item_id == e.item_id);
-            if !same {
+            let next_same = self
+                .order
+                .get(k + 1)
+                .is_some_and(|&j| events[j].sale_id == e.sale_id && events[j].item_id == e.item_id);
+            if !next_same {
                 groups.push(DeductGroup {
                     sale_id: &e.sale_id,
                     item_id: &e.item_id,
                     per_user_limit: e.per_user_limit.max(1),
                     pay_deadline_ms: deadline,
-                    requests: Vec::new(),
+                    requests: &requests[start..=k],
                 });
-            }
-            if let Some(g) = groups.last_mut() {
-                g.requests.push(DeductRequest {
-                    request_id: &e.request_id,
-                    user_id: &e.user_id,
-                    quantity: e.quantity,
-                });
+                start = k + 1;
             }
         }
         self.outcomes.clear();

@@ -19,6 +19,11 @@ pub trait Stage: Send {
     fn name(&self) -> &'static str;
     /// Handles every event the ring made available at once (smart batching).
     fn on_batch(&mut self, events: &[&Event]);
+    /// Whether this stage's latency metric counts the event (it acted on
+    /// it). Only client requests carry the time they entered the ring.
+    fn measures(&self, e: &Event) -> bool {
+        e.entered.is_some()
+    }
     /// Called when the ring has nothing for this stage.
     fn on_idle(&mut self) {}
     /// Called once after the last event, before the thread exits.

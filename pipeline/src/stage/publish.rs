@@ -147,6 +147,11 @@ impl Stage for Publish {
         }
     }
 
+    /// Only the wins it handed to the sink.
+    fn measures(&self, e: &Event) -> bool {
+        e.entered.is_some() && e.status() == Status::Success && !e.is_replayed()
+    }
+
     fn on_idle(&mut self) {
         if !self.parked.is_empty() {
             self.retry_parked();

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use crate::event::{Event, Origin, Reply};
 use crate::stage::Stage;
-use crate::status::{RequestState, StatusBoard};
+use crate::status::StatusBoard;
 
 /// Answers the waiting HTTP request — only after the journal stage, so an
 /// answer is never ahead of the disk — and records the state for the status
@@ -34,15 +34,13 @@ impl Stage for ReplyStage {
                 Origin::Republish { .. } => false,
             };
             if record {
-                self.board.advance(
+                self.board.advance_ids(
                     &e.request_id,
-                    RequestState {
-                        status,
-                        order_id,
-                        sale_id: e.sale_id.clone(),
-                        item_id: e.item_id.clone(),
-                        user_id: e.user_id.clone(),
-                    },
+                    status,
+                    order_id,
+                    &e.sale_id,
+                    &e.item_id,
+                    &e.user_id,
                 );
             }
             if let Some(tx) = e.take_replier() {
