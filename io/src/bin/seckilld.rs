@@ -8,6 +8,7 @@ use seckill_io::{Cli, Daemon};
 /// of request handling (hyper's buffers and headers, answers) cheaper than
 /// glibc's malloc; see docs/benchmarks.md. The bare reference server uses
 /// the same allocator, so the two stay comparable.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
