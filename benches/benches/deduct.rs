@@ -1,6 +1,7 @@
 //! The batched Lua deduction against a spawned redis-server: one script
 //! call carrying a batch of N requests (the deduct stage) vs. the same N
-//! requests as N separate round trips (what a hand-written stack does).
+//! requests as N separate round trips (what a hand-written stack does); for
+//! one item, and with every request for another item.
 
 use std::time::Duration;
 
@@ -77,6 +78,74 @@ fn deduct(c: &mut Criterion) {
                             store
                                 .deduct(&[group(&item, &reqs)], &mut out)
                                 .expect("deduct");
+                        }
+                    },
+                    BatchSize::PerIteration,
+                )
+            });
+        }
+    }
+    g.finish();
+
+    // The many-items case: every request of the batch is for another item
+    // (the many-items sale's win phase), one script call carrying all the
+    // items vs one call per request.
+    let mut g = c.benchmark_group("deduct_redis_many_items");
+    g.sample_size(20);
+    let items: Vec<String> = (0..64).map(|n| format!("i{n}")).collect();
+    for batch in [16usize, 64] {
+        g.throughput(Throughput::Elements(batch as u64));
+        for (name, per_request) in [
+            ("one_call_per_batch", false),
+            ("one_call_per_request", true),
+        ] {
+            g.bench_function(format!("{name}_{batch}"), |b| {
+                b.iter_batched(
+                    || {
+                        round += 1;
+                        let sale = format!("m{round}");
+                        let loads: Vec<ItemLoad<'_>> = items[..batch]
+                            .iter()
+                            .map(|item| ItemLoad {
+                                item_id: item,
+                                title: "",
+                                price_cents: 1,
+                                stock: 1_000,
+                                per_user_limit: 1,
+                            })
+                            .collect();
+                        admin
+                            .load_sale(&sale, 0, 4_000_000_000_000, &loads)
+                            .expect("load");
+                        sale
+                    },
+                    |sale| {
+                        out.clear();
+                        let reqs: Vec<DeductRequest<'_>> = users[..batch]
+                            .iter()
+                            .map(|u| DeductRequest {
+                                request_id: u,
+                                user_id: u,
+                                quantity: 1,
+                            })
+                            .collect();
+                        let groups: Vec<DeductGroup<'_>> = (0..batch)
+                            .map(|k| DeductGroup {
+                                sale_id: &sale,
+                                item_id: &items[k],
+                                per_user_limit: 1,
+                                pay_deadline_ms: 1,
+                                requests: std::slice::from_ref(&reqs[k]),
+                            })
+                            .collect();
+                        if per_request {
+                            for grp in &groups {
+                                store
+                                    .deduct(std::slice::from_ref(grp), &mut out)
+                                    .expect("deduct");
+                            }
+                        } else {
+                            store.deduct(&groups, &mut out).expect("deduct");
                         }
                     },
                     BatchSize::PerIteration,
