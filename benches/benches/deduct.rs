@@ -20,6 +20,18 @@ fn group<'a>(item: &'a str, requests: &'a [DeductRequest<'a>]) -> DeductGroup<'a
     }
 }
 
+/// One request per user (the user's name is its request id too).
+fn requests(users: &[String]) -> Vec<DeductRequest<'_>> {
+    users
+        .iter()
+        .map(|u| DeductRequest {
+            request_id: u,
+            user_id: u,
+            quantity: 1,
+        })
+        .collect()
+}
+
 fn deduct(c: &mut Criterion) {
     let redis = RedisServer::start();
     let admin = RedisAdmin::new(&redis.url(), Duration::from_secs(2)).expect("admin");
@@ -60,14 +72,7 @@ fn deduct(c: &mut Criterion) {
                     },
                     |item| {
                         out.clear();
-                        let reqs: Vec<DeductRequest<'_>> = users[..batch]
-                            .iter()
-                            .map(|u| DeductRequest {
-                                request_id: u,
-                                user_id: u,
-                                quantity: 1,
-                            })
-                            .collect();
+                        let reqs = requests(&users[..batch]);
                         if per_request {
                             for r in &reqs {
                                 store
@@ -121,14 +126,7 @@ fn deduct(c: &mut Criterion) {
                     },
                     |sale| {
                         out.clear();
-                        let reqs: Vec<DeductRequest<'_>> = users[..batch]
-                            .iter()
-                            .map(|u| DeductRequest {
-                                request_id: u,
-                                user_id: u,
-                                quantity: 1,
-                            })
-                            .collect();
+                        let reqs = requests(&users[..batch]);
                         let groups: Vec<DeductGroup<'_>> = (0..batch)
                             .map(|k| DeductGroup {
                                 sale_id: &sale,
