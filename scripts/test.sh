@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 ensure_all
 
+say "building the binaries the tests start as processes"
+# Built up front: a test that needs seckilld would otherwise build it while
+# the other tests run, and a compile on the same two cores starves their
+# brokers and daemons.
+cargo build --quiet -p seckill-io --bins
 say "building and running the test suite"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast
