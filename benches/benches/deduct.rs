@@ -20,6 +20,23 @@ fn group<'a>(item: &'a str, requests: &'a [DeductRequest<'a>]) -> DeductGroup<'a
     }
 }
 
+/// The two ways of sending a batch, by bench name.
+const MODES: [(&str, bool); 2] = [
+    ("one_call_per_batch", false),
+    ("one_call_per_request", true),
+];
+
+/// An item with `stock` units and a limit of one per user.
+fn item_load(item: &str, stock: u64) -> ItemLoad<'_> {
+    ItemLoad {
+        item_id: item,
+        title: "",
+        price_cents: 1,
+        stock,
+        per_user_limit: 1,
+    }
+}
+
 /// One request per user (the user's name is its request id too).
 fn requests(users: &[String]) -> Vec<DeductRequest<'_>> {
     users
@@ -43,10 +60,7 @@ fn deduct(c: &mut Criterion) {
     let users: Vec<String> = (0..256).map(|n| format!("u{n}")).collect();
     for batch in [1usize, 16, 64, 256] {
         g.throughput(Throughput::Elements(batch as u64));
-        for (name, per_request) in [
-            ("one_call_per_batch", false),
-            ("one_call_per_request", true),
-        ] {
+        for (name, per_request) in MODES {
             g.bench_function(format!("{name}_{batch}"), |b| {
                 b.iter_batched(
                     || {
@@ -59,13 +73,7 @@ fn deduct(c: &mut Criterion) {
                                 "bench",
                                 0,
                                 4_000_000_000_000,
-                                &[ItemLoad {
-                                    item_id: &item,
-                                    title: "",
-                                    price_cents: 1,
-                                    stock: 1_000_000,
-                                    per_user_limit: 1,
-                                }],
+                                &[item_load(&item, 1_000_000)],
                             )
                             .expect("load");
                         item
@@ -100,10 +108,7 @@ fn deduct(c: &mut Criterion) {
     let items: Vec<String> = (0..64).map(|n| format!("i{n}")).collect();
     for batch in [16usize, 64] {
         g.throughput(Throughput::Elements(batch as u64));
-        for (name, per_request) in [
-            ("one_call_per_batch", false),
-            ("one_call_per_request", true),
-        ] {
+        for (name, per_request) in MODES {
             g.bench_function(format!("{name}_{batch}"), |b| {
                 b.iter_batched(
                     || {
@@ -111,13 +116,7 @@ fn deduct(c: &mut Criterion) {
                         let sale = format!("m{round}");
                         let loads: Vec<ItemLoad<'_>> = items[..batch]
                             .iter()
-                            .map(|item| ItemLoad {
-                                item_id: item,
-                                title: "",
-                                price_cents: 1,
-                                stock: 1_000,
-                                per_user_limit: 1,
-                            })
+                            .map(|item| item_load(item, 1_000))
                             .collect();
                         admin
                             .load_sale(&sale, 0, 4_000_000_000_000, &loads)

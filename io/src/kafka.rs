@@ -21,6 +21,7 @@ use rdkafka::ClientContext;
 use seckill_pipeline::health::{Health, State};
 use seckill_pipeline::port::{Order, OrderSink, SinkError};
 use seckill_pipeline::progress::Outstanding;
+use seckill_pipeline::status::ID_SEP;
 use seckill_pipeline::{OrderId, StatusBoard};
 
 /// Failed orders kept for another try (each is also in the WAL).
@@ -51,12 +52,10 @@ pub struct OrderMessage {
 pub struct Pending {
     lsn: u64,
     order_id: OrderId,
-    /// request, sale, item and user id, separated by [`ID_SEP`] (a
-    /// character no id may hold).
+    /// request, sale, item and user id, separated by [`ID_SEP`] (the
+    /// status board's separator: a character no id may hold).
     ids: String,
 }
-
-const ID_SEP: char = '\x1f';
 
 impl Pending {
     fn new(order: &Order<'_>) -> Pending {
@@ -146,7 +145,7 @@ impl ProducerContext for DeliveryContext {
                 self.stats.acked.fetch_add(1, Ordering::Relaxed);
                 self.outstanding.finish(pending.lsn);
                 let [request_id, sale_id, item_id, user_id] = pending.ids();
-                self.board.order_acknowledged_ids(
+                self.board.order_acknowledged(
                     request_id,
                     pending.order_id,
                     sale_id,

@@ -20,7 +20,7 @@ pub struct RequestState {
 
 /// Separates the ids in [`RequestState`]; no id may hold it (ids are
 /// letters, digits and `_ - . : @`).
-const ID_SEP: char = '\x1f';
+pub const ID_SEP: char = '\x1f';
 
 impl RequestState {
     pub fn new(
@@ -173,20 +173,10 @@ impl StatusBoard {
         }
     }
 
-    /// Marks a won request's order as acknowledged by the order sink.
-    pub fn order_acknowledged(&self, request_id: &str, state: RequestState) {
-        self.advance(
-            request_id,
-            RequestState {
-                status: Status::OrderCreated,
-                ..state
-            },
-        );
-    }
-
-    /// [`StatusBoard::order_acknowledged`], allocating only for a request
-    /// new to the board.
-    pub fn order_acknowledged_ids(
+    /// Marks a won request's order as acknowledged by the order sink
+    /// (allocating only for a request new to the board: an acknowledgement
+    /// may overtake the reply).
+    pub fn order_acknowledged(
         &self,
         request_id: &str,
         order_id: OrderId,
@@ -267,7 +257,7 @@ mod tests {
     #[test]
     fn an_acknowledgement_is_never_overwritten_by_a_late_success() {
         let b = StatusBoard::default();
-        b.order_acknowledged("r", state(Status::Success));
+        b.order_acknowledged("r", OrderId(1), "s", "i", "u");
         b.advance("r", state(Status::Success));
         assert_eq!(b.get("r").map(|s| s.status), Some(Status::OrderCreated));
         assert_eq!(b.count(Status::OrderCreated), 1);
