@@ -7,16 +7,19 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 ensure_all
 
+say "checking the source layout (module cycles, file sizes)"
+python3 scripts/check-layout.py
 say "building the binaries the tests start as processes"
 # Built up front: a test that needs seckilld would otherwise build it while
 # the other tests run, and a compile on the same two cores starves their
 # brokers and daemons.
-cargo build --quiet -p seckill-io --bins
+cargo build --quiet -p seckill-io -p seckill-benches -p seckill-replay-cli --bins
 say "building and running the test suite"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast
-  # nextest does not run doctests.
+  # nextest does not run doctests: they go first, so the suite's own
+  # summary is the last line.
   cargo test --workspace --doc --quiet
+  cargo nextest run --workspace --no-fail-fast
 else
   cargo test --workspace --no-fail-fast
 fi

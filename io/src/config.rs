@@ -53,14 +53,15 @@ settings! {
     wal_dir: PathBuf = PathBuf::from("seckill-wal"), "SECKILL_WAL_DIR";
     /// Bearer token for /admin/v1 (empty: the admin API is disabled).
     admin_token: String = String::new(), "SECKILL_ADMIN_TOKEN";
-    /// "fsync": msync each batch before answering; "os": page cache only
+    /// "fsync": each batch reaches the disk (fdatasync or msync, as the
+    /// write mode says) before anyone is answered; "os": page cache only
     /// (survives a process crash, not a power cut).
-    durability: String = "fsync".into(), "SECKILL_DURABILITY";
+    durability: Durability = Durability::Fsync, "SECKILL_DURABILITY";
     /// Size of each WAL segment file in bytes.
     wal_segment_bytes: u64 = 64 << 20, "SECKILL_WAL_SEGMENT_BYTES";
     /// How the WAL writes: "pwrite" (buffer + pwrite + fdatasync per batch)
     /// or "mmap" (stores into the mapping + msync); see docs/wal.md.
-    wal_write_mode: String = "pwrite".into(), "SECKILL_WAL_WRITE_MODE";
+    wal_write_mode: WriteMode = WriteMode::Pwrite, "SECKILL_WAL_WRITE_MODE";
     /// Ring slots (a power of two); a full ring answers 503.
     ring_size: usize = 4096, "SECKILL_RING_SIZE";
     /// Most requests one stage takes per batch (one Redis call, one flush).
@@ -121,6 +122,44 @@ settings! {
     worker_threads: usize = 2, "SECKILL_WORKER_THREADS";
     /// Log filter (tracing env-filter syntax), e.g. "info" or "seckill_io=debug".
     log: String = "info".into(), "SECKILL_LOG";
+}
+
+/// When a batch's decisions count as written (`durability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// On disk before anyone is answered.
+    Fsync,
+    /// In the page cache: survives a process crash, not a power cut.
+    Os,
+}
+
+impl From<Durability> for seckill_wal::Durability {
+    fn from(d: Durability) -> Self {
+        match d {
+            Durability::Fsync => seckill_wal::Durability::Fsync,
+            Durability::Os => seckill_wal::Durability::Os,
+        }
+    }
+}
+
+/// How the WAL writes a batch (`wal_write_mode`); see docs/wal.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteMode {
+    /// A buffer, one `pwrite` and one `fdatasync` per batch.
+    Pwrite,
+    /// Stores into the mapping and one `msync` per batch.
+    Mmap,
+}
+
+impl From<WriteMode> for seckill_wal::WriteMode {
+    fn from(m: WriteMode) -> Self {
+        match m {
+            WriteMode::Pwrite => seckill_wal::WriteMode::Pwrite,
+            WriteMode::Mmap => seckill_wal::WriteMode::Mmap,
+        }
+    }
 }
 
 /// seckilld — the seckill flash-sale daemon.
@@ -199,12 +238,6 @@ impl Config {
         if self.batch_len_max == 0 || self.batch_len_max > 4096 {
             return bad("batch_len_max", "must be 1..=4096");
         }
-        if self.durability != "fsync" && self.durability != "os" {
-            return bad("durability", "must be \"fsync\" or \"os\"");
-        }
-        if self.wal_write_mode != "pwrite" && self.wal_write_mode != "mmap" {
-            return bad("wal_write_mode", "must be \"pwrite\" or \"mmap\"");
-        }
         if self.worker_threads == 0 {
             return bad("worker_threads", "must be at least 1");
         }
@@ -215,7 +248,8 @@ impl Config {
             );
         }
         if !self.token_key.is_empty() || !self.token_key_previous.is_empty() {
-            if let Err(e) = crate::token::TokenKeys::new(&self.token_key, &self.token_key_previous)
+            if let Err(e) =
+                crate::admission::TokenKeys::new(&self.token_key, &self.token_key_previous)
             {
                 return bad("token_key", &e.to_string());
             }
@@ -230,17 +264,17 @@ impl Config {
     }
 
     /// The WAL options these settings ask for.
-    pub fn wal_options(&self) -> Result<seckill_wal::Options, seckill_wal::WalError> {
-        Ok(seckill_wal::Options {
+    pub fn wal_options(&self) -> seckill_wal::Options {
+        seckill_wal::Options {
             segment_bytes: self.wal_segment_bytes,
-            durability: self.durability.parse()?,
-            write_mode: self.wal_write_mode.parse()?,
-        })
+            durability: self.durability.into(),
+            write_mode: self.wal_write_mode.into(),
+        }
     }
 
-    pub fn limit_config(&self) -> crate::limits::LimitConfig {
+    pub fn limit_config(&self) -> crate::admission::limits::LimitConfig {
         let burst = |b: u32, r: u32| if b == 0 { r } else { b };
-        crate::limits::LimitConfig {
+        crate::admission::limits::LimitConfig {
             global_per_s: self.rate_global_per_s,
             global_burst: burst(self.rate_global_burst, self.rate_global_per_s),
             ip_per_s: self.rate_ip_per_s,
@@ -280,6 +314,19 @@ mod tests {
         let s: Settings =
             toml::from_str(include_str!("../../seckill.example.toml")).expect("example parses");
         s.resolve().validate().expect("example is valid");
+    }
+
+    #[test]
+    fn modes_are_typed_in_the_file_and_on_the_command_line() {
+        let s: Settings =
+            toml::from_str("durability = \"os\"\nwal_write_mode = \"mmap\"\n").expect("toml");
+        let cfg = s.resolve();
+        assert_eq!(cfg.durability, Durability::Os);
+        assert_eq!(cfg.wal_write_mode, WriteMode::Mmap);
+        assert!(toml::from_str::<Settings>("durability = \"sometimes\"").is_err());
+        let cli = Cli::try_parse_from(["seckilld", "--durability", "os"]).expect("flag");
+        assert_eq!(cli.settings.durability, Some(Durability::Os));
+        assert!(Cli::try_parse_from(["seckilld", "--wal-write-mode", "tape"]).is_err());
     }
 
     #[test]

@@ -3,20 +3,25 @@
 //! Implements the pipeline's ports on real systems — the Redis stock store
 //! (one batched Lua call per ring batch), the Kafka order sink (idempotent
 //! producer), the WAL journal — and the hyper ingress that feeds the ring.
-//! `seckilld` (in `src/bin`) wires them together.
+//! `seckilld` (in `src/bin`) wires them together. docs/architecture.md has
+//! the map of this crate: which folder holds what and what it may import.
 
-pub mod check;
+pub mod admission;
+pub mod app;
 pub mod config;
 pub mod daemon;
+pub mod error;
 pub mod http;
 pub mod journal;
 pub mod kafka;
-pub mod limits;
-pub mod load;
+pub mod metrics;
 pub mod offline;
-pub mod orders;
 pub mod redis;
-pub mod token;
+pub mod shutdown;
+pub mod tasks;
+pub mod wiring;
 
+pub use app::App;
 pub use config::{Cli, Config};
-pub use daemon::{App, Daemon, DaemonError};
+pub use daemon::Daemon;
+pub use error::DaemonError;

@@ -14,8 +14,10 @@ use seckill_replay::{Replayer, Work};
 use seckill_wal::{Lsn, Wal};
 use serde::Serialize;
 
+use crate::app::{blocking, KnownWins};
 use crate::config::Config;
-use crate::daemon::{blocking, connect, start_ring, Connected, DaemonError, KnownWins};
+use crate::error::DaemonError;
+use crate::wiring::{connect, start_ring, Connected};
 
 /// What a run did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -58,7 +60,7 @@ pub async fn run(
     timeout: Duration,
     progress: Progress,
 ) -> Result<RunSummary, DaemonError> {
-    let opts = cfg.wal_options()?;
+    let opts = cfg.wal_options();
     let dir = cfg.wal_dir.clone();
     // Opening takes the directory lock: a running daemon makes this fail.
     let (wal, report) = blocking(move || Wal::open(&dir, opts)).await??;

@@ -2,11 +2,14 @@
 //! (inside `try_publish`); the stages only ever get `&Event`, so what a
 //! stage decides for later stages lives in atomics.
 //!
-//! Ordering: every stage output is written by exactly one stage and read
-//! only by stages after it. The ring's barrier orders them — a stage stores
-//! its cursor (Release) when it drops its batch, and the next stage loads
-//! it (Acquire) before reading the slot — so the fields themselves use
-//! `Relaxed`.
+//! Ordering: a stage output is written only by the stages that own it —
+//! `status` and `order_id` by dedupe (an answer it already knows) or else
+//! by deduct, `replayed` by dedupe, `lsn` by journal — and read only by
+//! stages after the writer. No two stages ever write a field of the same
+//! slot at once: deduct runs on a slot only after dedupe released it. The
+//! ring's barrier orders them — a stage stores its cursor (Release) when it
+//! drops its batch, and the next stage loads it (Acquire) before reading
+//! the slot — so the fields themselves use `Relaxed`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};

@@ -19,6 +19,7 @@ pub struct FakeStock {
     pub available: u64,
     pub locked: u64,
     pub sold: u64,
+    /// User → units won (as the script's `buyers` hash).
     pub buyers: HashMap<String, u32>,
     pub outcomes: HashMap<String, DeductOutcome>,
 }
@@ -39,7 +40,7 @@ pub struct FakeStore {
 }
 
 /// The order id rule shared with the script's intent: a pure function of
-/// sale, item, user and the user's win number.
+/// sale, item, user and the user's units after the win.
 pub fn fake_order_id(sale: &str, item: &str, user: &str, n: u32) -> OrderId {
     // FNV-1a, 64 bit.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -111,10 +112,13 @@ impl StockStore for FakeStore {
                 } else if stock.available < q {
                     DeductOutcome::SoldOut
                 } else {
+                    // The user's units after this win, as the script
+                    // counts them (`units + q`), not their number of wins.
+                    let units = n + r.quantity;
                     stock.available -= q;
                     stock.locked += q;
-                    stock.buyers.insert(r.user_id.to_string(), n + 1);
-                    DeductOutcome::Success(fake_order_id(g.sale_id, g.item_id, r.user_id, n + 1))
+                    stock.buyers.insert(r.user_id.to_string(), units);
+                    DeductOutcome::Success(fake_order_id(g.sale_id, g.item_id, r.user_id, units))
                 };
                 stock.outcomes.insert(r.request_id.to_string(), outcome);
                 out.push(outcome);

@@ -25,7 +25,7 @@ pub struct Backlog {
 pub fn item_key(buf: &mut String, sale_id: &str, item_id: &str) {
     buf.clear();
     buf.push_str(sale_id);
-    buf.push('\x1f');
+    buf.push(crate::status::ID_SEP);
     buf.push_str(item_id);
 }
 

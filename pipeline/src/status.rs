@@ -83,9 +83,9 @@ impl Default for StatusBoard {
 pub fn winner_key(buf: &mut String, sale_id: &str, item_id: &str, user_id: &str) {
     buf.clear();
     buf.push_str(sale_id);
-    buf.push('\x1f');
+    buf.push(ID_SEP);
     buf.push_str(item_id);
-    buf.push('\x1f');
+    buf.push(ID_SEP);
     buf.push_str(user_id);
 }
 

@@ -28,7 +28,10 @@ pub struct Work {
     pub last_lsn: Lsn,
 }
 
-/// Reads the journal from `from` and applies the plan table to it.
+/// Reads the journal from `from` and applies the plan table to it. Stops at
+/// a torn tail; fails with `WalError::Corruption` wherever `Wal::open`
+/// would refuse in the segments it reads (those from the one holding
+/// `from`: the WAL's one scanner and policy), never planning past it.
 pub fn scan(dir: &Path, from: Lsn) -> Result<Work, ReplayError> {
     let mut decisions: Vec<(Lsn, Kind, OwnedDecision)> = Vec::new();
     let mut resolved: HashSet<String> = HashSet::new();

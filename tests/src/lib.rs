@@ -379,7 +379,7 @@ impl DaemonProcess {
 pub mod settle {
     //! Turning answers into final answers, as a patient client would (the
     //! load generator's own logic).
-    pub use seckill_io::load::{ready, settle};
+    pub use seckill_benches::load::{ready, settle};
 }
 
 /// A Redis, a broker, a WAL directory and the daemon in-process: what most
@@ -392,7 +392,7 @@ pub struct Stack {
     pub wal: tempfile::TempDir,
     pub daemon: seckill_io::Daemon,
     pub base: String,
-    pub client: seckill_io::load::HttpClient,
+    pub client: seckill_benches::load::HttpClient,
 }
 
 impl Stack {
@@ -418,7 +418,7 @@ impl Stack {
             wal,
             daemon,
             base,
-            client: seckill_io::load::client(32),
+            client: seckill_benches::load::client(32),
         }
     }
 }

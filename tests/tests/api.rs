@@ -1,6 +1,9 @@
 //! The API around the purchase, on real processes: sale pages, purchase
 //! tokens, limits and the blacklist, orders (pay, cancel, payment timeout),
 //! re-opened items on two daemons, and the OpenAPI description.
+//!
+//! One file on purpose, longer than most: it walks the API as docs/api.md
+//! does, section by section, with the helpers those sections share.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -8,10 +11,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
-use seckill_io::check::read_order_events;
-use seckill_io::load::{self, HttpClient, ItemSpec};
+use seckill_benches::check::read_order_events;
+use seckill_benches::load::{self, HttpClient, ItemSpec};
+use seckill_io::admission::TokenKeys;
 use seckill_io::redis::{item_keys, StockHash};
-use seckill_io::token::TokenKeys;
 use seckill_tests::{daemon_config, Broker, RedisServer, Stack, ADMIN_TOKEN, TOKEN_KEY};
 
 struct Answer {

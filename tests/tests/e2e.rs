@@ -1,12 +1,15 @@
 //! End to end on real processes: a spawned `redis-server`, a spawned
 //! Kafka-protocol broker (tansu), and the daemon serving HTTP on loopback.
+//!
+//! One file on purpose, longer than most: the scenarios share their
+//! fixtures (the sale, the load plan, the check) and read side by side.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use hyper::Method;
-use seckill_io::check::{self, Answer};
-use seckill_io::load::{self, ItemSpec, Plan};
+use seckill_benches::check::{self, Answer};
+use seckill_benches::load::{self, ItemSpec, Plan};
 use seckill_io::redis::{item_keys, StockHash};
 use seckill_io::Daemon;
 use seckill_tests::{daemon_config, Broker, RedisServer, Stack, ADMIN_TOKEN};

@@ -4,9 +4,11 @@ use std::path::PathBuf;
 /// branch on the variant, never on the message.
 #[derive(Debug, thiserror::Error)]
 pub enum WalError {
-    /// A record failed its checksum (or broke the LSN sequence) somewhere
-    /// other than the tail of the newest segment. Opening stops here; the
-    /// operator decides, e.g. with [`crate::Wal::salvage`].
+    /// A record failed its checksum (or broke the LSN sequence), or a
+    /// segment is missing, anywhere but the torn tail of the newest segment
+    /// (see the crate docs for the one rule). Opening stops here; the
+    /// operator decides, e.g. with [`crate::Wal::salvage`]. [`crate::Reader`]
+    /// and [`crate::verify`] report it in exactly the same cases.
     #[error(
         "corrupt record in segment {segment} at byte {offset}: {reason} \
          (run `seckill-replay salvage` to keep everything before it)"
@@ -29,6 +31,10 @@ pub enum WalError {
     /// The checkpoint file failed its checksum.
     #[error("checkpoint file {path} is corrupt")]
     BadCheckpoint { path: PathBuf },
+    /// Another process (or another `Wal` in this one) holds the directory's
+    /// `LOCK`: the log has one writer. Retryable once that writer is gone.
+    #[error("the WAL in {dir} is locked by another writer (is the daemon running?)")]
+    Locked { dir: PathBuf },
     /// An invalid option.
     #[error("invalid WAL option: {0}")]
     Config(String),

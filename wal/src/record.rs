@@ -21,6 +21,12 @@ pub const PAYLOAD_LEN_MAX: usize = 1 << 20;
 pub type Lsn = u64;
 
 /// Record kinds. Kind 0 is reserved for "nothing written here".
+///
+/// Kind 3 is reserved too: it was `Published` (an order acknowledged by the
+/// order sink), which nothing ever wrote — Kafka acknowledgements are not
+/// journaled, replay publishes every win again instead. Like any code not
+/// listed here, a record of kind 3 does not decode ([`Scan::Invalid`]), so
+/// the code must not be reused for something else without a format bump.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Kind {
@@ -28,19 +34,25 @@ pub enum Kind {
     Decision = 1,
     /// The later decision of a request journaled as pending.
     Resolved = 2,
-    /// An order acknowledged by the order sink (published).
-    Published = 3,
     /// Free for the application.
     Other = 4,
 }
+
+/// The retired `Published` kind: never written, never decoded.
+const KIND_RESERVED_PUBLISHED: u8 = 3;
+const _: () = assert!(
+    KIND_RESERVED_PUBLISHED != Kind::Decision as u8
+        && KIND_RESERVED_PUBLISHED != Kind::Resolved as u8
+        && KIND_RESERVED_PUBLISHED != Kind::Other as u8
+);
 
 impl Kind {
     pub fn from_u8(v: u8) -> Option<Kind> {
         match v {
             1 => Some(Kind::Decision),
             2 => Some(Kind::Resolved),
-            3 => Some(Kind::Published),
             4 => Some(Kind::Other),
+            // 0: nothing written; 3: the retired `Published`; the rest: unknown.
             _ => None,
         }
     }
@@ -70,8 +82,11 @@ pub enum Scan<'a> {
     /// Zeros: nothing was ever written here.
     End,
     /// Something is written but it is not a valid record. `extent` is how
-    /// many bytes the damaged record claims (at least the header, clamped to
-    /// the buffer), so a caller can look past it.
+    /// many bytes the damaged record claims, clamped to the buffer, so a
+    /// caller can look past it: its header and payload when the length is
+    /// plausible (at most [`PAYLOAD_LEN_MAX`]), only its header when the
+    /// length itself is garbage. Whether that is a torn tail or corruption
+    /// is not decided here but by the scanner (`scan.rs`).
     Invalid { reason: String, extent: usize },
 }
 
@@ -120,6 +135,13 @@ fn u64_at(buf: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b)
 }
 
+/// The LSN field of the record header at the start of `buf`, unchecked
+/// (`None` when `buf` is shorter than a header). Lets a scan look for a
+/// record cheaply before paying for its checksum.
+pub(crate) fn lsn_field(buf: &[u8]) -> Option<Lsn> {
+    (buf.len() >= RECORD_HEADER_LEN).then(|| u64_at(buf, 9))
+}
+
 /// Decodes the record at the start of `buf`. Never panics, whatever the bytes.
 pub fn decode(buf: &[u8]) -> Scan<'_> {
     if buf.len() < RECORD_HEADER_LEN {
@@ -139,10 +161,19 @@ pub fn decode(buf: &[u8]) -> Scan<'_> {
     let crc = u32_at(buf, 4);
     let kind_byte = buf[8];
     let lsn = u64_at(buf, 9);
-    if len > PAYLOAD_LEN_MAX || RECORD_HEADER_LEN + len > buf.len() {
+    if len > PAYLOAD_LEN_MAX {
+        // A garbage length claims nothing past the header.
         return Scan::Invalid {
-            reason: format!("record length {len} runs past the segment"),
+            reason: format!("record length {len} exceeds the maximum {PAYLOAD_LEN_MAX}"),
             extent: RECORD_HEADER_LEN,
+        };
+    }
+    if RECORD_HEADER_LEN + len > buf.len() {
+        // A plausible length running past the end: the record claims the
+        // rest of the buffer (a file cut short through its last record).
+        return Scan::Invalid {
+            reason: format!("record length {len} runs past the end of the segment"),
+            extent: buf.len(),
         };
     }
     let extent = RECORD_HEADER_LEN + len;
@@ -188,6 +219,40 @@ mod tests {
             );
             assert!(!matches!(decode(&flipped), Scan::Valid(_)), "bit {bit}");
         }
+    }
+
+    #[test]
+    fn a_record_of_the_reserved_kind_3_does_not_decode() {
+        let mut buf = Vec::new();
+        encode(&mut buf, Kind::Decision, 7, b"published?");
+        buf[8] = KIND_RESERVED_PUBLISHED;
+        let crc = checksum(KIND_RESERVED_PUBLISHED, 7, b"published?");
+        buf[4..8].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(Kind::from_u8(KIND_RESERVED_PUBLISHED), None);
+        match decode(&buf) {
+            Scan::Invalid { reason, extent } => {
+                assert!(reason.contains("unknown record kind 3"), "{reason}");
+                assert_eq!(extent, buf.len());
+            }
+            other => panic!("kind 3 decoded: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_garbage_length_claims_the_header_and_a_plausible_one_the_rest() {
+        let mut buf = Vec::new();
+        encode(&mut buf, Kind::Decision, 1, &[9u8; 40]);
+        let mut garbage = buf.clone();
+        garbage[0..4].copy_from_slice(&(PAYLOAD_LEN_MAX as u32 + 1).to_le_bytes());
+        assert!(matches!(
+            decode(&garbage),
+            Scan::Invalid {
+                extent: RECORD_HEADER_LEN,
+                ..
+            }
+        ));
+        let short = &buf[..30];
+        assert!(matches!(decode(short), Scan::Invalid { extent: 30, .. }));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use memmap2::MmapMut;
+use memmap2::{Mmap, MmapMut};
 
 use crate::error::{Result, WalError};
 use crate::record::Lsn;
@@ -131,6 +131,16 @@ pub fn map(file: &File, path: &Path) -> Result<MmapMut> {
     // while mapped. The file is fully allocated with written zeros, so
     // stores into the mapping never hit a hole.
     unsafe { MmapMut::map_mut(file) }.map_err(|e| WalError::io(path, e))
+}
+
+/// Maps a segment read-only, as found: no extension, no write. What
+/// recovery, [`crate::Reader`] and [`crate::verify`] scan.
+pub fn map_read(path: &Path) -> Result<Mmap> {
+    let file = File::open(path).map_err(|e| WalError::io(path, e))?;
+    // SAFETY: a read-only view of a segment of this log. The writer only
+    // stores into zeros past the last record and never truncates a segment;
+    // a record caught half-written reads as a torn tail (see `scan`).
+    unsafe { Mmap::map(&file) }.map_err(|e| WalError::io(path, e))
 }
 
 /// fsync a directory so a rename or a new file in it is durable.

@@ -210,13 +210,20 @@ fn a_checkpoint_deletes_segments_wholly_below_it() {
 }
 
 #[test]
-fn a_second_writer_is_refused() {
+fn a_second_writer_is_refused_as_locked_naming_the_directory_until_the_first_is_gone() {
     let dir = tempfile::tempdir().expect("tmp");
-    let (_wal, _) = Wal::open(dir.path(), opts()).expect("open");
+    let (wal, _) = Wal::open(dir.path(), opts()).expect("open");
+    match Wal::open(dir.path(), opts()) {
+        Err(WalError::Locked { dir: locked }) => assert_eq!(locked, dir.path()),
+        Err(e) => panic!("expected Locked, got {e}"),
+        Ok(_) => panic!("a second writer opened the log"),
+    }
     assert!(matches!(
-        Wal::open(dir.path(), opts()),
-        Err(WalError::Config(_))
+        Wal::salvage(dir.path(), opts()),
+        Err(WalError::Locked { .. })
     ));
+    drop(wal);
+    Wal::open(dir.path(), opts()).expect("the lock went with the first writer");
 }
 
 proptest! {
@@ -224,13 +231,16 @@ proptest! {
 
     #[test]
     fn any_sequence_of_sizes_and_kinds_round_trips(
-        recs in proptest::collection::vec((0usize..2000, 1u8..=4), 1..200)
+        recs in proptest::collection::vec(
+            (0usize..2000, proptest::sample::select(vec![Kind::Decision, Kind::Resolved, Kind::Other])),
+            1..200,
+        )
     ) {
         let dir = tempfile::tempdir().expect("tmp");
         let (mut wal, _) = Wal::open(dir.path(), opts()).expect("open");
         let mut expect = Vec::new();
         for (n, (len, kind)) in recs.iter().enumerate() {
-            let kind = Kind::from_u8(*kind).expect("kind");
+            let kind = *kind;
             let p = payload(n, *len);
             wal.append(kind, &p).expect("append");
             expect.push((kind, p));

@@ -5,9 +5,11 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use serde::Deserialize;
+
+use super::error::{ApiError, ErrorCode};
 
 pub type Resp = Response<Full<Bytes>>;
 
@@ -18,93 +20,33 @@ pub const CLIENT_ID_LEN_MAX: usize = 128;
 /// Most units one purchase may ask for, whatever the item's limit.
 pub const QUANTITY_MAX: u32 = 1000;
 
-/// A purchase body. `Cow` borrows from the body unless the JSON string had
+/// A purchase. `Cow` borrows from the body unless the JSON string had
 /// escapes.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct PurchaseBody<'a> {
     #[serde(borrow)]
+    #[schema(value_type = String)]
     pub user_id: Cow<'a, str>,
+    /// The client's id for this click: a retry with the same id gets the
+    /// same answer.
     #[serde(borrow)]
+    #[schema(value_type = String)]
     pub request_id: Cow<'a, str>,
+    /// Units (default 1, at most the item's per-user limit).
     #[serde(default)]
     pub quantity: Option<u32>,
-    /// The purchase token from the token endpoint (the hidden URL).
+    /// The purchase token from the token endpoint (the hidden URL);
+    /// required unless `require_token = false`.
     #[serde(default, borrow)]
+    #[schema(value_type = Option<String>)]
     pub token: Option<Cow<'a, str>>,
-}
-
-/// An error answer: HTTP status, a machine-readable code, a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-    /// `Retry-After` seconds (503 and 429 answers default to 1).
-    pub retry_after_s: Option<u64>,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            retry_after_s: None,
-        }
-    }
-
-    pub fn retry_after(mut self, secs: u64) -> ApiError {
-        self.retry_after_s = Some(secs.max(1));
-        self
-    }
-
-    pub fn forbidden(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::FORBIDDEN, code, message)
-    }
-
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, code, message)
-    }
-
-    pub fn into_response(self) -> Resp {
-        let retry = matches!(
-            self.status,
-            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
-        );
-        let mut r = json(
-            self.status,
-            &ErrorBody {
-                error: self.code,
-                message: &self.message,
-                retry_after_s: self.retry_after_s,
-            },
-        );
-        let secs = self.retry_after_s.or(retry.then_some(1));
-        if let Some(secs) = secs {
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                r.headers_mut().insert(RETRY_AFTER, v);
-            }
-        }
-        r
-    }
-}
-
-/// The body of every error answer.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct ErrorBody<'a> {
-    /// Machine-readable code, e.g. `token_invalid`, `rate_limited_user`.
-    pub error: &'a str,
-    pub message: &'a str,
-    /// Seconds to wait before retrying (also in the `Retry-After` header).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry_after_s: Option<u64>,
 }
 
 /// Checks an id: 1..=max bytes of `[A-Za-z0-9_.:@-]`.
 pub fn check_id(field: &'static str, value: &str, max: usize) -> Result<(), ApiError> {
     if value.is_empty() || value.len() > max {
-        return Err(ApiError::bad_request(
-            "invalid_field",
+        return Err(ApiError::new(
+            ErrorCode::InvalidField,
             format!("{field} must be 1 to {max} characters"),
         ));
     }
@@ -112,8 +54,8 @@ pub fn check_id(field: &'static str, value: &str, max: usize) -> Result<(), ApiE
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'@'));
     if !ok {
-        return Err(ApiError::bad_request(
-            "invalid_field",
+        return Err(ApiError::new(
+            ErrorCode::InvalidField,
             format!("{field} may only hold letters, digits and _ - . : @"),
         ));
     }
@@ -124,9 +66,9 @@ pub fn check_id(field: &'static str, value: &str, max: usize) -> Result<(), ApiE
 pub fn json_error(e: &serde_json::Error) -> ApiError {
     use serde_json::error::Category;
     match e.classify() {
-        Category::Data => ApiError::bad_request("invalid_field", e.to_string()),
+        Category::Data => ApiError::new(ErrorCode::InvalidField, e.to_string()),
         Category::Syntax | Category::Eof | Category::Io => {
-            ApiError::bad_request("malformed_json", e.to_string())
+            ApiError::new(ErrorCode::MalformedJson, e.to_string())
         }
     }
 }
@@ -138,8 +80,8 @@ pub fn parse_purchase(body: &[u8]) -> Result<PurchaseBody<'_>, ApiError> {
     check_id("request_id", &p.request_id, CLIENT_ID_LEN_MAX)?;
     if let Some(q) = p.quantity {
         if q == 0 || q > QUANTITY_MAX {
-            return Err(ApiError::bad_request(
-                "invalid_quantity",
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuantity,
                 format!("quantity must be 1 to {QUANTITY_MAX}"),
             ));
         }
@@ -173,28 +115,28 @@ mod tests {
         let ok = parse_purchase(br#"{"user_id":"u1","request_id":"r-1"}"#).expect("valid");
         assert_eq!(ok.user_id, "u1");
         let code = |b: &[u8]| parse_purchase(b).err().map(|e| e.code);
-        assert_eq!(code(b"{"), Some("malformed_json"));
-        assert_eq!(code(b"not json"), Some("malformed_json"));
-        assert_eq!(code(br#"{"user_id":"u1"}"#), Some("invalid_field"));
+        assert_eq!(code(b"{"), Some(ErrorCode::MalformedJson));
+        assert_eq!(code(b"not json"), Some(ErrorCode::MalformedJson));
+        assert_eq!(code(br#"{"user_id":"u1"}"#), Some(ErrorCode::InvalidField));
         assert_eq!(
             code(br#"{"user_id":5,"request_id":"r"}"#),
-            Some("invalid_field")
+            Some(ErrorCode::InvalidField)
         );
         assert_eq!(
             code(br#"{"user_id":"","request_id":"r"}"#),
-            Some("invalid_field")
+            Some(ErrorCode::InvalidField)
         );
         assert_eq!(
             code(br#"{"user_id":"a b","request_id":"r"}"#),
-            Some("invalid_field")
+            Some(ErrorCode::InvalidField)
         );
         assert_eq!(
             code(br#"{"user_id":"u","request_id":"r","quantity":0}"#),
-            Some("invalid_quantity")
+            Some(ErrorCode::InvalidQuantity)
         );
         assert_eq!(
             code(br#"{"user_id":"u","request_id":"r","quantity":99999999999}"#),
-            Some("invalid_field")
+            Some(ErrorCode::InvalidField)
         );
     }
 

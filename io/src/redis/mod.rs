@@ -1,11 +1,14 @@
-//! The Redis stock store: the batched Lua deduction for the deduct stage,
-//! and the admin writes that load a sale.
+//! Redis: the batched Lua deduction of the deduct stage (`stock`), the
+//! admin side that loads sales and feeds the catalog (`catalog`), orders
+//! after the win (`orders`), and the key schema they all share (`keys`).
+//! The Lua scripts sit beside them: `deduct.lua`, `order.lua`, `sweep.lua`.
 
+mod catalog;
+pub mod keys;
 mod orders;
-mod store;
+mod stock;
 
-pub use orders::{OrderAction, OrderRecord, OrderState, OutboxEntry, RELEASED_CHANNEL};
-pub use store::{
-    day_rounds_key, item_keys, utc_date, ItemKeys, ItemLoad, RedisAdmin, RedisStockStore,
-    StockHash, StoredSale, StoredWin, SALE_END_MS_MAX,
-};
+pub use catalog::{ItemLoad, RedisAdmin, StockHash, StoredSale, StoredWin, SALE_END_MS_MAX};
+pub use keys::{item_keys, utc_date, ItemKeys, RELEASED_CHANNEL};
+pub use orders::{OrderAction, OrderRecord, OrderState, OutboxEntry};
+pub use stock::RedisStockStore;

@@ -7,15 +7,11 @@ use std::net::IpAddr;
 
 use redis::{RedisError, Script};
 
-use super::store::{item_keys, RedisAdmin};
+use super::catalog::RedisAdmin;
+use super::keys::{item_keys, BLACKLIST_IPS, BLACKLIST_USERS, RELEASED_CHANNEL};
 
 const ORDER_LUA: &str = include_str!("order.lua");
 const SWEEP_LUA: &str = include_str!("sweep.lua");
-
-/// Channel told `sale\nitem` whenever units go back to `available`.
-pub const RELEASED_CHANNEL: &str = "seckill:released";
-const BLACKLIST_USERS: &str = "seckill:blacklist:users";
-const BLACKLIST_IPS: &str = "seckill:blacklist:ips";
 
 /// What a pay or cancel did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,8 +9,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::Serialize;
 
-use crate::kafka::{self, OrderMessage};
-use crate::redis::StockHash;
+use seckill_io::kafka::{self, OrderMessage};
+use seckill_io::redis::StockHash;
 
 /// One answer a client got.
 #[derive(Debug, Clone, Serialize)]

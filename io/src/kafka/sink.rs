@@ -6,112 +6,29 @@
 //! for replay.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 use seckill_pipeline::health::{Health, State};
 use seckill_pipeline::port::{Order, OrderSink, SinkError};
 use seckill_pipeline::progress::Outstanding;
-use seckill_pipeline::status::ID_SEP;
-use seckill_pipeline::{OrderId, StatusBoard};
+use seckill_pipeline::StatusBoard;
+
+use super::admin::{base_config, KafkaSetupError, ORDERS_TOPIC};
+use super::message::{encode_order, Pending};
+use super::poller::Poller;
+use super::{classify, ErrorClass};
 
 /// Failed orders kept for another try (each is also in the WAL).
 const FAILED_MAX: usize = 1_000_000;
 /// Pause between two retry passes over failed orders.
 const RETRY_INTERVAL: Duration = Duration::from_secs(1);
-
-pub const ORDERS_TOPIC: &str = "seckill.orders";
-pub const ORDER_EVENTS_TOPIC: &str = "seckill.order-events";
-
-/// The message on `seckill.orders`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct OrderMessage {
-    pub order_id: String,
-    pub request_id: String,
-    pub sale_id: String,
-    pub item_id: String,
-    pub user_id: String,
-    pub price_cents: u64,
-    pub quantity: u32,
-    pub created_ms: u64,
-    pub lsn: u64,
-}
-
-/// What a delivery report needs to update the status board and the
-/// checkpoint bookkeeping: one allocation per order (the ids in one
-/// string, split when the report arrives, off the hot path).
-pub struct Pending {
-    lsn: u64,
-    order_id: OrderId,
-    /// request, sale, item and user id, separated by [`ID_SEP`] (the
-    /// status board's separator: a character no id may hold).
-    ids: String,
-}
-
-impl Pending {
-    fn new(order: &Order<'_>) -> Pending {
-        let mut ids = String::with_capacity(
-            order.request_id.len()
-                + order.sale_id.len()
-                + order.item_id.len()
-                + order.user_id.len()
-                + 3,
-        );
-        for (i, part) in [
-            order.request_id,
-            order.sale_id,
-            order.item_id,
-            order.user_id,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            if i > 0 {
-                ids.push(ID_SEP);
-            }
-            ids.push_str(part);
-        }
-        Pending {
-            lsn: order.lsn,
-            order_id: order.order_id,
-            ids,
-        }
-    }
-
-    fn request_id(&self) -> &str {
-        self.ids.split(ID_SEP).next().unwrap_or_default()
-    }
-
-    /// request, sale, item and user id.
-    fn ids(&self) -> [&str; 4] {
-        let mut parts = self.ids.split(ID_SEP);
-        std::array::from_fn(|_| parts.next().unwrap_or_default())
-    }
-}
-
-/// An order as it goes on the topic, borrowed from the ring slot (the
-/// same JSON as [`OrderMessage`]).
-#[derive(serde::Serialize)]
-struct OrderMessageRef<'a> {
-    order_id: &'a str,
-    request_id: &'a str,
-    sale_id: &'a str,
-    item_id: &'a str,
-    user_id: &'a str,
-    price_cents: u64,
-    quantity: u32,
-    created_ms: u64,
-    lsn: u64,
-}
 
 /// An order the broker did not acknowledge, kept to be sent again.
 struct Failed {
@@ -169,57 +86,6 @@ impl ProducerContext for DeliveryContext {
             }
         }
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum KafkaSetupError {
-    #[error("cannot create Kafka client: {0}")]
-    Client(#[source] KafkaError),
-    #[error("cannot start the producer's polling thread: {0}")]
-    Thread(#[source] std::io::Error),
-    #[error("cannot create topic {topic}: {reason}")]
-    Topic { topic: String, reason: String },
-}
-
-pub fn base_config(brokers: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", brokers)
-        // Loopback brokers: don't let a slow DNS or IPv6 attempt stall.
-        .set("broker.address.family", "v4");
-    c
-}
-
-/// Creates the topics if they do not exist.
-pub async fn ensure_topics(brokers: &str, partitions: i32) -> Result<(), KafkaSetupError> {
-    let admin: AdminClient<DefaultClientContext> = base_config(brokers)
-        .create()
-        .map_err(KafkaSetupError::Client)?;
-    let topics = [
-        NewTopic::new(ORDERS_TOPIC, partitions, TopicReplication::Fixed(1)),
-        NewTopic::new(ORDER_EVENTS_TOPIC, partitions, TopicReplication::Fixed(1)),
-    ];
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let results =
-        admin
-            .create_topics(&topics, &opts)
-            .await
-            .map_err(|e| KafkaSetupError::Topic {
-                topic: ORDERS_TOPIC.into(),
-                reason: e.to_string(),
-            })?;
-    for r in results {
-        match r {
-            Ok(_) => {}
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => {
-                return Err(KafkaSetupError::Topic {
-                    topic,
-                    reason: code.to_string(),
-                })
-            }
-        }
-    }
-    Ok(())
 }
 
 pub struct KafkaOrderSink {
@@ -346,131 +212,6 @@ impl KafkaOrderSink {
     }
 }
 
-/// Serves the producer's delivery reports on a thread of its own.
-///
-/// It replaces rdkafka's `ThreadedProducer`, whose thread calls
-/// `poll(100 ms)`: that loop runs until its deadline and librdkafka takes
-/// the remaining wait in whole milliseconds, so it spins through the last
-/// millisecond of every 100 — about 1 % of a core on an idle daemon. Here
-/// the thread polls without waiting, then parks: briefly (1 ms, backing off
-/// to 50 ms while nothing moves) while orders are in flight, up to
-/// [`POLL_IDLE`] when none are; a send wakes it from the long park.
-struct Poller {
-    handle: Option<JoinHandle<()>>,
-    shared: Arc<PollerShared>,
-}
-
-#[derive(Default)]
-struct PollerShared {
-    stop: AtomicBool,
-    /// Parked with nothing in flight (a send must wake it).
-    idle: AtomicBool,
-}
-
-/// The longest park with nothing in flight (bounds a missed wake-up).
-const POLL_IDLE: Duration = Duration::from_millis(250);
-const POLL_BUSY_MIN: Duration = Duration::from_millis(1);
-const POLL_BUSY_MAX: Duration = Duration::from_millis(50);
-/// Events served per wake-up at most (a delivery report event carries a
-/// whole produce response's messages).
-const POLL_EVENTS_MAX: usize = 64;
-
-impl Poller {
-    fn start(producer: Arc<BaseProducer<DeliveryContext>>) -> std::io::Result<Poller> {
-        let shared = Arc::new(PollerShared::default());
-        let s = Arc::clone(&shared);
-        let handle = std::thread::Builder::new()
-            .name("seckill-kafka-poll".into())
-            .spawn(move || {
-                let mut busy_park = POLL_BUSY_MIN;
-                let mut last_len = -1;
-                loop {
-                    for _ in 0..POLL_EVENTS_MAX {
-                        producer.poll(Duration::ZERO);
-                        if producer.in_flight_count() == 0 {
-                            break;
-                        }
-                    }
-                    if s.stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    let len = producer.in_flight_count();
-                    if len > 0 {
-                        busy_park = if len == last_len {
-                            (busy_park * 2).min(POLL_BUSY_MAX)
-                        } else {
-                            POLL_BUSY_MIN
-                        };
-                        last_len = len;
-                        std::thread::park_timeout(busy_park);
-                        continue;
-                    }
-                    last_len = 0;
-                    s.idle.store(true, Ordering::Relaxed);
-                    // Pairs with the fence in `nudge`: either the sender
-                    // sees `idle`, or we see its message in the queue.
-                    fence(Ordering::SeqCst);
-                    if producer.in_flight_count() == 0 && !s.stop.load(Ordering::Relaxed) {
-                        std::thread::park_timeout(POLL_IDLE);
-                    }
-                    s.idle.store(false, Ordering::Relaxed);
-                }
-            })?;
-        Ok(Poller {
-            handle: Some(handle),
-            shared,
-        })
-    }
-
-    /// Called after a send: wakes the thread if it parked with nothing in
-    /// flight. Cheap otherwise (a fence and a load).
-    fn nudge(&self) {
-        fence(Ordering::SeqCst);
-        if self.shared.idle.load(Ordering::Relaxed) {
-            if let Some(h) = &self.handle {
-                h.thread().unpark();
-            }
-        }
-    }
-
-    fn stop(mut self) {
-        self.halt();
-    }
-
-    fn halt(&mut self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            h.thread().unpark();
-            let _ = h.join();
-        }
-    }
-}
-
-impl Drop for Poller {
-    fn drop(&mut self) {
-        self.halt();
-    }
-}
-
-pub fn encode_order(order: &Order<'_>, buf: &mut Vec<u8>) {
-    buf.clear();
-    let hex = order.order_id.hex();
-    let msg = OrderMessageRef {
-        // Hex digits are ASCII.
-        order_id: std::str::from_utf8(&hex).unwrap_or_default(),
-        request_id: order.request_id,
-        sale_id: order.sale_id,
-        item_id: order.item_id,
-        user_id: order.user_id,
-        price_cents: order.price_cents,
-        quantity: order.quantity,
-        created_ms: order.created_ms,
-        lsn: order.lsn,
-    };
-    // Serializing plain strings and integers into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *buf, &msg);
-}
-
 impl OrderSink for KafkaOrderSink {
     fn publish(&mut self, order: &Order<'_>) -> Result<(), SinkError> {
         encode_order(order, &mut self.buf);
@@ -487,10 +228,12 @@ impl OrderSink for KafkaOrderSink {
                 self.poller.nudge();
                 Ok(())
             }
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                Err(SinkError::QueueFull)
-            }
-            Err((e, _)) => Err(SinkError::Unavailable(e.to_string())),
+            Err((e, _)) => match classify(&e) {
+                ErrorClass::QueueFull => Err(SinkError::QueueFull),
+                ErrorClass::Retriable | ErrorClass::Fatal => {
+                    Err(SinkError::Unavailable(e.to_string()))
+                }
+            },
         }
     }
 

@@ -37,8 +37,8 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Segments, records by kind, decisions by outcome, pending and
-    /// unpublished counts.
+    /// Segments, records by kind, decisions by outcome, pending intents and
+    /// wins (each republished by `run`).
     Inspect {
         /// Start at this LSN.
         #[arg(long, default_value_t = 1)]
@@ -47,7 +47,8 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Reads every record and checks every checksum.
+    /// Reads every record and checks every checksum, with the rule the
+    /// daemon's start applies (exit code 2 where it would refuse to start).
     Verify,
     /// After a corruption: keeps every record before it, moves the later
     /// segments to `quarantine/`, and reports both. The daemon's next start
@@ -118,7 +119,7 @@ fn main() -> ExitCode {
                     println!("  outcome {s:<14} {n}");
                 }
                 println!("  pending      {}", inv.pending);
-                println!("  unpublished  {}", inv.unpublished);
+                println!("  wins         {}", inv.wins);
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -126,14 +127,26 @@ fn main() -> ExitCode {
                 exit_for(&DaemonError::Replay(e))
             }
         },
-        Cmd::Verify => match inspect(&dir, 1) {
-            Ok(inv) => {
-                println!("ok: {} records, every checksum holds", inv.records);
+        Cmd::Verify => match seckill_wal::verify(&dir) {
+            Ok(report) => {
+                println!(
+                    "ok: {} records in {} segments (last LSN {}), every checksum holds",
+                    report.records, report.segments, report.last_lsn
+                );
+                if let Some(t) = &report.torn_tail {
+                    println!(
+                        "torn tail in {} at byte {} ({} bytes, cut at the next open): {}",
+                        t.segment.display(),
+                        t.offset,
+                        t.bytes_cut,
+                        t.reason
+                    );
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
                 eprintln!("corruption or error: {e}");
-                exit_for(&DaemonError::Replay(e))
+                exit_for(&DaemonError::Wal(e))
             }
         },
         Cmd::Salvage => {

@@ -1,278 +1,14 @@
+//! The admin side of Redis: loading a sale, reading the catalog every
+//! daemon refreshes from, stock and wins, and the probe.
+
 use std::time::Duration;
 
-use redis::{Client, Connection, ConnectionLike, ErrorKind, RedisError, ServerErrorKind, Value};
-use seckill_pipeline::port::{DeductGroup, DeductOutcome, StockStore, StoreError};
-use seckill_pipeline::OrderId;
+use redis::{Client, Connection, RedisError};
 
-const DEDUCT_LUA: &str = include_str!("deduct.lua");
+use super::keys::{self, item_keys, CATALOG_VERSION};
 
 /// Latest sale end accepted (9999-12-31T23:59:59.999Z).
 pub const SALE_END_MS_MAX: u64 = 253_402_300_799_999;
-
-/// The keys of one item. They share the hash tag `{sale:item}`, so one
-/// script call can touch them all, on a single Redis or a Cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ItemKeys {
-    pub stock: String,
-    pub buyers: String,
-    pub req: String,
-    pub unpaid: String,
-    pub orders: String,
-    pub info: String,
-    /// Orders that left `locked`: order id → `paid|cancelled|expired:<ms>`.
-    pub closed: String,
-    /// Order events (JSON) waiting to be published to Kafka.
-    pub events: String,
-}
-
-pub fn item_keys(sale_id: &str, item_id: &str) -> ItemKeys {
-    let tag = format!("seckill:{{{sale_id}:{item_id}}}");
-    ItemKeys {
-        stock: format!("{tag}:stock"),
-        buyers: format!("{tag}:buyers"),
-        req: format!("{tag}:req"),
-        unpaid: format!("{tag}:unpaid"),
-        orders: format!("{tag}:orders"),
-        info: format!("{tag}:info"),
-        closed: format!("{tag}:closed"),
-        events: format!("{tag}:events"),
-    }
-}
-
-fn classify(err: &RedisError) -> StoreError {
-    if err.is_timeout() {
-        StoreError::Timeout
-    } else if err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal() {
-        StoreError::Unavailable(err.to_string())
-    } else {
-        StoreError::Protocol(err.to_string())
-    }
-}
-
-/// The deduct stage's connection: synchronous (the stage has its own
-/// thread), one round trip per ring batch, reconnecting lazily after a
-/// failure. By default one script call decides the whole batch, whatever
-/// its items; `per_item` makes it one call per item in one pipelined round
-/// trip (each call touching one hash slot, as a Redis Cluster proxy needs).
-pub struct RedisStockStore {
-    client: Client,
-    conn: Option<Connection>,
-    timeout: Duration,
-    script_sha: String,
-    per_item: bool,
-    /// The command being written (reused across batches).
-    buf: Vec<u8>,
-}
-
-impl RedisStockStore {
-    pub fn new(url: &str, timeout: Duration) -> Result<RedisStockStore, StoreError> {
-        let client = Client::open(url).map_err(|e| StoreError::Protocol(e.to_string()))?;
-        Ok(RedisStockStore {
-            client,
-            conn: None,
-            timeout,
-            script_sha: redis::Script::new(DEDUCT_LUA).get_hash().to_string(),
-            per_item: false,
-            buf: Vec::with_capacity(16 << 10),
-        })
-    }
-
-    /// One script call per item instead of one per batch.
-    pub fn per_item(mut self, per_item: bool) -> RedisStockStore {
-        self.per_item = per_item;
-        self
-    }
-
-    fn connection(&mut self) -> Result<&mut Connection, StoreError> {
-        if self.conn.is_none() {
-            let conn = self
-                .client
-                .get_connection_with_timeout(self.timeout)
-                .map_err(|e| classify(&e))?;
-            conn.set_read_timeout(Some(self.timeout))
-                .map_err(|e| classify(&e))?;
-            conn.set_write_timeout(Some(self.timeout))
-                .map_err(|e| classify(&e))?;
-            self.conn = Some(conn);
-        }
-        self.conn
-            .as_mut()
-            .ok_or_else(|| StoreError::Unavailable("no connection".into()))
-    }
-
-    fn load_script(&mut self) -> Result<(), StoreError> {
-        let conn = self.connection()?;
-        let _: String = redis::cmd("SCRIPT")
-            .arg("LOAD")
-            .arg(DEDUCT_LUA)
-            .query(conn)
-            .map_err(|e| classify(&e))?;
-        Ok(())
-    }
-
-    /// Sends the batch as one script call (or one per item) in one round
-    /// trip. The command is written straight into a reused buffer in the
-    /// Redis protocol, so building it allocates nothing once warm; each
-    /// call answers with one string (its outcomes joined by newlines).
-    fn call(&mut self, groups: &[DeductGroup<'_>]) -> Result<Vec<Value>, RedisError> {
-        let chunk_len = if self.per_item {
-            1
-        } else {
-            groups.len().max(1)
-        };
-        let buf = &mut self.buf;
-        buf.clear();
-        let mut calls = 0;
-        for chunk in groups.chunks(chunk_len) {
-            calls += 1;
-            let args: usize = chunk.iter().map(|g| 5 + 5 + 3 * g.requests.len()).sum();
-            resp::array(buf, 3 + 1 + args);
-            resp::bulk(buf, &[b"EVALSHA"]);
-            resp::bulk(buf, &[self.script_sha.as_bytes()]);
-            resp::bulk_u64(buf, 5 * chunk.len() as u64);
-            for g in chunk {
-                for suffix in [&b"stock"[..], b"buyers", b"req", b"unpaid", b"orders"] {
-                    resp::bulk(
-                        buf,
-                        &[
-                            b"seckill:{",
-                            g.sale_id.as_bytes(),
-                            b":",
-                            g.item_id.as_bytes(),
-                            b"}:",
-                            suffix,
-                        ],
-                    );
-                }
-            }
-            resp::bulk_u64(buf, chunk.len() as u64);
-            for g in chunk {
-                resp::bulk(buf, &[g.sale_id.as_bytes()]);
-                resp::bulk(buf, &[g.item_id.as_bytes()]);
-                resp::bulk_u64(buf, u64::from(g.per_user_limit));
-                resp::bulk_u64(buf, g.pay_deadline_ms);
-                resp::bulk_u64(buf, g.requests.len() as u64);
-                for r in g.requests {
-                    resp::bulk(buf, &[r.request_id.as_bytes()]);
-                    resp::bulk(buf, &[r.user_id.as_bytes()]);
-                    resp::bulk_u64(buf, u64::from(r.quantity));
-                }
-            }
-        }
-        let conn = match self.conn.as_mut() {
-            Some(c) => c,
-            None => unreachable_conn()?,
-        };
-        let replies = conn.req_packed_commands(&self.buf, 0, calls)?;
-        // A script error (NOSCRIPT, or the script failing) comes back as a
-        // value; surface the first as the error.
-        if let Some(err) = replies.iter().find_map(|v| match v {
-            Value::ServerError(e) => Some(e.clone()),
-            _ => None,
-        }) {
-            return Err(err.into());
-        }
-        Ok(replies)
-    }
-}
-
-/// Writing commands in the Redis protocol (RESP) without intermediate
-/// allocations.
-mod resp {
-    pub fn array(buf: &mut Vec<u8>, n: usize) {
-        buf.push(b'*');
-        buf.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-        buf.extend_from_slice(b"\r\n");
-    }
-
-    /// One bulk string made of the concatenated parts.
-    pub fn bulk(buf: &mut Vec<u8>, parts: &[&[u8]]) {
-        let len: usize = parts.iter().map(|p| p.len()).sum();
-        buf.push(b'$');
-        buf.extend_from_slice(itoa::Buffer::new().format(len).as_bytes());
-        buf.extend_from_slice(b"\r\n");
-        for p in parts {
-            buf.extend_from_slice(p);
-        }
-        buf.extend_from_slice(b"\r\n");
-    }
-
-    pub fn bulk_u64(buf: &mut Vec<u8>, v: u64) {
-        bulk(buf, &[itoa::Buffer::new().format(v).as_bytes()]);
-    }
-}
-
-fn unreachable_conn<T>() -> Result<T, RedisError> {
-    Err(RedisError::from((
-        ErrorKind::Io,
-        "redis connection not established",
-    )))
-}
-
-fn parse(res: &str) -> Result<DeductOutcome, StoreError> {
-    Ok(match res {
-        "sold_out" => DeductOutcome::SoldOut,
-        "duplicate" => DeductOutcome::Duplicate,
-        "limit_exceeded" => DeductOutcome::LimitExceeded,
-        "unknown_item" => DeductOutcome::UnknownItem,
-        other => {
-            let id = other
-                .strip_prefix("ok:")
-                .and_then(OrderId::parse)
-                .ok_or_else(|| StoreError::Protocol(format!("unexpected outcome {other:?}")))?;
-            DeductOutcome::Success(id)
-        }
-    })
-}
-
-impl StockStore for RedisStockStore {
-    fn deduct(
-        &mut self,
-        groups: &[DeductGroup<'_>],
-        out: &mut Vec<DeductOutcome>,
-    ) -> Result<(), StoreError> {
-        self.connection()?;
-        let replies = match self.call(groups) {
-            Ok(r) => r,
-            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                // A restarted Redis forgot the script: load it and go again.
-                self.load_script()?;
-                self.call(groups).map_err(|e| {
-                    self.conn = None;
-                    classify(&e)
-                })?
-            }
-            Err(e) => {
-                // A timed-out or broken connection may still deliver a late
-                // reply; never reuse it.
-                self.conn = None;
-                return Err(classify(&e));
-            }
-        };
-        let expected: usize = groups.iter().map(|g| g.requests.len()).sum();
-        let first = out.len();
-        for v in &replies {
-            let Value::BulkString(bytes) = v else {
-                return Err(StoreError::Protocol(format!(
-                    "unexpected script answer {v:?}"
-                )));
-            };
-            let text = std::str::from_utf8(bytes)
-                .map_err(|_| StoreError::Protocol("script answer is not UTF-8".into()))?;
-            for r in text.split('\n') {
-                out.push(parse(r)?);
-            }
-        }
-        let got = out.len() - first;
-        if got != expected {
-            out.truncate(first);
-            return Err(StoreError::Protocol(format!(
-                "{got} outcomes for {expected} requests"
-            )));
-        }
-        Ok(())
-    }
-}
 
 /// The stock hash of one item.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -336,8 +72,8 @@ impl RedisAdmin {
         let expire_at_ms = end_ms.min(SALE_END_MS_MAX).saturating_add(24 * 3600 * 1000);
         let mut pipe = redis::pipe();
         pipe.atomic();
-        let round_info = format!("seckill:round:{sale_id}:info");
-        let round_items = format!("seckill:round:{sale_id}:items");
+        let round_info = keys::round_info(sale_id);
+        let round_items = keys::round_items(sale_id);
         // The rounds of a day (the seed's `seckill::#{date}::rounds`): a
         // replaced round leaves the list of its old day.
         let old_start: Option<u64> = redis::cmd("HGET")
@@ -345,9 +81,9 @@ impl RedisAdmin {
             .arg("start_ms")
             .query(&mut c)?;
         if let Some(old) = old_start {
-            pipe.lrem(day_rounds_key(old), 0, sale_id).ignore();
+            pipe.lrem(keys::day_rounds(old), 0, sale_id).ignore();
         }
-        let day_rounds = day_rounds_key(start_ms);
+        let day_rounds = keys::day_rounds(start_ms);
         pipe.lrem(&day_rounds, 0, sale_id).ignore();
         pipe.rpush(&day_rounds, sale_id).ignore();
         pipe.cmd("PEXPIREAT")
@@ -462,23 +198,6 @@ impl RedisAdmin {
     }
 }
 
-/// Bumped by every sale load: daemons re-read the metadata when it moves.
-const CATALOG_VERSION: &str = "seckill:catalog:version";
-
-/// The list of the rounds starting on the (UTC) day of `start_ms`.
-pub fn day_rounds_key(start_ms: u64) -> String {
-    format!("seckill:day:{}:rounds", utc_date(start_ms))
-}
-
-/// `YYYY-MM-DD` (UTC) of an epoch time in ms.
-pub fn utc_date(ms: u64) -> String {
-    let secs = i64::try_from(ms / 1000).unwrap_or(i64::MAX);
-    match time::OffsetDateTime::from_unix_timestamp(secs) {
-        Ok(t) => t.date().to_string(),
-        Err(_) => "9999-12-31".to_string(),
-    }
-}
-
 /// A sale as stored in Redis by the admin API.
 #[derive(Debug)]
 pub struct StoredSale {
@@ -498,7 +217,7 @@ impl RedisAdmin {
             let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
                 .arg(cursor)
                 .arg("MATCH")
-                .arg("seckill:round:*:info")
+                .arg(keys::ROUND_INFO_PATTERN)
                 .arg("COUNT")
                 .arg(1000)
                 .query(&mut c)?;
@@ -510,17 +229,14 @@ impl RedisAdmin {
         }
         let sale_ids: Vec<&str> = keys
             .iter()
-            .filter_map(|k| {
-                k.strip_prefix("seckill:round:")
-                    .and_then(|k| k.strip_suffix(":info"))
-            })
+            .filter_map(|k| keys::sale_of_round_info(k))
             .collect();
         // Two pipelined round trips however many sales and items there
         // are: every daemon runs this once a second.
         let mut pipe = redis::pipe();
         for sale_id in &sale_ids {
             pipe.cmd("LRANGE")
-                .arg(format!("seckill:round:{sale_id}:items"))
+                .arg(keys::round_items(sale_id))
                 .arg(0)
                 .arg(-1);
         }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Parser;
 use hyper::Method;
-use seckill_io::check;
-use seckill_io::load::{self, ItemSpec, Plan};
+use seckill_benches::check;
+use seckill_benches::load::{self, ItemSpec, Plan};
 use seckill_io::redis::RedisAdmin;
 
 /// Load generator (压测) for seckilld: creates a sale with a countdown, lets

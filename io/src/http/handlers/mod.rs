@@ -1,0 +1,9 @@
+//! The handlers, one file per area of the API (docs/api.md has the same
+//! sections). Each public handler carries its own OpenAPI annotation.
+
+pub mod admin;
+pub mod health;
+pub mod orders;
+pub mod purchase;
+pub mod requests;
+pub mod sales;

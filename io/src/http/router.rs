@@ -1,0 +1,111 @@
+//! The router: the path split into segments on the stack (routing
+//! allocates nothing), matched with the method to a handler. Every route
+//! of the API is listed here, once.
+
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use hyper::body::Incoming;
+use hyper::{Method, Request};
+use seckill_pipeline::Submitter;
+
+use super::codec::Resp;
+use super::error::{ApiError, ErrorCode};
+use super::extract::client_ip;
+use super::handlers::{admin, health, orders, purchase, requests, sales};
+use crate::app::App;
+
+/// The most path segments any route has.
+const SEGMENTS_MAX: usize = 8;
+
+/// hyper's service function: every error becomes its answer.
+pub async fn handle(
+    app: Arc<App>,
+    sub: Arc<Mutex<Submitter>>,
+    peer: IpAddr,
+    req: Request<Incoming>,
+) -> Result<Resp, Infallible> {
+    Ok(route(&app, &sub, peer, req)
+        .await
+        .unwrap_or_else(ApiError::into_response))
+}
+
+fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such endpoint")
+}
+
+async fn route(
+    app: &Arc<App>,
+    sub: &Mutex<Submitter>,
+    peer: IpAddr,
+    req: Request<Incoming>,
+) -> Result<Resp, ApiError> {
+    // The URI shares the request's buffer (a clone is a reference count),
+    // and the segments go into a fixed array.
+    let uri = req.uri().clone();
+    let mut segs = [""; SEGMENTS_MAX];
+    let mut n = 0;
+    for seg in uri.path().trim_matches('/').split('/') {
+        *segs.get_mut(n).ok_or_else(not_found)? = seg;
+        n += 1;
+    }
+    let method = req.method().clone();
+    match (&method, &segs[..n]) {
+        // Public: the sale and the purchase.
+        (&Method::POST, ["api", "v1", "sales", sale, "items", item, "purchase"]) => {
+            let ip = client_ip(app, peer, &req);
+            purchase::purchase(app, sub, ip, sale, item, req).await
+        }
+        (&Method::POST, ["api", "v1", "sales", sale, "items", item, "token"]) => {
+            let ip = client_ip(app, peer, &req);
+            purchase::issue_token(app, ip, sale, item, req).await
+        }
+        (&Method::GET, ["api", "v1", "requests", id]) => requests::request_status(app, id).await,
+        (&Method::GET, ["api", "v1", "time"]) => Ok(sales::time()),
+        (&Method::GET, ["api", "v1", "rounds"]) => sales::rounds(app, &req),
+        (&Method::GET, ["api", "v1", "sales", sale]) => sales::sale_page(app, sale),
+        (&Method::GET, ["api", "v1", "openapi.json"]) => Ok(health::openapi()),
+        // Orders.
+        (&Method::GET, ["api", "v1", "orders", id]) => orders::get_order(app, id, &req).await,
+        (&Method::POST, ["api", "v1", "orders", id, "pay"]) => {
+            orders::pay_order(app, id, req).await
+        }
+        (&Method::POST, ["api", "v1", "orders", id, "cancel"]) => {
+            orders::cancel_order(app, id, req).await
+        }
+        // Admin.
+        (&Method::GET, ["admin", "v1", "sales"]) => admin::list_sales(app, &req),
+        (&Method::PUT, ["admin", "v1", "sales", sale]) => admin::put_sale(app, sale, req).await,
+        (&Method::GET, ["admin", "v1", "sales", sale]) => admin::get_sale(app, sale, &req).await,
+        (&Method::GET, ["admin", "v1", "blacklist"]) => admin::blacklist(app, &req),
+        (&Method::PUT, ["admin", "v1", "blacklist", "users", id]) => {
+            admin::block_user(app, &req, id).await
+        }
+        (&Method::DELETE, ["admin", "v1", "blacklist", "users", id]) => {
+            admin::unblock_user(app, &req, id).await
+        }
+        (&Method::PUT, ["admin", "v1", "blacklist", "ips", id]) => {
+            admin::block_ip(app, &req, id).await
+        }
+        (&Method::DELETE, ["admin", "v1", "blacklist", "ips", id]) => {
+            admin::unblock_ip(app, &req, id).await
+        }
+        // Operations.
+        (&Method::GET, ["healthz"]) => Ok(health::healthz()),
+        (&Method::GET, ["readyz"]) => Ok(health::readyz(app)),
+        (&Method::GET, ["metrics"]) => Ok(health::metrics(app)),
+        (_, ["api", "v1", "sales", _, "items", _, "purchase" | "token"])
+        | (_, ["api", "v1", "requests" | "orders" | "sales", _])
+        | (_, ["api", "v1", "orders", _, "pay" | "cancel"])
+        | (_, ["api", "v1", "time" | "rounds" | "openapi.json"])
+        | (_, ["admin", "v1", "sales" | "blacklist"])
+        | (_, ["admin", "v1", "blacklist", "users" | "ips", _])
+        | (_, ["admin", "v1", "sales", _])
+        | (_, ["healthz" | "readyz" | "metrics"]) => Err(ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            format!("{method} is not allowed here"),
+        )),
+        _ => Err(not_found()),
+    }
+}

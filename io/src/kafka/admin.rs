@@ -1,0 +1,64 @@
+//! Topics and client configuration: the topic names, the settings every
+//! client shares, and creating the topics at start (and again when a
+//! broker comes back empty).
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+pub const ORDERS_TOPIC: &str = "seckill.orders";
+pub const ORDER_EVENTS_TOPIC: &str = "seckill.order-events";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSetupError {
+    #[error("cannot create Kafka client: {0}")]
+    Client(#[source] KafkaError),
+    #[error("cannot start the producer's polling thread: {0}")]
+    Thread(#[source] std::io::Error),
+    #[error("cannot create topic {topic}: {reason}")]
+    Topic { topic: String, reason: String },
+}
+
+pub fn base_config(brokers: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers)
+        // Loopback brokers: don't let a slow DNS or IPv6 attempt stall.
+        .set("broker.address.family", "v4");
+    c
+}
+
+/// Creates the topics if they do not exist.
+pub async fn ensure_topics(brokers: &str, partitions: i32) -> Result<(), KafkaSetupError> {
+    let admin: AdminClient<DefaultClientContext> = base_config(brokers)
+        .create()
+        .map_err(KafkaSetupError::Client)?;
+    let topics = [
+        NewTopic::new(ORDERS_TOPIC, partitions, TopicReplication::Fixed(1)),
+        NewTopic::new(ORDER_EVENTS_TOPIC, partitions, TopicReplication::Fixed(1)),
+    ];
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results =
+        admin
+            .create_topics(&topics, &opts)
+            .await
+            .map_err(|e| KafkaSetupError::Topic {
+                topic: ORDERS_TOPIC.into(),
+                reason: e.to_string(),
+            })?;
+    for r in results {
+        match r {
+            Ok(_) => {}
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(KafkaSetupError::Topic {
+                    topic,
+                    reason: code.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,112 @@
+//! Catalog sync: keeps the local catalog (sale pages, sold-out flags)
+//! and the status board in step with Redis. Run by the probe once a
+//! second, and once at start.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use seckill_pipeline::{Catalog, Item, OrderId, RequestState, Status, StatusBoard};
+
+use crate::app::{blocking, KnownWins};
+use crate::redis::RedisAdmin;
+
+/// How often the wins of an item still on sale are loaded into the board.
+const WINS_RELOAD_ON_SALE: Duration = Duration::from_secs(10);
+/// Every this many ticks the sale metadata is re-read even when the
+/// catalog version did not move (a missed bump, a key that expired).
+const FULL_REFRESH_TICKS: u64 = 30;
+
+/// Keeps the local catalog in step with Redis, once a second: the sale
+/// metadata every daemon wrote (re-read only when the catalog version moves,
+/// and every 30 s regardless), then one pipelined round trip for every
+/// item's `available` count (the sold-out flag and the sale page follow it)
+/// and its number of wins. Wins another daemon made are loaded into the
+/// status board: a client retrying a winning request id gets its win back
+/// even when this daemon never journaled it (decided by another daemon, or
+/// lost with a salvaged WAL segment) and the item is sold out.
+///
+/// Loading an item's wins reads all its orders, so during a burst it is
+/// done at once only for items that sold out here (where the ingress
+/// answers from the flag and only the board knows the win); an item still
+/// on sale is re-read at most every [`WINS_RELOAD_ON_SALE`] — a retry of
+/// its wins reaches the stock script, which returns the stored outcome.
+pub async fn refresh_catalog(
+    redis: &RedisAdmin,
+    catalog: &Arc<Catalog>,
+    board: &Arc<StatusBoard>,
+    known: &Arc<KnownWins>,
+) -> bool {
+    let r = redis.clone();
+    let board = Arc::clone(board);
+    let known = Arc::clone(known);
+    let catalog = Arc::clone(catalog);
+    let done = blocking(move || -> Result<(), redis::RedisError> {
+        let version = r.catalog_version()?;
+        let full = {
+            let mut k = known.lock().unwrap_or_else(|e| e.into_inner());
+            k.ticks += 1;
+            let full =
+                k.catalog_version != Some(version) || k.ticks.is_multiple_of(FULL_REFRESH_TICKS);
+            k.catalog_version = Some(version);
+            full
+        };
+        if full {
+            for s in r.load_sales()? {
+                catalog.refresh_sale(&s.sale_id, s.items);
+            }
+        }
+        let items: Vec<Arc<Item>> = catalog
+            .sales()
+            .into_iter()
+            .flat_map(|(_, items)| items)
+            .collect();
+        let keys: Vec<(&str, &str)> = items
+            .iter()
+            .map(|i| (i.sale_id.as_str(), i.item_id.as_str()))
+            .collect();
+        let counters = r.item_counters(&keys)?;
+        let mut key = String::new();
+        for (item, (available, wins)) in items.iter().zip(counters) {
+            item.set_remaining(available);
+            let (sale, item_id) = (item.sale_id.clone(), item.item_id.clone());
+            let (seen, read_at) = {
+                let k = known.lock().unwrap_or_else(|e| e.into_inner());
+                match k.wins.get(&(sale.clone(), item_id.clone())) {
+                    Some(&(n, at)) => (n, Some(at)),
+                    None => (0, None),
+                }
+            };
+            if wins <= seen {
+                continue;
+            }
+            let due = read_at.is_none_or(|at| at.elapsed() >= WINS_RELOAD_ON_SALE);
+            if !item.is_sold_out() && !due {
+                continue;
+            }
+            let mut per_user: HashMap<String, u32> = Default::default();
+            for w in r.wins(&sale, &item_id)? {
+                *per_user.entry(w.user_id.clone()).or_insert(0) += 1;
+                board.advance(
+                    &w.request_id,
+                    RequestState::new(
+                        Status::Success,
+                        OrderId::parse(&w.order_id),
+                        &sale,
+                        &item_id,
+                        &w.user_id,
+                    ),
+                );
+            }
+            for (user, n) in per_user {
+                seckill_pipeline::status::winner_key(&mut key, &sale, &item_id, &user);
+                board.wins_at_least(&key, n);
+            }
+            let mut k = known.lock().unwrap_or_else(|e| e.into_inner());
+            k.wins.insert((sale, item_id), (wins, Instant::now()));
+        }
+        Ok(())
+    })
+    .await;
+    matches!(done, Ok(Ok(())))
+}

@@ -1,0 +1,107 @@
+//! Replay, live: before the daemon serves, publish again every win since
+//! the checkpoint and re-drive every pending intent; afterwards, whenever
+//! Redis is `draining`, re-drive rounds in the background until the
+//! backlog is empty, then mark Redis up.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use seckill_pipeline::health::{Health, State};
+use seckill_pipeline::progress::Backlog;
+use seckill_replay::{Replayer, Work};
+use tokio::sync::watch;
+
+use crate::app::{blocking, App};
+use crate::shutdown::until_true;
+
+/// How long start-up replay may take before the daemon serves anyway
+/// (what is left is re-driven in the background).
+pub const STARTUP_REPLAY_MAX: Duration = Duration::from_secs(60);
+/// How long one background re-drive round may take.
+const ROUND_MAX: Duration = Duration::from_secs(30);
+/// How often the drain task looks at Redis's state.
+const DRAIN_TICK: Duration = Duration::from_millis(200);
+
+/// Before serving: publish again every win since the checkpoint (Kafka may
+/// not have it) and, if Redis answers, re-drive every pending intent.
+pub fn startup_replay(replayer: &Mutex<Replayer>, work: &Work, redis: &Health, backlog: &Backlog) {
+    let mut r = replayer.lock().unwrap_or_else(|e| e.into_inner());
+    r.seed(work);
+    let republished = r.republish(work, STARTUP_REPLAY_MAX);
+    if work.redrive.is_empty() {
+        if republished > 0 {
+            tracing::info!(republished, "start-up replay: wins handed to Kafka again");
+        }
+        return;
+    }
+    if redis.state() == State::Down {
+        tracing::warn!(
+            pending = work.redrive.len(),
+            "start-up replay: redis is down; pending intents wait for it"
+        );
+        return;
+    }
+    redis.transition(
+        &[State::Up],
+        State::Draining,
+        "pending intents in the journal",
+    );
+    let round = r.redrive(work, STARTUP_REPLAY_MAX);
+    if round.complete && backlog.total() == 0 {
+        redis.transition(&[State::Draining], State::Up, "start-up replay done");
+    }
+    tracing::info!(
+        republished,
+        redriven = round.submitted,
+        complete = round.complete,
+        "start-up replay"
+    );
+}
+
+/// In the background: when Redis is draining, re-drive the journal's pending
+/// intents (in LSN order, through the ring) until none is left, then mark
+/// Redis up again.
+pub async fn run(
+    app: Arc<App>,
+    replayer: Arc<Mutex<Replayer>>,
+    wal_dir: PathBuf,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(DRAIN_TICK) => {}
+            _ = until_true(&mut stop) => return,
+        }
+        let redis = &app.shared.redis;
+        if redis.state() != State::Draining {
+            continue;
+        }
+        let dir = wal_dir.clone();
+        let r = Arc::clone(&replayer);
+        let backlog = Arc::clone(&app.shared.backlog);
+        let health = Arc::clone(redis);
+        let done = blocking(move || -> Result<bool, seckill_replay::ReplayError> {
+            let from = seckill_wal::read_checkpoint(&dir)?.unwrap_or(1);
+            let work = seckill_replay::scan(&dir, from)?;
+            let mut r = r.lock().unwrap_or_else(|e| e.into_inner());
+            let round = r.redrive(&work, ROUND_MAX);
+            tracing::info!(
+                redriven = round.submitted,
+                complete = round.complete,
+                backlog = backlog.total(),
+                "re-drive round"
+            );
+            Ok(round.complete && backlog.total() == 0 && health.state() == State::Draining)
+        })
+        .await;
+        match done {
+            Ok(Ok(true)) => {
+                redis.transition(&[State::Draining], State::Up, "backlog drained");
+            }
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "re-drive round failed"),
+            Err(e) => tracing::error!(error = %e, "re-drive round panicked"),
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The outbox publisher: order events (`paid`, `cancelled`, `expired`)
+//! are written by the scripts into a per-item outbox in the same atomic
+//! step as the state change, and published from there to
+//! `seckill.order-events`; an entry leaves the outbox only once Kafka
+//! acknowledged it (at least once, keyed by order id: consumers drop
+//! repeats by order id and event).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::app::{blocking, App};
+use crate::kafka::{event_producer, publish_round, EventProducer};
+use crate::redis::OutboxEntry;
+use crate::shutdown::until_true;
+
+/// Most events taken from one item's outbox per tick.
+const OUTBOX_PER_ITEM: isize = 256;
+
+pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let producer = event_producer(&app.cfg.kafka_brokers);
+    let every = Duration::from_millis(app.cfg.sweep_interval_ms.max(1));
+    let mut first = true;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = app.order_wake.woken() => {}
+            _ = until_true(&mut stop) => return,
+        }
+        let items = Arc::new(app.items_with_orders(std::mem::take(&mut first)));
+        if items.is_empty() {
+            continue;
+        }
+        if let Some(p) = &producer {
+            tokio::select! {
+                _ = publish_outbox(&app, p, &items) => {}
+                _ = until_true(&mut stop) => return,
+            }
+        }
+    }
+}
+
+async fn publish_outbox(
+    app: &App,
+    producer: &Arc<EventProducer>,
+    items: &Arc<Vec<(String, String)>>,
+) {
+    let redis = app.redis.clone();
+    let entries = {
+        let items = Arc::clone(items);
+        match blocking(move || redis.outbox(&items, OUTBOX_PER_ITEM)).await {
+            Ok(Ok(e)) => e,
+            _ => return,
+        }
+    };
+    if entries.is_empty() {
+        return;
+    }
+    let p = Arc::clone(producer);
+    let redis = app.redis.clone();
+    let done = blocking(move || {
+        let acked = publish_round(&p, &entries);
+        let published: Vec<&OutboxEntry> = entries
+            .iter()
+            .zip(&acked)
+            .filter(|(_, a)| **a)
+            .map(|(e, _)| e)
+            .collect();
+        let failed = (entries.len() - published.len()) as u64;
+        let removed = redis.ack_outbox(&published).is_ok();
+        (published.len() as u64, failed, removed)
+    })
+    .await;
+    if let Ok((published, failed, removed)) = done {
+        if removed {
+            app.order_stats
+                .events_published
+                .fetch_add(published, Ordering::Relaxed);
+        }
+        if failed > 0 {
+            app.order_stats
+                .events_failed
+                .fetch_add(failed, Ordering::Relaxed);
+            tracing::debug!(failed, "order events not acknowledged; kept in the outbox");
+        }
+    }
+}
