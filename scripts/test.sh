@@ -9,17 +9,21 @@ ensure_all
 
 say "checking the source layout (module cycles, file sizes)"
 python3 scripts/check-layout.py
+# The named fail points (the WAL's writes, flushes and rotations, the
+# Kafka send) are compiled in for the test build only; every command below
+# uses the same features so one build serves them all.
+FEATURES=seckill-wal/failpoints,seckill-tests/failpoints
 say "building the binaries the tests start as processes"
 # Built up front: a test that needs seckilld would otherwise build it while
 # the other tests run, and a compile on the same two cores starves their
 # brokers and daemons.
-cargo build --quiet -p seckill-io -p seckill-benches -p seckill-replay-cli --bins
+cargo build --quiet --workspace --bins --features "$FEATURES"
 say "building and running the test suite"
 if cargo nextest --version >/dev/null 2>&1; then
   # nextest does not run doctests: they go first, so the suite's own
   # summary is the last line.
-  cargo test --workspace --doc --quiet
-  cargo nextest run --workspace --no-fail-fast
+  cargo test --workspace --doc --quiet --features "$FEATURES"
+  cargo nextest run --workspace --no-fail-fast --features "$FEATURES"
 else
-  cargo test --workspace --no-fail-fast
+  cargo test --workspace --no-fail-fast --features "$FEATURES"
 fi

@@ -7,13 +7,11 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use seckill_pipeline::fake::{FakeJournal, FakeSink, FakeStore};
-use seckill_pipeline::{Catalog, Item, Pipeline, PipelineConfig, Ports, Purchase, Resume, Shared};
+use seckill_pipeline::{
+    Catalog, Item, ManualClock, Pipeline, PipelineConfig, Ports, Purchase, Resume, Shared,
+};
 
 const EVENTS: usize = 10_000;
-
-fn now() -> u64 {
-    1
-}
 
 fn pipeline(c: &mut Criterion) {
     let mut g = c.benchmark_group("pipeline_fakes");
@@ -48,7 +46,7 @@ fn pipeline(c: &mut Criterion) {
                 },
                 &Shared::default(),
                 Resume::default(),
-                now,
+                ManualClock::at(1),
             )
             .expect("start");
             let mut sub = p.submitter().expect("submitter");

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use dashmap::DashMap;
 use seckill_pipeline::health::Health;
-use seckill_pipeline::{Catalog, Shared, StatusBoard};
+use seckill_pipeline::{Catalog, Shared, SharedClock, StatusBoard};
 use tokio::sync::Notify;
 
 use crate::admission::{Limits, TokenKeys};
@@ -21,6 +21,8 @@ use crate::redis::RedisAdmin;
 /// What the handlers and the tasks share.
 pub struct App {
     pub cfg: Config,
+    /// Every decision by the time reads this clock (tests move it).
+    pub clock: SharedClock,
     pub catalog: Arc<Catalog>,
     pub shared: Shared,
     pub board: Arc<StatusBoard>,

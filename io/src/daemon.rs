@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use seckill_pipeline::{Catalog, Pipeline, Shared};
+use seckill_pipeline::{Catalog, Pipeline, Shared, SharedClock, SystemClock};
 use seckill_replay::Replayer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -32,7 +32,15 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// Starts the daemon on the system clock.
     pub async fn start(cfg: Config) -> Result<Daemon, DaemonError> {
+        Daemon::start_with_clock(cfg, SystemClock::shared()).await
+    }
+
+    /// Starts the daemon reading the time from `clock` (a test's manual
+    /// clock moves sale windows, token expiry and payment deadlines
+    /// without sleeping).
+    pub async fn start_with_clock(cfg: Config, clock: SharedClock) -> Result<Daemon, DaemonError> {
         let shared = Shared::default();
         let board = Arc::clone(&shared.board);
 
@@ -59,7 +67,8 @@ impl Daemon {
         } = wiring::connect(&cfg, &shared, &catalog, &known_wins).await?;
 
         // 3. The ring, then replay before any client is let in.
-        let (pipeline, submitter) = wiring::start_ring(&cfg, store, sink, wal, &shared, &report)?;
+        let (pipeline, submitter) =
+            wiring::start_ring(&cfg, store, sink, wal, &shared, &report, Arc::clone(&clock))?;
         let replayer = Arc::new(Mutex::new(Replayer::new(
             submitter.clone(),
             Arc::clone(&catalog),
@@ -85,6 +94,7 @@ impl Daemon {
                 Arc::clone(&catalog),
                 Arc::clone(&sink_stats),
                 cfg.wal_dir.clone(),
+                Arc::clone(&clock),
             ));
         }
 
@@ -116,6 +126,7 @@ impl Daemon {
         }
         let app = Arc::new(App {
             cfg: cfg.clone(),
+            clock,
             catalog,
             shared: shared.clone(),
             board,

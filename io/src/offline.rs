@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use seckill_pipeline::health::State;
-use seckill_pipeline::{Catalog, Shared};
+use seckill_pipeline::{Catalog, Shared, SystemClock};
 use seckill_replay::{Replayer, Work};
 use seckill_wal::{Lsn, Wal};
 use serde::Serialize;
@@ -78,7 +78,15 @@ pub async fn run(
         kafka,
         ..
     } = connect(cfg, &shared, &catalog, &known).await?;
-    let (pipeline, sub) = start_ring(cfg, store, sink, wal, &shared, &report)?;
+    let (pipeline, sub) = start_ring(
+        cfg,
+        store,
+        sink,
+        wal,
+        &shared,
+        &report,
+        SystemClock::shared(),
+    )?;
     let total = (work.redrive.len() + work.republish.len()) as u64;
     let deadline = Instant::now() + timeout;
     let summary_work = work.clone();

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use seckill_pipeline::health::{Health, State};
 use seckill_pipeline::{
-    Catalog, Pipeline, PipelineConfig, Ports, RequestState, Resume, Shared, StatusBoard, Submitter,
+    Catalog, Pipeline, PipelineConfig, Ports, RequestState, Resume, Shared, SharedClock,
+    StatusBoard, Submitter,
 };
 use seckill_replay::Work;
 use seckill_wal::{Kind, RecoveryReport, Wal};
@@ -161,6 +162,7 @@ pub fn start_ring(
     wal: Wal,
     shared: &Shared,
     recovered: &RecoveryReport,
+    clock: SharedClock,
 ) -> Result<(Pipeline, Submitter), DaemonError> {
     let pipeline = Pipeline::start(
         &PipelineConfig {
@@ -179,7 +181,7 @@ pub fn start_ring(
             last_lsn: recovered.last_lsn,
             checkpoint: recovered.checkpoint.unwrap_or(0),
         },
-        seckill_pipeline::now_ms,
+        clock,
     )?;
     let submitter = pipeline.submitter().ok_or(DaemonError::NoSubmitter)?;
     Ok((pipeline, submitter))

@@ -26,6 +26,7 @@
 
 pub mod backoff;
 pub mod catalog;
+pub mod clock;
 pub mod event;
 pub mod fake;
 pub mod health;
@@ -38,6 +39,7 @@ pub mod stats;
 pub mod status;
 
 pub use catalog::{Catalog, Item};
+pub use clock::{now_ms, Clock, ManualClock, SharedClock, SystemClock};
 pub use event::{Event, Origin, Purchase, Reply};
 pub use outcome::{Decision, OrderId, OwnedDecision, Status};
 pub use ring::{
@@ -45,10 +47,3 @@ pub use ring::{
 };
 pub use stats::Stats;
 pub use status::{RequestState, StatusBoard};
-
-/// Milliseconds since the Unix epoch, from the system clock.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}

@@ -18,6 +18,7 @@ use disruptor::{
 use smallvec::SmallVec;
 
 use crate::backoff::{Backoff, Sleeper};
+use crate::clock::SharedClock;
 use crate::event::Event;
 use crate::health::{Health, State};
 use crate::port::{Journal, OrderSink, StockStore};
@@ -255,7 +256,7 @@ impl Pipeline {
         ports: Ports,
         shared: &Shared,
         resume: Resume,
-        now_ms: fn() -> u64,
+        clock: SharedClock,
     ) -> Result<Pipeline, PipelineError> {
         let board = &shared.board;
         let stats = &shared.stats;
@@ -311,7 +312,7 @@ impl Pipeline {
                     backlog: Arc::clone(&shared.backlog),
                 },
                 cfg.pay_timeout_ms,
-                now_ms,
+                Arc::clone(&clock),
             )),
             Wiring {
                 me: deduct_s,
@@ -326,7 +327,7 @@ impl Pipeline {
             journal,
             Arc::clone(stats),
             Arc::clone(&shared.outstanding),
-            now_ms,
+            clock,
         );
         journal_stage.resume_after(resume.last_lsn, resume.checkpoint);
         spawn(

@@ -10,11 +10,11 @@ use seckill_pipeline::fake::{FakeJournal, FakeSink, FakeStore};
 use seckill_pipeline::health::State;
 use seckill_pipeline::port::RecordKind;
 use seckill_pipeline::stage::{
-    Deduct, DeductShared, Dedupe, JournalStage, Publish, ReplyStage, Stage,
+    Deduct, DeductShared, Dedupe, JournalStage, Publish, ReplyStage, Stage, CHECKPOINT_INTERVAL,
 };
 use seckill_pipeline::{
-    Catalog, Decision, Event, Item, OrderId, Origin, Pipeline, PipelineConfig, Ports, Purchase,
-    Reply, RequestState, Resume, Shared, Stats, Status, StatusBoard,
+    Catalog, Decision, Event, Item, ManualClock, OrderId, Origin, Pipeline, PipelineConfig, Ports,
+    Purchase, Reply, RequestState, Resume, Shared, SharedClock, Stats, Status, StatusBoard,
 };
 use tokio::sync::oneshot;
 
@@ -53,8 +53,9 @@ fn refs(events: &[Event]) -> Vec<&Event> {
     events.iter().collect()
 }
 
-fn now() -> u64 {
-    1_000
+/// The stages' clock in these tests: still, at 1 s past the epoch.
+fn clock() -> SharedClock {
+    ManualClock::at(1_000)
 }
 
 fn deduct_with(store: &FakeStore, shared: &Shared) -> Deduct {
@@ -67,7 +68,7 @@ fn deduct_with(store: &FakeStore, shared: &Shared) -> Deduct {
             backlog: Arc::clone(&shared.backlog),
         },
         60_000,
-        now,
+        clock(),
     )
 }
 
@@ -233,7 +234,7 @@ fn journal_commits_once_per_batch_and_fails_the_batch_on_a_full_disk() {
         Box::new(journal.clone()),
         Arc::new(Stats::default()),
         Arc::clone(&shared.outstanding),
-        now,
+        clock(),
     );
     let it = item(3, 1);
     let events: Vec<Event> = (0..5)
@@ -345,7 +346,7 @@ fn the_whole_ring_sells_exactly_the_stock_with_fakes() {
         },
         &shared,
         Resume::default(),
-        now,
+        clock(),
     )
     .expect("pipeline starts");
 
@@ -414,4 +415,46 @@ fn the_whole_ring_sells_exactly_the_stock_with_fakes() {
     assert!(journal.commits() < 400, "commits are grouped");
     let stock = store.stock("s", "i").expect("item");
     assert_eq!((stock.available, stock.locked), (0, 50));
+}
+
+#[test]
+fn the_checkpoint_moves_at_most_once_per_interval_of_the_clock() {
+    let journal = FakeJournal::default();
+    let shared = Shared::default();
+    let clock = ManualClock::at(1_000);
+    let mut stage = JournalStage::new(
+        Box::new(journal.clone()),
+        Arc::new(Stats::default()),
+        Arc::clone(&shared.outstanding),
+        clock.clone(),
+    );
+    let it = item(100, 1);
+    let checkpoint = || *journal.checkpoint.lock().expect("lock");
+    let batch = |n: usize| {
+        let events: Vec<Event> = (0..3)
+            .map(|k| slot(&it, &format!("u{n}-{k}"), &format!("r{n}-{k}")).0)
+            .collect();
+        for e in &events {
+            e.decide(Status::SoldOut, None);
+        }
+        events
+    };
+    stage.on_batch(&refs(&batch(0)));
+    assert_eq!(checkpoint(), 0, "not before an interval has passed");
+    clock.advance(CHECKPOINT_INTERVAL / 2);
+    stage.on_batch(&refs(&batch(1)));
+    stage.on_idle();
+    assert_eq!(checkpoint(), 0, "half an interval is not enough");
+    clock.advance(CHECKPOINT_INTERVAL / 2);
+    stage.on_idle();
+    assert_eq!(
+        checkpoint(),
+        7,
+        "every decision is final: past the last LSN"
+    );
+    stage.on_batch(&refs(&batch(2)));
+    assert_eq!(checkpoint(), 7, "the next move waits for the next interval");
+    clock.advance(CHECKPOINT_INTERVAL);
+    stage.on_idle();
+    assert_eq!(checkpoint(), 10);
 }

@@ -401,6 +401,21 @@ impl Stack {
         persistent_redis: bool,
         tweak: impl FnOnce(&mut seckill_io::Config),
     ) -> Stack {
+        Stack::start_with_clock(
+            persistent_redis,
+            seckill_pipeline::SystemClock::shared(),
+            tweak,
+        )
+        .await
+    }
+
+    /// The same, the daemon reading the time from `clock` (a
+    /// `ManualClock` moves deadlines and expiries without sleeping).
+    pub async fn start_with_clock(
+        persistent_redis: bool,
+        clock: seckill_pipeline::SharedClock,
+        tweak: impl FnOnce(&mut seckill_io::Config),
+    ) -> Stack {
         let redis = if persistent_redis {
             RedisServer::start_persistent()
         } else {
@@ -410,7 +425,9 @@ impl Stack {
         let wal = tempfile::tempdir().expect("tmp");
         let mut cfg = daemon_config(&redis, &broker, wal.path());
         tweak(&mut cfg);
-        let daemon = seckill_io::Daemon::start(cfg).await.expect("daemon starts");
+        let daemon = seckill_io::Daemon::start_with_clock(cfg, clock)
+            .await
+            .expect("daemon starts");
         let base = format!("http://{}", daemon.addr);
         Stack {
             redis,

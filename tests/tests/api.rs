@@ -15,6 +15,7 @@ use seckill_benches::check::read_order_events;
 use seckill_benches::load::{self, HttpClient, ItemSpec};
 use seckill_io::admission::TokenKeys;
 use seckill_io::redis::{item_keys, StockHash};
+use seckill_pipeline::{Clock, ManualClock};
 use seckill_tests::{daemon_config, Broker, RedisServer, Stack, ADMIN_TOKEN, TOKEN_KEY};
 
 struct Answer {
@@ -613,6 +614,9 @@ async fn get_text(client: &HttpClient, url: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unpaid_order_expires_and_its_unit_is_won_by_another_user() {
+    // The daemon runs on a manual clock: the default payment timeout (15
+    // minutes) passes in one step instead of a sleep.
+    let clock = ManualClock::at(now());
     let Stack {
         redis,
         broker,
@@ -620,19 +624,36 @@ async fn an_unpaid_order_expires_and_its_unit_is_won_by_another_user() {
         base,
         wal: _wal,
         client,
-    } = Stack::start(false, |c| {
-        c.pay_timeout_ms = 1_500;
+    } = Stack::start_with_clock(false, clock.clone(), |c| {
         c.sweep_interval_ms = 200;
     })
     .await;
-    let t0 = now();
-    open_sale(&base, "late", t0 - 1_000, t0 + 600_000, &[item("i", 1)]).await;
+    let t0 = clock.now_ms();
+    open_sale(&base, "late", t0 - 1_000, t0 + 3_600_000, &[item("i", 1)]).await;
 
     let won = buy(&client, &base, "late", "i", "slow-payer", "sp-1").await;
     assert_eq!(won.status(), "success");
     let order = won.body["order_id"].as_str().expect("order").to_string();
     let lost = buy(&client, &base, "late", "i", "patient", "p-1").await;
     assert_eq!(lost.status(), "sold_out");
+    let early = get(
+        &client,
+        &format!("{base}/api/v1/orders/{order}?user_id=slow-payer"),
+    )
+    .await;
+    assert_eq!(early.body["state"], "awaiting_payment", "{}", early.body);
+
+    // A second short of the deadline nothing moves; past it, it expires.
+    let timeout = Duration::from_millis(seckill_io::Config::defaults().pay_timeout_ms);
+    clock.advance(timeout - Duration::from_secs(1));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let before = get(
+        &client,
+        &format!("{base}/api/v1/orders/{order}?user_id=slow-payer"),
+    )
+    .await;
+    assert_eq!(before.body["state"], "awaiting_payment", "{}", before.body);
+    clock.advance(Duration::from_secs(2));
 
     // The sweeper releases the unit once the deadline passed.
     let o = poll(

@@ -210,6 +210,37 @@ fn run_step(
         .collect()
 }
 
+/// Runs every step of a scenario, in order.
+fn run_all(
+    store: &mut dyn StockStore,
+    sale: &str,
+    limits: &HashMap<&str, u32>,
+    sc: &Scenario,
+) -> Vec<Vec<DeductOutcome>> {
+    sc.steps
+        .iter()
+        .map(|s| run_step(store, sale, limits, s))
+        .collect()
+}
+
+/// Loads a scenario's items into Redis as the admin API does.
+fn load(admin: &RedisAdmin, sale: &str, sc: &Scenario) {
+    let loads: Vec<ItemLoad<'_>> = sc
+        .items
+        .iter()
+        .map(|&(item_id, stock, per_user_limit)| ItemLoad {
+            item_id,
+            title: "",
+            price_cents: 1,
+            stock,
+            per_user_limit,
+        })
+        .collect();
+    admin
+        .load_sale(sale, 1, u64::MAX / 4, &loads)
+        .expect("load sale");
+}
+
 /// Checks the outcomes of a whole scenario against the table.
 fn check(store_name: &str, sc: &Scenario, outcomes: &[Vec<DeductOutcome>]) {
     let mut ids: HashMap<&str, OrderId> = HashMap::new();
@@ -252,31 +283,10 @@ fn fake_and_redis_stores_keep_the_same_contract() {
         for &(item, stock, _) in sc.items {
             fake.add_item(&sale, item, stock);
         }
-        let loads: Vec<ItemLoad<'_>> = sc
-            .items
-            .iter()
-            .map(|&(item_id, stock, per_user_limit)| ItemLoad {
-                item_id,
-                title: "",
-                price_cents: 1,
-                stock,
-                per_user_limit,
-            })
-            .collect();
-        admin
-            .load_sale(&sale, 1, u64::MAX / 4, &loads)
-            .expect("load sale");
+        load(&admin, &sale, sc);
 
-        let fake_out: Vec<_> = sc
-            .steps
-            .iter()
-            .map(|s| run_step(&mut fake, &sale, &limits, s))
-            .collect();
-        let real_out: Vec<_> = sc
-            .steps
-            .iter()
-            .map(|s| run_step(&mut real, &sale, &limits, s))
-            .collect();
+        let fake_out = run_all(&mut fake, &sale, &limits, sc);
+        let real_out = run_all(&mut real, &sale, &limits, sc);
         check("fake", sc, &fake_out);
         check("redis", sc, &real_out);
 
@@ -312,25 +322,8 @@ fn the_contract_also_holds_with_one_script_call_per_item() {
     for (n, sc) in SCENARIOS.iter().enumerate() {
         let sale = format!("per-item-{n}");
         let limits: HashMap<&str, u32> = sc.items.iter().map(|&(i, _, l)| (i, l)).collect();
-        let loads: Vec<ItemLoad<'_>> = sc
-            .items
-            .iter()
-            .map(|&(item_id, stock, per_user_limit)| ItemLoad {
-                item_id,
-                title: "",
-                price_cents: 1,
-                stock,
-                per_user_limit,
-            })
-            .collect();
-        admin
-            .load_sale(&sale, 1, u64::MAX / 4, &loads)
-            .expect("load sale");
-        let out: Vec<_> = sc
-            .steps
-            .iter()
-            .map(|s| run_step(&mut real, &sale, &limits, s))
-            .collect();
+        load(&admin, &sale, sc);
+        let out = run_all(&mut real, &sale, &limits, sc);
         check("redis per item", sc, &out);
     }
 }

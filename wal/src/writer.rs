@@ -215,6 +215,9 @@ impl Wal {
     }
 
     fn rotate(&mut self) -> Result<()> {
+        fail::fail_point!("wal::writer::rotate", |_| Err(WalError::DiskFull {
+            dir: self.dir.clone()
+        }));
         // Seal the current segment: everything in it reaches the disk.
         self.flush_dirty()?;
         let spare_path = self.dir.join(SPARE_NAME);
@@ -280,18 +283,25 @@ impl Wal {
         let a = &mut self.active;
         if a.write_off > a.dirty_from {
             match self.opts.write_mode {
-                WriteMode::Mmap if sync => a
-                    .map
-                    .flush_range(a.dirty_from, a.write_off - a.dirty_from)
-                    .map_err(|e| WalError::io(&a.path, e))?,
+                WriteMode::Mmap if sync => {
+                    flush_fault(&a.path)?;
+                    a.map
+                        .flush_range(a.dirty_from, a.write_off - a.dirty_from)
+                        .map_err(|e| WalError::io(&a.path, e))?
+                }
                 WriteMode::Mmap => {}
                 WriteMode::Pwrite => {
                     use std::os::unix::fs::FileExt;
+                    fail::fail_point!("wal::writer::write", |_| Err(WalError::io(
+                        &a.path,
+                        std::io::Error::from_raw_os_error(28)
+                    )));
                     a.file
                         .write_all_at(&a.buf, a.dirty_from as u64)
                         .map_err(|e| WalError::io(&a.path, e))?;
                     a.buf.clear();
                     if sync {
+                        flush_fault(&a.path)?;
                         a.file.sync_data().map_err(|e| WalError::io(&a.path, e))?;
                     }
                 }
@@ -304,7 +314,20 @@ impl Wal {
     fn flush_dirty(&mut self) -> Result<()> {
         self.flush_dirty_with(true)
     }
+}
 
+/// The fail point `wal::writer::flush`: a flush that fails with EIO. The
+/// bytes stay where the kernel has them; the next commit flushes again.
+#[cfg_attr(not(feature = "failpoints"), allow(unused_variables))]
+fn flush_fault(path: &Path) -> Result<()> {
+    fail::fail_point!("wal::writer::flush", |_| Err(WalError::io(
+        path,
+        std::io::Error::from_raw_os_error(5)
+    )));
+    Ok(())
+}
+
+impl Wal {
     /// Makes everything appended so far durable (per [`Durability`]).
     /// One call per batch: this is the group commit. Returns how long the
     /// flush took, for metrics.

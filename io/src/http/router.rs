@@ -62,7 +62,7 @@ async fn route(
             purchase::issue_token(app, ip, sale, item, req).await
         }
         (&Method::GET, ["api", "v1", "requests", id]) => requests::request_status(app, id).await,
-        (&Method::GET, ["api", "v1", "time"]) => Ok(sales::time()),
+        (&Method::GET, ["api", "v1", "time"]) => Ok(sales::time(app)),
         (&Method::GET, ["api", "v1", "rounds"]) => sales::rounds(app, &req),
         (&Method::GET, ["api", "v1", "sales", sale]) => sales::sale_page(app, sale),
         (&Method::GET, ["api", "v1", "openapi.json"]) => Ok(health::openapi()),

@@ -12,14 +12,24 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 pub const ORDERS_TOPIC: &str = "seckill.orders";
 pub const ORDER_EVENTS_TOPIC: &str = "seckill.order-events";
 
+/// How long the broker may take to create the topics.
+const TOPIC_OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaSetupError {
     #[error("cannot create Kafka client: {0}")]
     Client(#[source] KafkaError),
     #[error("cannot start the producer's polling thread: {0}")]
     Thread(#[source] std::io::Error),
-    #[error("cannot create topic {topic}: {reason}")]
-    Topic { topic: String, reason: String },
+    /// The admin request itself failed (no broker answered in time).
+    #[error("cannot create the topics: {0}")]
+    Admin(#[source] KafkaError),
+    /// The broker refused one topic.
+    #[error("cannot create topic {topic}: {code}")]
+    Topic {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
 }
 
 pub fn base_config(brokers: &str) -> ClientConfig {
@@ -39,25 +49,16 @@ pub async fn ensure_topics(brokers: &str, partitions: i32) -> Result<(), KafkaSe
         NewTopic::new(ORDERS_TOPIC, partitions, TopicReplication::Fixed(1)),
         NewTopic::new(ORDER_EVENTS_TOPIC, partitions, TopicReplication::Fixed(1)),
     ];
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let results =
-        admin
-            .create_topics(&topics, &opts)
-            .await
-            .map_err(|e| KafkaSetupError::Topic {
-                topic: ORDERS_TOPIC.into(),
-                reason: e.to_string(),
-            })?;
+    let opts = AdminOptions::new().operation_timeout(Some(TOPIC_OPERATION_TIMEOUT));
+    let results = admin
+        .create_topics(&topics, &opts)
+        .await
+        .map_err(KafkaSetupError::Admin)?;
     for r in results {
         match r {
             Ok(_) => {}
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => {
-                return Err(KafkaSetupError::Topic {
-                    topic,
-                    reason: code.to_string(),
-                })
-            }
+            Err((topic, code)) => return Err(KafkaSetupError::Topic { topic, code }),
         }
     }
     Ok(())

@@ -214,6 +214,9 @@ impl KafkaOrderSink {
 
 impl OrderSink for KafkaOrderSink {
     fn publish(&mut self, order: &Order<'_>) -> Result<(), SinkError> {
+        fail::fail_point!("kafka::sink::send", |_| Err(SinkError::Unavailable(
+            "fail point kafka::sink::send".into()
+        )));
         encode_order(order, &mut self.buf);
         self.key.clear();
         self.key.push_str(order.sale_id);

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use seckill_pipeline::{Catalog, OrderId, OwnedDecision, Status};
+use seckill_pipeline::{Catalog, OrderId, OwnedDecision, SharedClock, Status};
 use seckill_replay::Replayer;
 
 use crate::app::blocking;
@@ -32,6 +32,7 @@ pub async fn run(
     catalog: Arc<Catalog>,
     sink_stats: Arc<SinkStats>,
     wal_dir: PathBuf,
+    clock: SharedClock,
 ) {
     let before = sink_stats.acked.load(Ordering::Relaxed);
     let submitted = blocking(move || -> Result<u64, redis::RedisError> {
@@ -45,7 +46,7 @@ pub async fn run(
                         price_cents: item.price_cents,
                         quantity: w.quantity,
                         per_user_limit: item.per_user_limit,
-                        received_ms: seckill_pipeline::now_ms(),
+                        received_ms: clock.now_ms(),
                         sale_id: sale.clone(),
                         item_id: item.item_id.clone(),
                         user_id: w.user_id,

@@ -31,7 +31,8 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         let redis = app.redis.clone();
         let swept = {
             let items = items.clone();
-            blocking(move || redis.sweep(&items, seckill_pipeline::now_ms(), SWEEP_PER_ITEM)).await
+            let now = app.clock.now_ms();
+            blocking(move || redis.sweep(&items, now, SWEEP_PER_ITEM)).await
         };
         match swept {
             Ok(Ok(released)) => {

@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use crate::clock::SharedClock;
 use crate::event::{Event, Origin};
 use crate::health::{Health, State};
 use crate::outcome::Status;
@@ -26,7 +27,7 @@ pub struct Deduct {
     health: Arc<Health>,
     backlog: Arc<Backlog>,
     pay_timeout_ms: u64,
-    now_ms: fn() -> u64,
+    clock: SharedClock,
     order: Vec<usize>,
     outcomes: Vec<DeductOutcome>,
     key: String,
@@ -46,7 +47,7 @@ impl Deduct {
         store: Box<dyn StockStore>,
         shared: DeductShared,
         pay_timeout_ms: u64,
-        now_ms: fn() -> u64,
+        clock: SharedClock,
     ) -> Deduct {
         Deduct {
             store,
@@ -55,7 +56,7 @@ impl Deduct {
             health: shared.health,
             backlog: shared.backlog,
             pay_timeout_ms,
-            now_ms,
+            clock,
             order: Vec::with_capacity(256),
             outcomes: Vec::with_capacity(256),
             key: String::with_capacity(128),
@@ -76,7 +77,7 @@ impl Deduct {
     }
 
     fn call(&mut self, events: &[&Event]) -> Result<(), StoreError> {
-        let deadline = (self.now_ms)() + self.pay_timeout_ms;
+        let deadline = self.clock.now_ms() + self.pay_timeout_ms;
         // The requests in item order, then one group per run of an item
         // (two allocations per batch, whatever its size).
         let requests: Vec<DeductRequest<'_>> = self

@@ -1,6 +1,7 @@
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::clock::SharedClock;
 use crate::event::{Event, Origin};
 use crate::outcome::{Decision, Status};
 use crate::port::{Journal, JournalError, RecordKind};
@@ -9,7 +10,7 @@ use crate::stage::Stage;
 use crate::stats::Stats;
 
 /// How often the checkpoint may move (it costs a file write and fsyncs).
-const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Appends every decision of the batch and commits ONCE (group commit), so
 /// nothing is answered or published before it is durable. If the journal
@@ -23,10 +24,11 @@ pub struct JournalStage {
     journal: Box<dyn Journal>,
     stats: Arc<Stats>,
     outstanding: Arc<Outstanding>,
-    now_ms: fn() -> u64,
+    clock: SharedClock,
     last_lsn: u64,
     checkpointed: u64,
-    last_checkpoint: Instant,
+    /// When the checkpoint last moved ([`crate::Clock::monotonic`]).
+    last_checkpoint: Duration,
 }
 
 impl JournalStage {
@@ -34,22 +36,22 @@ impl JournalStage {
         journal: Box<dyn Journal>,
         stats: Arc<Stats>,
         outstanding: Arc<Outstanding>,
-        now_ms: fn() -> u64,
+        clock: SharedClock,
     ) -> Self {
         JournalStage {
             journal,
             stats,
             outstanding,
-            now_ms,
+            last_checkpoint: clock.monotonic(),
+            clock,
             last_lsn: 0,
             checkpointed: 0,
-            last_checkpoint: Instant::now(),
         }
     }
 
     fn write(&mut self, events: &[&Event]) -> Result<bool, JournalError> {
         let mut wrote = false;
-        let now = (self.now_ms)();
+        let now = self.clock.now_ms();
         for e in events.iter().filter(|e| !e.is_replayed()) {
             let status = e.status();
             let kind = match e.origin {
@@ -110,10 +112,11 @@ impl JournalStage {
     }
 
     fn maybe_checkpoint(&mut self, force: bool) {
-        if !force && self.last_checkpoint.elapsed() < CHECKPOINT_INTERVAL {
+        let now = self.clock.monotonic();
+        if !force && now.saturating_sub(self.last_checkpoint) < CHECKPOINT_INTERVAL {
             return;
         }
-        self.last_checkpoint = Instant::now();
+        self.last_checkpoint = now;
         if self.last_lsn == 0 {
             return;
         }

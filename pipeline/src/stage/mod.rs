@@ -9,7 +9,7 @@ mod reply;
 
 pub use deduct::{Deduct, DeductShared};
 pub use dedupe::Dedupe;
-pub use journal::JournalStage;
+pub use journal::{JournalStage, CHECKPOINT_INTERVAL};
 pub use publish::Publish;
 pub use reply::ReplyStage;
 

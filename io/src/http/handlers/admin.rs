@@ -122,7 +122,7 @@ pub async fn put_sale(
             ));
         }
     }
-    let now = seckill_pipeline::now_ms();
+    let now = app.clock.now_ms();
     if let Some(items) = app.catalog.sale_items(sale) {
         if items.iter().any(|i| i.start_ms <= now) {
             return Err(ApiError::new(

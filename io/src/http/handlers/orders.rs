@@ -147,7 +147,7 @@ async fn order_action(
     let (sale, item) = locate(app, order_id).await?;
     let r = app.redis.clone();
     let (s, i, o, u) = (sale.clone(), item.clone(), order_id.to_string(), user);
-    let now = seckill_pipeline::now_ms();
+    let now = app.clock.now_ms();
     let done = blocking(move || {
         let a = r.order_action(&s, &i, &o, pay, &u, now)?;
         let rec = r.order(&s, &i, &o)?;

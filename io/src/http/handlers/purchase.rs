@@ -99,7 +99,7 @@ pub async fn purchase(
         .item(sale, item_id)
         .ok_or_else(|| unknown_item(sale, item_id))?;
     let quantity = p.quantity.unwrap_or(1);
-    let now = seckill_pipeline::now_ms();
+    let now = app.clock.now_ms();
     check_purchase(app, sale, item_id, &p.user_id, p.token.as_deref(), now)?;
     // Cheap rejects: answered without touching the ring.
     if now < item.start_ms {
@@ -183,7 +183,7 @@ pub async fn issue_token(
             "this daemon has no token key; purchases need no token",
         ));
     };
-    let now = seckill_pipeline::now_ms();
+    let now = app.clock.now_ms();
     let opens = item.start_ms.saturating_sub(app.cfg.token_lead_ms);
     if now < opens {
         return Err(ApiError::new(

@@ -64,11 +64,11 @@ pub struct RoundsQuery {
 
 #[utoipa::path(get, path = "/api/v1/time", tag = "public",
     responses((status = 200, body = TimeBody)))]
-pub fn time() -> Resp {
+pub fn time(app: &App) -> Resp {
     json(
         StatusCode::OK,
         &TimeBody {
-            now_ms: seckill_pipeline::now_ms(),
+            now_ms: app.clock.now_ms(),
         },
     )
 }
@@ -112,7 +112,7 @@ pub fn rounds(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> {
             }
             d.to_string()
         }
-        None => utc_date(seckill_pipeline::now_ms()),
+        None => utc_date(app.clock.now_ms()),
     };
     let mut rounds: Vec<SaleView> = app
         .catalog
