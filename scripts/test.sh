@@ -13,6 +13,8 @@ python3 scripts/check-layout.py
 # Kafka send) are compiled in for the test build only; every command below
 # uses the same features so one build serves them all.
 FEATURES=seckill-wal/failpoints,seckill-tests/failpoints
+# The tests that start binaries build them with the same features.
+export SECKILL_TEST_FEATURES="$FEATURES"
 say "building the binaries the tests start as processes"
 # Built up front: a test that needs seckilld would otherwise build it while
 # the other tests run, and a compile on the same two cores starves their

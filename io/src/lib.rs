@@ -3,7 +3,8 @@
 //! Implements the pipeline's ports on real systems — the Redis stock store
 //! (one batched Lua call per ring batch), the Kafka order sink (idempotent
 //! producer), the WAL journal — and the hyper ingress that feeds the ring.
-//! `seckilld` (in `src/bin`) wires them together. docs/architecture.md has
+//! `daemon.rs` starts and stops them (with `wiring.rs`, shared with the
+//! offline replay); `src/bin/seckilld.rs` is the binary. docs/architecture.md has
 //! the map of this crate: which folder holds what and what it may import.
 
 pub mod admission;

@@ -1,7 +1,8 @@
-//! Where seckill reads the time. Everything that decides by the clock —
-//! a sale window, a payment deadline, a token's expiry, the checkpoint
+//! Where seckill reads the time. What the sale decides by the clock — a
+//! sale window, a payment deadline, a token's expiry, the checkpoint
 //! interval — asks a [`Clock`], so a test can run it on a [`ManualClock`]
-//! and move time forward instead of sleeping.
+//! and move time forward instead of sleeping. Latency measurements and
+//! retry pacing keep `Instant`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

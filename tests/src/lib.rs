@@ -294,11 +294,11 @@ pub const TOKEN_KEY: &str = "test-token-key-0123456789";
 
 /// The `seckilld` binary of this build (built on first use).
 pub fn seckilld_bin() -> PathBuf {
-    io_bin("seckilld")
+    workspace_bin("seckilld")
 }
 
-/// A binary of `seckill-io` from this build (built on first use).
-pub fn io_bin(name: &str) -> PathBuf {
+/// A binary of the workspace from this build (built on first use).
+pub fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     // target/<profile>/deps/<test> → target/<profile>/seckilld
     let dir = exe
@@ -311,12 +311,18 @@ pub fn io_bin(name: &str) -> PathBuf {
     BUILD.call_once(|| {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "seckill-io", "--bins"]);
+        // Every binary of the workspace (seckilld, seckill-replay, …), with
+        // the features the test run was built with (scripts/test.sh says
+        // which), so this finds them fresh instead of rebuilding them.
+        cmd.args(["build", "-q", "--workspace", "--bins"]);
+        if let Some(f) = std::env::var_os("SECKILL_TEST_FEATURES") {
+            cmd.arg("--features").arg(f);
+        }
         if dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
         let status = cmd.status().expect("run cargo build");
-        assert!(status.success(), "building seckilld failed");
+        assert!(status.success(), "building the binaries failed");
     });
     bin
 }

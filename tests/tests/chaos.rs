@@ -643,7 +643,7 @@ async fn seckill_replay_run_resolves_what_a_stopped_daemon_left_pending() {
 
     let (wal_dir, redis_url, brokers) = (wal.path().to_path_buf(), redis.url(), broker.brokers());
     let cli = move |args: &[&str]| {
-        let out = std::process::Command::new(seckill_tests::io_bin("seckill-replay"))
+        let out = std::process::Command::new(seckill_tests::workspace_bin("seckill-replay"))
             .arg("--wal-dir")
             .arg(&wal_dir)
             .args(["--redis-url", &redis_url, "--kafka-brokers", &brokers])

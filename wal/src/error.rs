@@ -21,10 +21,16 @@ pub enum WalError {
     /// The segment header is not ours, or of a format version we cannot read.
     #[error("bad segment header in {segment}: {reason}")]
     BadSegment { segment: PathBuf, reason: String },
-    /// Preallocating a segment failed because the disk is full. Nothing
-    /// already written is affected; new appends are refused.
-    #[error("disk full while preparing a WAL segment in {dir}")]
+    /// No room on disk: preparing a segment, or writing a commit, hit
+    /// ENOSPC. Nothing already written is affected; the bytes of the
+    /// failed commit are kept and written by the next one.
+    #[error("disk full writing the WAL in {dir}")]
     DiskFull { dir: PathBuf },
+    /// A flush (`fdatasync` / `msync`) failed earlier. What reached the
+    /// disk is unknown, so the log takes no more writes until it is
+    /// reopened: recovery then reads what the disk really holds.
+    #[error("a flush of the WAL in {dir} failed; it takes no writes until reopened (restart)")]
+    FlushFailed { dir: PathBuf },
     /// A record larger than a segment can hold.
     #[error("record of {len} bytes does not fit a segment of {segment_bytes} bytes")]
     RecordTooLarge { len: usize, segment_bytes: u64 },

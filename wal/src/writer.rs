@@ -18,7 +18,8 @@ use crate::segment::{self, SEGMENT_HEADER_LEN};
 /// When `commit` returns, what survives?
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
-    /// msync of the written range before `commit` returns: survives a power cut.
+    /// The commit reaches the disk (`fdatasync`, or `msync` of the written
+    /// range in `WriteMode::Mmap`) before `commit` returns: survives a power cut.
     Fsync,
     /// Written to the page cache only: survives a process crash, not a power cut.
     Os,
@@ -89,8 +90,11 @@ pub(crate) struct Active {
     file: File,
     map: MmapMut,
     write_off: usize,
-    /// Start of the bytes appended since the last commit.
+    /// Start of the bytes appended but not yet handed to the kernel
+    /// (`WriteMode::Pwrite`; in the mapping they already are).
     dirty_from: usize,
+    /// End of the bytes known to be on disk.
+    synced_to: usize,
     /// `WriteMode::Pwrite`: the bytes from `dirty_from` to `write_off`.
     buf: Vec<u8>,
 }
@@ -105,6 +109,7 @@ impl Active {
             map,
             write_off,
             dirty_from: write_off,
+            synced_to: write_off,
             buf: Vec::new(),
         }
     }
@@ -134,6 +139,11 @@ pub struct Wal {
     /// Sealed and active segments, by first LSN.
     segments: Vec<(Lsn, PathBuf)>,
     spare: Spare,
+    /// A flush failed: after a failed `fdatasync`/`msync` the kernel may
+    /// have dropped the dirty pages, so what is on disk is unknown. The log
+    /// refuses every write until it is reopened (recovery reads what the
+    /// disk really holds), as PostgreSQL does.
+    flush_failed: bool,
     _lock: File,
 }
 
@@ -167,6 +177,7 @@ impl Wal {
             next_lsn,
             segments,
             spare: Spare::None,
+            flush_failed: false,
             _lock: lock,
         };
         // A checkpoint written after the last writer closed (by the daemon
@@ -241,6 +252,11 @@ impl Wal {
 
     /// Appends one record; durable only after the next [`Wal::commit`].
     pub fn append(&mut self, kind: Kind, payload: &[u8]) -> Result<Lsn> {
+        if self.flush_failed {
+            return Err(WalError::FlushFailed {
+                dir: self.dir.clone(),
+            });
+        }
         let len = RECORD_HEADER_LEN + payload.len();
         let capacity = self.opts.segment_bytes as usize - SEGMENT_HEADER_LEN;
         if len > capacity || payload.len() > record::PAYLOAD_LEN_MAX {
@@ -279,36 +295,50 @@ impl Wal {
 
     /// Hands the appended bytes to the kernel (`pwrite`; stores into the
     /// mapping already are) and, when `sync`, waits until they are on disk.
+    ///
+    /// A failed `pwrite` (a full disk) keeps the bytes: the next commit
+    /// writes them again at the same offset. A failed flush poisons the
+    /// log (see `flush_failed`).
     fn flush_dirty_with(&mut self, sync: bool) -> Result<()> {
+        if self.flush_failed {
+            return Err(WalError::FlushFailed {
+                dir: self.dir.clone(),
+            });
+        }
+        let mode = self.opts.write_mode;
         let a = &mut self.active;
-        if a.write_off > a.dirty_from {
-            match self.opts.write_mode {
-                WriteMode::Mmap if sync => {
-                    flush_fault(&a.path)?;
-                    a.map
-                        .flush_range(a.dirty_from, a.write_off - a.dirty_from)
-                        .map_err(|e| WalError::io(&a.path, e))?
-                }
-                WriteMode::Mmap => {}
-                WriteMode::Pwrite => {
-                    use std::os::unix::fs::FileExt;
-                    fail::fail_point!("wal::writer::write", |_| Err(WalError::io(
-                        &a.path,
-                        std::io::Error::from_raw_os_error(28)
-                    )));
-                    a.file
-                        .write_all_at(&a.buf, a.dirty_from as u64)
-                        .map_err(|e| WalError::io(&a.path, e))?;
-                    a.buf.clear();
-                    if sync {
-                        flush_fault(&a.path)?;
-                        a.file.sync_data().map_err(|e| WalError::io(&a.path, e))?;
-                    }
-                }
-            }
+        if mode == WriteMode::Pwrite && a.write_off > a.dirty_from {
+            use std::os::unix::fs::FileExt;
+            fail::fail_point!("wal::writer::write", |_| Err(WalError::io(
+                &a.path,
+                std::io::Error::from_raw_os_error(28)
+            )));
+            a.file
+                .write_all_at(&a.buf, a.dirty_from as u64)
+                .map_err(|e| WalError::io(&a.path, e))?;
+            a.buf.clear();
         }
         a.dirty_from = a.write_off;
-        Ok(())
+        if !sync || a.write_off <= a.synced_to {
+            return Ok(());
+        }
+        let synced = flush_fault(&a.path).and_then(|()| match mode {
+            WriteMode::Mmap => a
+                .map
+                .flush_range(a.synced_to, a.write_off - a.synced_to)
+                .map_err(|e| WalError::io(&a.path, e)),
+            WriteMode::Pwrite => a.file.sync_data().map_err(|e| WalError::io(&a.path, e)),
+        });
+        match synced {
+            Ok(()) => {
+                a.synced_to = a.write_off;
+                Ok(())
+            }
+            Err(e) => {
+                self.flush_failed = true;
+                Err(e)
+            }
+        }
     }
 
     fn flush_dirty(&mut self) -> Result<()> {
@@ -316,8 +346,7 @@ impl Wal {
     }
 }
 
-/// The fail point `wal::writer::flush`: a flush that fails with EIO. The
-/// bytes stay where the kernel has them; the next commit flushes again.
+/// The fail point `wal::writer::flush`: a flush that fails with EIO.
 #[cfg_attr(not(feature = "failpoints"), allow(unused_variables))]
 fn flush_fault(path: &Path) -> Result<()> {
     fail::fail_point!("wal::writer::flush", |_| Err(WalError::io(

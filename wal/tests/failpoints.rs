@@ -48,18 +48,26 @@ fn a_write_that_finds_the_disk_full_is_disk_full_and_the_next_commit_writes_the_
         10,
         "the committed prefix is intact"
     );
+    // The journal goes on appending while the disk is full.
+    append(&mut wal, 3, "c");
+    assert!(wal.commit().expect_err("still full").is_disk_full());
 
     fail::remove("wal::writer::write");
+    append(&mut wal, 2, "d");
     wal.commit().expect("room again");
     drop(wal);
     let (_, report) = Wal::open(dir.path(), opts(WriteMode::Pwrite)).expect("reopen");
     assert!(report.torn_tail.is_none());
-    assert_eq!(payloads(dir.path()).len(), 15);
+    let got = payloads(dir.path());
+    assert_eq!(got.len(), 20);
+    assert_eq!(got[10], "b-0");
+    assert_eq!(got[15], "c-0");
+    assert_eq!(got[19], "d-1", "every batch, in order, none over another");
     scenario.teardown();
 }
 
 #[test]
-fn a_failed_flush_is_an_io_error_and_a_later_commit_makes_the_batch_durable() {
+fn a_failed_flush_refuses_every_write_until_the_log_is_reopened() {
     let scenario = FailScenario::setup();
     for mode in [WriteMode::Pwrite, WriteMode::Mmap] {
         let dir = tempfile::tempdir().expect("tmp");
@@ -71,16 +79,24 @@ fn a_failed_flush_is_an_io_error_and_a_later_commit_makes_the_batch_durable() {
         append(&mut wal, 2, "b");
         let err = wal.commit().expect_err("the flush fails");
         assert!(matches!(err, WalError::Io { .. }), "{mode:?}: {err}");
-
         fail::remove("wal::writer::flush");
-        wal.commit().expect("the flush works again");
+
+        // After a failed fsync the kernel may have dropped the pages: the
+        // log trusts nothing it wrote since, until recovery re-reads it.
+        let refused = wal.append(Kind::Decision, b"c").expect_err("poisoned");
+        assert!(matches!(refused, WalError::FlushFailed { .. }), "{refused}");
+        let refused = wal.commit().expect_err("poisoned");
+        assert!(matches!(refused, WalError::FlushFailed { .. }), "{refused}");
         drop(wal);
-        Wal::open(dir.path(), opts(mode)).expect("reopen");
-        assert_eq!(
-            payloads(dir.path()),
-            ["a-0", "a-1", "a-2", "b-0", "b-1"],
-            "{mode:?}"
-        );
+
+        let (mut wal, report) = Wal::open(dir.path(), opts(mode)).expect("reopen");
+        assert!(report.torn_tail.is_none(), "{mode:?}");
+        let got = payloads(dir.path());
+        assert_eq!(&got[..3], ["a-0", "a-1", "a-2"], "{mode:?}");
+        append(&mut wal, 1, "d");
+        wal.commit().expect("a reopened log takes writes");
+        drop(wal);
+        assert_eq!(payloads(dir.path()).last().map(String::as_str), Some("d-0"));
     }
     scenario.teardown();
 }

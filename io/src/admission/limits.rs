@@ -22,16 +22,6 @@ pub enum Limited {
     User,
 }
 
-impl Limited {
-    pub fn code(self) -> &'static str {
-        match self {
-            Limited::Global => "rate_limited_global",
-            Limited::Ip => "rate_limited_ip",
-            Limited::User => "rate_limited_user",
-        }
-    }
-}
-
 /// A refusal and when to come back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refusal {
@@ -260,7 +250,7 @@ mod tests {
     }
 
     #[test]
-    fn global_and_ip_limits_refuse_with_their_own_code() {
+    fn global_and_ip_limits_refuse_naming_their_limit() {
         let ip = IpAddr::from([10, 0, 0, 1]);
         let l = Limits::new(LimitConfig {
             ip_per_s: 1,

@@ -34,17 +34,6 @@ pub enum TokenError {
     Invalid,
 }
 
-impl TokenError {
-    /// The machine-readable error code of the API.
-    pub fn code(self) -> &'static str {
-        match self {
-            TokenError::Missing => "token_missing",
-            TokenError::Malformed | TokenError::Invalid => "token_invalid",
-            TokenError::Expired => "token_expired",
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 #[error("token keys must be at least 16 bytes")]
 pub struct KeyTooShort;

@@ -12,7 +12,7 @@ use seckill_pipeline::Submitter;
 
 use super::codec::Resp;
 use super::error::{ApiError, ErrorCode};
-use super::extract::client_ip;
+use super::extract::{self, client_ip};
 use super::handlers::{admin, health, orders, purchase, requests, sales};
 use crate::app::App;
 
@@ -91,6 +91,11 @@ async fn route(
         (&Method::DELETE, ["admin", "v1", "blacklist", "ips", id]) => {
             admin::unblock_ip(app, &req, id).await
         }
+        // Another kind of list: the token first, like every admin call.
+        (&Method::PUT | &Method::DELETE, ["admin", "v1", "blacklist", _, _]) => {
+            extract::authorize(app, &req)?;
+            Err(not_found())
+        }
         // Operations.
         (&Method::GET, ["healthz"]) => Ok(health::healthz()),
         (&Method::GET, ["readyz"]) => Ok(health::readyz(app)),
@@ -100,7 +105,7 @@ async fn route(
         | (_, ["api", "v1", "orders", _, "pay" | "cancel"])
         | (_, ["api", "v1", "time" | "rounds" | "openapi.json"])
         | (_, ["admin", "v1", "sales" | "blacklist"])
-        | (_, ["admin", "v1", "blacklist", "users" | "ips", _])
+        | (_, ["admin", "v1", "blacklist", _, _])
         | (_, ["admin", "v1", "sales", _])
         | (_, ["healthz" | "readyz" | "metrics"]) => Err(ApiError::new(
             ErrorCode::MethodNotAllowed,

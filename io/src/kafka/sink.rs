@@ -99,8 +99,6 @@ pub struct KafkaOrderSink {
     /// The message key being built (`sale:item`), reused.
     key: String,
     last_retry: Instant,
-    /// Failed-delivery count at the last retry pass, and how many passes
-    /// in a row saw new failures while the broker answered its probe.
     /// Acknowledgements seen at the last retry pass, and since when
     /// deliveries have failed with none acknowledged.
     acked_at_last_pass: u64,
@@ -243,7 +241,10 @@ impl OrderSink for KafkaOrderSink {
     fn flush(&mut self, timeout: Duration) -> Result<(), SinkError> {
         let deadline = Instant::now() + timeout;
         loop {
-            self.last_retry = Instant::now() - RETRY_INTERVAL;
+            // Due now: the retry pass below must run.
+            self.last_retry = Instant::now()
+                .checked_sub(RETRY_INTERVAL)
+                .unwrap_or_else(Instant::now);
             self.retry_failed();
             let left = deadline.saturating_duration_since(Instant::now());
             self.producer

@@ -52,7 +52,14 @@ async fn publish_outbox(
         let items = Arc::clone(items);
         match blocking(move || redis.outbox(&items, OUTBOX_PER_ITEM)).await {
             Ok(Ok(e)) => e,
-            _ => return,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "outbox: Redis did not answer; next tick");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "outbox read failed");
+                return;
+            }
         }
     };
     if entries.is_empty() {

@@ -61,8 +61,12 @@ pub async fn run(
     .await;
     let n = match submitted {
         Ok(Ok(n)) => n,
-        _ => {
-            tracing::error!("reconciliation after salvage failed; it runs again at the next start");
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "reconciliation after salvage failed (redis); it runs again at the next start");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reconciliation after salvage failed; it runs again at the next start");
             return;
         }
     };
@@ -80,6 +84,7 @@ pub async fn run(
     }
     match blocking(move || seckill_wal::Wal::clear_salvaged(&wal_dir)).await {
         Ok(Ok(())) => tracing::info!("reconciliation after salvage complete"),
-        _ => tracing::error!("could not clear the salvage marker"),
+        Ok(Err(e)) => tracing::error!(error = %e, "could not clear the salvage marker"),
+        Err(e) => tracing::error!(error = %e, "could not clear the salvage marker"),
     }
 }

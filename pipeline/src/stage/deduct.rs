@@ -77,7 +77,7 @@ impl Deduct {
     }
 
     fn call(&mut self, events: &[&Event]) -> Result<(), StoreError> {
-        let deadline = self.clock.now_ms() + self.pay_timeout_ms;
+        let deadline = self.clock.now_ms().saturating_add(self.pay_timeout_ms);
         // The requests in item order, then one group per run of an item
         // (two allocations per batch, whatever its size).
         let requests: Vec<DeductRequest<'_>> = self

@@ -71,7 +71,8 @@ pub struct Blacklist {
     params(("sale_id" = String, Path)), request_body = SaleBody,
     responses((status = 200, description = "created or replaced; stock loaded into Redis"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 409, body = ErrorBody)),
+        (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn put_sale(
     app: &Arc<App>,
@@ -186,7 +187,8 @@ pub async fn put_sale(
 #[utoipa::path(get, path = "/admin/v1/sales/{sale_id}", tag = "admin",
     params(("sale_id" = String, Path)),
     responses((status = 200, description = "the sale with each item's stock hash from Redis"),
-        (status = 404, body = ErrorBody)),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_sale(
     app: &Arc<App>,

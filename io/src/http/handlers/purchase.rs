@@ -79,11 +79,19 @@ fn answer(request_id: &str, status: Status, order_id: Option<OrderId>) -> Resp {
         (status = 408, body = ErrorBody),
         (status = 413, body = ErrorBody),
         (status = 429, body = ErrorBody),
-        (status = 503, body = ErrorBody)))]
-/// Order of the checks: cheapest and least revealing first. Global and IP
-/// limits before the body is read; the token before anything about the
-/// sale is answered; the user's bucket only once the token proved the
-/// request is for that user.
+        (status = 503, body = ErrorBody),
+        (status = 504, body = ErrorBody)))]
+/// Buys one item (or `quantity` units) in a flash sale.
+///
+/// The answer is final once given: retry with the same `request_id` and
+/// the same answer comes back. `pending` (202) means Redis is away: the
+/// request is journaled and decided once it is back; poll
+/// `/api/v1/requests/{request_id}`.
+//
+// Order of the checks: cheapest and least revealing first. Global and IP
+// limits before the body is read; the token before anything about the
+// sale is answered; the user's bucket only once the token proved the
+// request is for that user.
 pub async fn purchase(
     app: &Arc<App>,
     sub: &Mutex<Submitter>,
