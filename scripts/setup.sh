@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what seckill's demo and tests need, when it is missing:
-#   - redis-server, and gcc/g++/make for the bundled librdkafka (Debian packages)
+#   - redis-server, gcc/g++/make/perl for the bundled librdkafka, python3 for
+#     the layout check and the benchmark scripts (Debian packages)
 #   - tansu, a Kafka-protocol broker (cargo install; ~9 minutes the first time)
 # Sourced by demo.sh and test.sh; safe to run again (it skips what is there).
 set -euo pipefail
@@ -18,6 +19,7 @@ ensure_packages() {
   command -v c++ >/dev/null 2>&1 || missing+=(g++)
   command -v make >/dev/null 2>&1 || missing+=(make)
   command -v perl >/dev/null 2>&1 || missing+=(perl)
+  command -v python3 >/dev/null 2>&1 || missing+=(python3)
   if [ "${#missing[@]}" -gt 0 ]; then
     say "installing Debian packages: ${missing[*]}"
     as_root apt-get update -qq
