@@ -110,7 +110,7 @@ pub async fn connect(
         .per_item(cfg.redis_script_per_item);
     if !refresh_catalog(&redis, catalog, &shared.board, known_wins).await {
         shared.redis.fail("unreachable at start");
-        tracing::warn!(url = %cfg.redis_url, "redis is not reachable; purchases will be decided pending");
+        tracing::warn!(url = %crate::config::redact_url(&cfg.redis_url), "redis is not reachable; purchases will be decided pending");
     }
     let kafka = Arc::new(Health::new("kafka", State::Up));
     match tokio::time::timeout(

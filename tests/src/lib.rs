@@ -290,7 +290,7 @@ pub fn daemon_config(
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 /// The purchase-token key of test daemons.
-pub const TOKEN_KEY: &str = "test-token-key-0123456789";
+pub const TOKEN_KEY: &str = "test-token-key-0123456789abcdefgh";
 
 /// The `seckilld` binary of this build (built on first use).
 pub fn seckilld_bin() -> PathBuf {

@@ -377,7 +377,7 @@ async fn bad_expired_and_foreign_tokens_are_refused_before_the_ring() {
     } = Stack::start(false, |c| {
         // Rotation: the daemon signs with a new key and still accepts the
         // previous one.
-        c.token_key = "a-brand-new-token-key-0987".into();
+        c.token_key = "a-brand-new-token-key-0987654321xyz".into();
         c.token_key_previous = TOKEN_KEY.into();
     })
     .await;
@@ -403,7 +403,7 @@ async fn bad_expired_and_foreign_tokens_are_refused_before_the_ring() {
     let signed_before = TokenKeys::new(TOKEN_KEY, "").expect("key");
     let old_key_token = signed_before.sign("u1", "tok", "a", t0 + 60_000);
     let expired = signed_before.sign("u1", "tok", "a", t0 - 1);
-    let wrong_key = TokenKeys::new("somebody-elses-key-123456", "")
+    let wrong_key = TokenKeys::new("somebody-elses-key-123456789abcdef", "")
         .expect("key")
         .sign("u1", "tok", "a", t0 + 60_000);
     let b_token = token_of(&client, &base, "tok", "b", "u1").await;
@@ -827,6 +827,21 @@ async fn every_path_of_the_openapi_description_is_served() {
             );
         }
     }
+    // Every security scheme an operation names is declared (else generated
+    // clients drop the admin token).
+    let schemes = doc.body["components"]["securitySchemes"]
+        .as_object()
+        .expect("declared security schemes");
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    for (path, ops) in paths {
+        for (method, op) in ops.as_object().expect("operations") {
+            for req in op["security"].as_array().into_iter().flatten() {
+                for name in req.as_object().expect("requirement").keys() {
+                    assert!(schemes.contains_key(name), "{method} {path} names {name}");
+                }
+            }
+        }
+    }
     // And the router serves nothing the description leaves out.
     for (m, p) in [
         ("POST", "/api/v1/sales/{sale_id}/items/{item_id}/purchase"),
@@ -909,4 +924,73 @@ async fn order_events_wait_in_the_outbox_while_kafka_is_frozen_and_expiry_goes_o
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_works_wherever_get_does_and_a_405_names_the_allowed_methods() {
+    let Stack {
+        redis: _redis,
+        broker: _broker,
+        daemon: _daemon,
+        base,
+        wal: _wal,
+        client,
+    } = Stack::start(false, |_| {}).await;
+    for path in [
+        "/healthz",
+        "/api/v1/time",
+        "/api/v1/openapi.json",
+        "/metrics",
+    ] {
+        let get = client
+            .request(
+                Request::get(format!("{base}{path}"))
+                    .body(Full::new(Bytes::new()))
+                    .expect("request"),
+            )
+            .await
+            .expect("get");
+        let head = client
+            .request(
+                Request::head(format!("{base}{path}"))
+                    .body(Full::new(Bytes::new()))
+                    .expect("request"),
+            )
+            .await
+            .expect("head");
+        assert_eq!(head.status(), get.status(), "HEAD {path}");
+        assert_eq!(
+            head.headers().get("content-type"),
+            get.headers().get("content-type"),
+            "HEAD {path}"
+        );
+        let body = head.into_body().collect().await.expect("body").to_bytes();
+        assert!(body.is_empty(), "HEAD {path} has a body");
+    }
+    for (method, path, allow) in [
+        (Method::GET, "/api/v1/sales/s/items/i/purchase", "POST"),
+        (Method::DELETE, "/api/v1/time", "GET, HEAD"),
+        (Method::POST, "/admin/v1/sales/s", "GET, HEAD, PUT"),
+        (Method::GET, "/admin/v1/blacklist/users/u", "PUT, DELETE"),
+        (Method::POST, "/healthz", "GET, HEAD"),
+    ] {
+        let resp = client
+            .request(
+                Request::builder()
+                    .method(method.clone())
+                    .uri(format!("{base}{path}"))
+                    .body(Full::new(Bytes::new()))
+                    .expect("request"),
+            )
+            .await
+            .expect("call");
+        assert_eq!(resp.status().as_u16(), 405, "{method} {path}");
+        assert_eq!(
+            resp.headers().get("allow").and_then(|v| v.to_str().ok()),
+            Some(allow),
+            "{method} {path}"
+        );
+    }
+    let nowhere = get(&client, &format!("{base}/no/such/path")).await;
+    assert_eq!((nowhere.code, nowhere.error()), (404, "not_found"));
 }

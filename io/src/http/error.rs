@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 
 use crate::admission::limits::Limited;
@@ -146,6 +146,8 @@ pub struct ApiError {
     pub message: String,
     /// `Retry-After` seconds (503 and 429 answers default to 1).
     pub retry_after_s: Option<u64>,
+    /// The `Allow` header of a 405: the methods the path takes.
+    pub allow: Option<&'static str>,
 }
 
 impl ApiError {
@@ -154,7 +156,13 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after_s: None,
+            allow: None,
         }
+    }
+
+    pub fn allow(mut self, methods: &'static str) -> ApiError {
+        self.allow = Some(methods);
+        self
     }
 
     pub fn retry_after(mut self, secs: u64) -> ApiError {
@@ -198,6 +206,10 @@ impl ApiError {
         *r.status_mut() = status;
         r.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(allow) = self.allow {
+            r.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allow));
+        }
         let secs = self.retry_after_s.or(retry.then_some(1));
         if let Some(secs) = secs {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {

@@ -131,20 +131,28 @@ pub fn authorize(app: &App, req: &Request<Incoming>) -> Result<(), ApiError> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    // Constant time in the token's length: no early exit on a mismatch.
-    let same = given.len() == token.len()
-        && given
-            .bytes()
-            .zip(token.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if !same {
+    if !same_secret(given, token) {
         return Err(ApiError::new(
             ErrorCode::BadToken,
             "missing or wrong admin bearer token",
         ));
     }
     Ok(())
+}
+
+/// Compares a secret in constant time: both sides are hashed first, so
+/// neither a wrong length nor the first differing byte ends the
+/// comparison early.
+pub fn same_secret(given: &str, secret: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let (a, b) = (
+        Sha256::digest(given.as_bytes()),
+        Sha256::digest(secret.as_bytes()),
+    );
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// The token and user checks of a purchase, after the body is parsed.
@@ -168,4 +176,19 @@ pub fn check_purchase(
             .map_err(|e| ApiError::new(e.into(), e.to_string()))?;
     }
     app.limits.admit_user(user).map_err(ApiError::limited)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn secrets_match_only_when_equal_whatever_their_lengths() {
+        let s = "an-admin-token-of-some-length";
+        assert!(same_secret(s, s));
+        assert!(!same_secret("", s));
+        assert!(!same_secret(&s[..10], s));
+        assert!(!same_secret(&format!("{s}x"), s));
+        assert!(!same_secret("an-admin-token-of-some-lengtH", s));
+    }
 }

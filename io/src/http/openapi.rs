@@ -3,7 +3,8 @@
 
 use std::sync::OnceLock;
 
-use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
 use super::codec::PurchaseBody;
 use super::error::{ErrorBody, ErrorCode};
@@ -59,9 +60,29 @@ use crate::redis::{OrderRecord, OrderState};
         admin::Blacklist,
         ErrorBody,
         ErrorCode
-    ))
+    )),
+    modifiers(&BearerScheme)
 )]
 pub struct ApiDoc;
+
+/// Declares the `bearer` scheme the admin operations name, so generated
+/// clients send the admin token.
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The admin token (`admin_token`)."))
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The OpenAPI document, built once.
 pub fn json() -> &'static str {

@@ -50,7 +50,11 @@ async fn route(
         *segs.get_mut(n).ok_or_else(not_found)? = seg;
         n += 1;
     }
-    let method = req.method().clone();
+    // HEAD is GET without the body (hyper leaves the body out).
+    let method = match req.method() {
+        &Method::HEAD => Method::GET,
+        m => m.clone(),
+    };
     match (&method, &segs[..n]) {
         // Public: the sale and the purchase.
         (&Method::POST, ["api", "v1", "sales", sale, "items", item, "purchase"]) => {
@@ -100,17 +104,29 @@ async fn route(
         (&Method::GET, ["healthz"]) => Ok(health::healthz()),
         (&Method::GET, ["readyz"]) => Ok(health::readyz(app)),
         (&Method::GET, ["metrics"]) => Ok(health::metrics(app)),
-        (_, ["api", "v1", "sales", _, "items", _, "purchase" | "token"])
-        | (_, ["api", "v1", "requests" | "orders" | "sales", _])
-        | (_, ["api", "v1", "orders", _, "pay" | "cancel"])
-        | (_, ["api", "v1", "time" | "rounds" | "openapi.json"])
-        | (_, ["admin", "v1", "sales" | "blacklist"])
-        | (_, ["admin", "v1", "blacklist", _, _])
-        | (_, ["admin", "v1", "sales", _])
-        | (_, ["healthz" | "readyz" | "metrics"]) => Err(ApiError::new(
-            ErrorCode::MethodNotAllowed,
-            format!("{method} is not allowed here"),
-        )),
-        _ => Err(not_found()),
+        (_, path) => match allowed(path) {
+            Some(allow) => Err(ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                format!("{} is not allowed here", req.method()),
+            )
+            .allow(allow)),
+            None => Err(not_found()),
+        },
     }
+}
+
+/// The methods a path takes (the `Allow` header of a 405), or `None` when
+/// no route has this path.
+fn allowed(path: &[&str]) -> Option<&'static str> {
+    Some(match path {
+        ["api", "v1", "sales", _, "items", _, "purchase" | "token"]
+        | ["api", "v1", "orders", _, "pay" | "cancel"] => "POST",
+        ["api", "v1", "requests" | "orders" | "sales", _]
+        | ["api", "v1", "time" | "rounds" | "openapi.json"]
+        | ["admin", "v1", "sales" | "blacklist"]
+        | ["healthz" | "readyz" | "metrics"] => "GET, HEAD",
+        ["admin", "v1", "sales", _] => "GET, HEAD, PUT",
+        ["admin", "v1", "blacklist", _, _] => "PUT, DELETE",
+        _ => return None,
+    })
 }

@@ -9,6 +9,12 @@ use std::time::Duration;
 use clap::{Args, Parser};
 use serde::Deserialize;
 
+mod modes;
+mod secrets;
+
+pub use modes::{Durability, LogFormat, WriteMode};
+pub use secrets::{redact_url, ADMIN_TOKEN_LEN_MIN, TOKEN_KEY_LEN_MIN};
+
 /// One struct for all three sources: every field optional, merged in order
 /// flag > environment > file > default.
 macro_rules! settings {
@@ -18,7 +24,9 @@ macro_rules! settings {
         pub struct Settings {
             $(
                 $(#[doc = $doc])*
-                #[arg(long, env = $env)]
+                // Values from the environment are never shown in `--help`:
+                // several are secrets.
+                #[arg(long, env = $env, hide_env_values = true)]
                 pub $name: Option<$ty>,
             )*
         }
@@ -45,14 +53,21 @@ macro_rules! settings {
 settings! {
     /// Address the HTTP ingress listens on (port 0 picks a free one).
     listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080)), "SECKILL_LISTEN";
-    /// Redis URL of the stock authority.
+    /// Redis URL of the stock authority (a password goes in its userinfo).
     redis_url: String = "redis://127.0.0.1:6379/".into(), "SECKILL_REDIS_URL";
+    /// A file holding the Redis URL (it may carry a password); instead of
+    /// `redis_url`.
+    redis_url_file: PathBuf = PathBuf::new(), "SECKILL_REDIS_URL_FILE";
     /// Kafka bootstrap brokers (comma separated).
     kafka_brokers: String = "127.0.0.1:9092".into(), "SECKILL_KAFKA_BROKERS";
     /// Directory of the write-ahead log (created if missing).
     wal_dir: PathBuf = PathBuf::from("seckill-wal"), "SECKILL_WAL_DIR";
-    /// Bearer token for /admin/v1 (empty: the admin API is disabled).
+    /// Bearer token for /admin/v1, at least 16 bytes (empty: the admin API
+    /// is disabled).
     admin_token: String = String::new(), "SECKILL_ADMIN_TOKEN";
+    /// A file holding the admin token (systemd credentials, Kubernetes
+    /// secrets); instead of `admin_token`.
+    admin_token_file: PathBuf = PathBuf::new(), "SECKILL_ADMIN_TOKEN_FILE";
     /// "fsync": each batch reaches the disk (fdatasync or msync, as the
     /// write mode says) before anyone is answered; "os": page cache only
     /// (survives a process crash, not a power cut).
@@ -88,12 +103,16 @@ settings! {
     body_bytes_max: usize = 4096, "SECKILL_BODY_BYTES_MAX";
     /// Time a client gets to send its request headers, ms.
     header_timeout_ms: u64 = 5_000, "SECKILL_HEADER_TIMEOUT_MS";
-    /// HMAC key signing purchase tokens (at least 16 bytes; the same on
-    /// every daemon of a sale).
+    /// HMAC key signing purchase tokens (at least 32 bytes, e.g. `openssl
+    /// rand -hex 32`; the same on every daemon of a sale).
     token_key: String = String::new(), "SECKILL_TOKEN_KEY";
+    /// A file holding the token key; instead of `token_key`.
+    token_key_file: PathBuf = PathBuf::new(), "SECKILL_TOKEN_KEY_FILE";
     /// The previous token key, still accepted while tokens signed with it
     /// live (key rotation); empty: none.
     token_key_previous: String = String::new(), "SECKILL_TOKEN_KEY_PREVIOUS";
+    /// A file holding the previous token key; instead of `token_key_previous`.
+    token_key_previous_file: PathBuf = PathBuf::new(), "SECKILL_TOKEN_KEY_PREVIOUS_FILE";
     /// Purchases need a token from the token endpoint (the hidden URL).
     require_token: bool = true, "SECKILL_REQUIRE_TOKEN";
     /// How long before the start tokens are handed out, ms.
@@ -120,46 +139,12 @@ settings! {
     sweep_interval_ms: u64 = 1_000, "SECKILL_SWEEP_INTERVAL_MS";
     /// tokio worker threads for the ingress.
     worker_threads: usize = 2, "SECKILL_WORKER_THREADS";
-    /// Log filter (tracing env-filter syntax), e.g. "info" or "seckill_io=debug".
-    log: String = "info".into(), "SECKILL_LOG";
-}
-
-/// When a batch's decisions count as written (`durability`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Durability {
-    /// On disk before anyone is answered.
-    Fsync,
-    /// In the page cache: survives a process crash, not a power cut.
-    Os,
-}
-
-impl From<Durability> for seckill_wal::Durability {
-    fn from(d: Durability) -> Self {
-        match d {
-            Durability::Fsync => seckill_wal::Durability::Fsync,
-            Durability::Os => seckill_wal::Durability::Os,
-        }
-    }
-}
-
-/// How the WAL writes a batch (`wal_write_mode`); see docs/wal.md.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WriteMode {
-    /// A buffer, one `pwrite` and one `fdatasync` per batch.
-    Pwrite,
-    /// Stores into the mapping and one `msync` per batch.
-    Mmap,
-}
-
-impl From<WriteMode> for seckill_wal::WriteMode {
-    fn from(m: WriteMode) -> Self {
-        match m {
-            WriteMode::Pwrite => seckill_wal::WriteMode::Pwrite,
-            WriteMode::Mmap => seckill_wal::WriteMode::Mmap,
-        }
-    }
+    /// Log filter (tracing env-filter syntax), e.g. "info" or
+    /// "seckill_io=debug"; when unset, `RUST_LOG` is honoured.
+    log: String = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()), "SECKILL_LOG";
+    /// "text" (coloured on a terminal only) or "json" (one object per
+    /// line, for log shippers).
+    log_format: LogFormat = LogFormat::Text, "SECKILL_LOG_FORMAT";
 }
 
 /// seckilld — the seckill flash-sale daemon.
@@ -174,6 +159,10 @@ pub struct Cli {
     /// TOML configuration file (keys as the flags, with `_`).
     #[arg(long, env = "SECKILL_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Check the configuration (file, environment, flags, secret files)
+    /// and exit: 0 when it is valid, 2 when it is not.
+    #[arg(long)]
+    pub check_config: bool,
     #[command(flatten)]
     pub settings: Settings,
 }
@@ -194,6 +183,13 @@ pub enum ConfigError {
     },
     #[error("invalid setting {key}: {reason}")]
     Invalid { key: &'static str, reason: String },
+    #[error("cannot read the secret file {path} ({key}): {source}")]
+    SecretFile {
+        key: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 pub fn load_file(path: &Path) -> Result<Settings, ConfigError> {
@@ -213,7 +209,7 @@ impl Cli {
             Some(p) => load_file(p)?,
             None => Settings::default(),
         };
-        let cfg = self.settings.over(file).resolve();
+        let cfg = self.settings.over(file).read_secret_files()?.resolve();
         cfg.validate()?;
         Ok(cfg)
     }
@@ -241,6 +237,7 @@ impl Config {
         if self.worker_threads == 0 {
             return bad("worker_threads", "must be at least 1");
         }
+        self.check_secrets()?;
         if self.require_token && self.token_key.is_empty() {
             return bad(
                 "token_key",
@@ -310,23 +307,24 @@ mod tests {
     }
 
     #[test]
-    fn the_example_config_parses_and_validates() {
+    fn the_example_config_parses_and_refuses_its_placeholders() {
         let s: Settings =
-            toml::from_str(include_str!("../../seckill.example.toml")).expect("example parses");
-        s.resolve().validate().expect("example is valid");
-    }
-
-    #[test]
-    fn modes_are_typed_in_the_file_and_on_the_command_line() {
-        let s: Settings =
-            toml::from_str("durability = \"os\"\nwal_write_mode = \"mmap\"\n").expect("toml");
-        let cfg = s.resolve();
-        assert_eq!(cfg.durability, Durability::Os);
-        assert_eq!(cfg.wal_write_mode, WriteMode::Mmap);
-        assert!(toml::from_str::<Settings>("durability = \"sometimes\"").is_err());
-        let cli = Cli::try_parse_from(["seckilld", "--durability", "os"]).expect("flag");
-        assert_eq!(cli.settings.durability, Some(Durability::Os));
-        assert!(Cli::try_parse_from(["seckilld", "--wal-write-mode", "tape"]).is_err());
+            toml::from_str(include_str!("../../../seckill.example.toml")).expect("example parses");
+        let err = s
+            .clone()
+            .resolve()
+            .validate()
+            .expect_err("placeholders refused");
+        assert!(err.to_string().contains("placeholder"), "{err}");
+        let own = Settings {
+            admin_token: Some("an-admin-token-of-our-own".into()),
+            token_key: Some("0123456789abcdef0123456789abcdef".into()),
+            ..Settings::default()
+        };
+        own.over(s)
+            .resolve()
+            .validate()
+            .expect("valid with secrets of one's own");
     }
 
     #[test]
