@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use seckill_io::config::Settings;
 use seckill_io::DaemonError;
@@ -34,6 +34,22 @@ struct Args {
     #[command(subcommand)]
     cmd: Cmd,
 }
+
+/// The daemon settings `--help` lists: what this tool uses. Every other
+/// daemon setting is still read (from `--config`, `SECKILL_*` or a flag),
+/// since `run` starts the daemon's ring, but is not listed.
+const LISTED: &[&str] = &[
+    "config",
+    "wal_dir",
+    "wal_segment_bytes",
+    "redis_url",
+    "redis_url_file",
+    "redis_timeout_ms",
+    "kafka_brokers",
+    "kafka_message_timeout_ms",
+    "help",
+    "version",
+];
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
@@ -87,7 +103,38 @@ fn exit_for(e: &DaemonError) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    // Usage errors exit 1 (clap's own 2 is this tool's "corruption").
+    let command = Args::command().mut_args(|a| {
+        let listed = LISTED.contains(&a.get_id().as_str());
+        a.hide(!listed)
+    });
+    let args = match command
+        .try_get_matches()
+        .and_then(|m| Args::from_arg_matches(&m))
+    {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    // What the replay does (a torn tail cut, a round re-driven) is logged
+    // like the daemon's, to stderr; SECKILL_LOG or RUST_LOG filters it.
+    let filter = std::env::var("SECKILL_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&filter)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
     let file = match &args.config {
         Some(p) => match seckill_io::config::load_file(p) {
             Ok(s) => s,
@@ -98,7 +145,13 @@ fn main() -> ExitCode {
         },
         None => Settings::default(),
     };
-    let cfg = args.settings.clone().over(file).resolve();
+    let cfg = match args.settings.clone().over(file).read_secret_files() {
+        Ok(s) => s.resolve(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let dir = cfg.wal_dir.clone();
     match args.cmd {
         Cmd::Inspect { from_lsn, json } => match inspect(&dir, from_lsn) {

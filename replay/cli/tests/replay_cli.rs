@@ -148,3 +148,18 @@ fn verify_accepts_a_torn_tail_that_the_daemon_cuts() {
     )
     .expect("the daemon's start cuts the same tail");
 }
+
+#[test]
+fn a_usage_error_is_not_the_corruption_code_and_help_lists_only_its_own_flags() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (code, text) = cli(dir.path(), &["no-such-command"]);
+    assert_eq!(code, 1, "{text}");
+    let (code, text) = cli(dir.path(), &["verify", "--no-such-flag"]);
+    assert_eq!(code, 1, "{text}");
+    let (code, help) = cli(dir.path(), &["--help"]);
+    assert_eq!(code, 0);
+    assert!(help.contains("--wal-dir"), "{help}");
+    for daemon_only in ["--token-key", "--listen", "--admin-token", "--ring-size"] {
+        assert!(!help.contains(daemon_only), "--help lists {daemon_only}");
+    }
+}
