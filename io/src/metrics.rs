@@ -38,6 +38,7 @@ pub fn render(app: &App) -> String {
         ("seckill_kafka_enqueued_total", r(&s.published)),
         ("seckill_kafka_acked_total", r(&app.sink_stats.acked)),
         ("seckill_kafka_failed_total", r(&app.sink_stats.failed)),
+        ("seckill_kafka_dropped_total", r(&app.sink_stats.dropped)),
         ("seckill_ring_shed_total", r(&s.shed)),
         ("seckill_backlog_pending", app.shared.backlog.total()),
         (

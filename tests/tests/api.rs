@@ -994,3 +994,40 @@ async fn head_works_wherever_get_does_and_a_405_names_the_allowed_methods() {
     let nowhere = get(&client, &format!("{base}/no/such/path")).await;
     assert_eq!((nowhere.code, nowhere.error()), (404, "not_found"));
 }
+
+/// Threads of this process with the given name.
+fn threads_named(name: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(Result::ok)
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .map(|c| c.trim() == name)
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_daemon_leaves_no_reopen_thread_behind() {
+    let Stack {
+        redis: _redis,
+        broker: _broker,
+        daemon,
+        base: _base,
+        wal: _wal,
+        client: _client,
+    } = Stack::start(false, |_| {}).await;
+    assert_eq!(threads_named("seckill-reopen"), 1);
+    // Dropped without `shutdown` (a panic in the caller, a test that ends).
+    drop(daemon);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while threads_named("seckill-reopen") > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        threads_named("seckill-reopen"),
+        0,
+        "the listener outlived its daemon"
+    );
+}

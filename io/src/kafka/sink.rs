@@ -39,6 +39,9 @@ struct Failed {
 
 #[derive(Debug, Default)]
 pub struct SinkStats {
+    /// Failed orders the retry queue had no room for (each still in the
+    /// WAL, its LSN holding the checkpoint back).
+    pub dropped: AtomicU64,
     pub acked: AtomicU64,
     pub failed: AtomicU64,
 }
@@ -82,6 +85,15 @@ impl ProducerContext for DeliveryContext {
                         payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
                         pending,
                     });
+                } else {
+                    // Past the bound the order leaves memory, never the
+                    // WAL: its LSN stays outstanding, so the checkpoint
+                    // does not pass it and the next start republishes it.
+                    let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                    if n == 1 || n.is_multiple_of(10_000) {
+                        tracing::error!(dropped = n, lsn = pending.lsn, kept = FAILED_MAX,
+                            "Kafka retry queue full: orders left to the WAL, republished at the next start");
+                    }
                 }
             }
         }

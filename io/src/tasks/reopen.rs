@@ -24,7 +24,7 @@ pub fn spawn(app: Arc<App>, stop: watch::Receiver<bool>) {
     let spawned = std::thread::Builder::new()
         .name("seckill-reopen".into())
         .spawn(move || {
-            while !*stop.borrow() {
+            while !stopped(&stop) {
                 if let Err(e) = listen(&app, &stop) {
                     tracing::debug!(error = %e, "re-open listener: Redis away, retrying");
                     std::thread::sleep(RECONNECT_PAUSE);
@@ -36,13 +36,19 @@ pub fn spawn(app: Arc<App>, stop: watch::Receiver<bool>) {
     }
 }
 
+/// The daemon stopped: the flag turned true, or the daemon was dropped
+/// without a shutdown (its sender is gone) — a thread must not outlive it.
+fn stopped(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow() || stop.has_changed().is_err()
+}
+
 fn listen(app: &App, stop: &watch::Receiver<bool>) -> Result<(), redis::RedisError> {
     let mut conn = app.redis.subscriber()?;
     let mut sub = conn.as_pubsub();
     sub.subscribe(RELEASED_CHANNEL)?;
     // A bounded wait, so the thread sees `stop`.
     sub.set_read_timeout(Some(READ_TIMEOUT))?;
-    while !*stop.borrow() {
+    while !stopped(stop) {
         let msg = match sub.get_message() {
             Ok(m) => m,
             Err(e) if e.is_timeout() => continue,
