@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what seckill's demo and tests need, when it is missing:
 #   - redis-server, gcc/g++/make/perl for the bundled librdkafka, python3 for
-#     the layout check and the benchmark scripts (Debian packages)
+#     the layout check and the benchmark scripts, nginx for the proxy tests
+#     (Debian packages)
 #   - tansu, a Kafka-protocol broker (cargo install; ~9 minutes the first time)
 # Sourced by demo.sh and test.sh; safe to run again (it skips what is there).
 set -euo pipefail
@@ -20,10 +21,22 @@ ensure_packages() {
   command -v make >/dev/null 2>&1 || missing+=(make)
   command -v perl >/dev/null 2>&1 || missing+=(perl)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  # nginx: the proxy tests put the daemon behind a real one.
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
   if [ "${#missing[@]}" -gt 0 ]; then
     say "installing Debian packages: ${missing[*]}"
     as_root apt-get update -qq
+    # Packages that ship a service (redis-server, nginx) must not start it:
+    # the tests start their own on free ports. policy-rc.d says so to
+    # invoke-rc.d, then goes.
+    local policy=/usr/sbin/policy-rc.d added_policy=
+    if [ ! -e "$policy" ]; then
+      printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
+      as_root chmod +x "$policy"
+      added_policy=1
+    fi
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    if [ -n "$added_policy" ]; then as_root rm -f "$policy"; fi
   fi
 }
 

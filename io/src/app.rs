@@ -12,7 +12,7 @@ use seckill_pipeline::health::Health;
 use seckill_pipeline::{Catalog, Shared, SharedClock, StatusBoard};
 use tokio::sync::Notify;
 
-use crate::admission::{Limits, TokenKeys};
+use crate::admission::{Limits, TokenKeys, TrustedProxies};
 use crate::config::Config;
 use crate::error::DaemonError;
 use crate::kafka::SinkStats;
@@ -35,6 +35,8 @@ pub struct App {
     /// Purchase token keys (None: tokens are neither handed out nor checked).
     pub tokens: Option<TokenKeys>,
     pub limits: Limits,
+    /// The proxies whose X-Forwarded-For entries are believed.
+    pub proxies: TrustedProxies,
     pub order_stats: OrderStats,
     pub order_wake: Wake,
     /// Order id → (sale, item), learnt from lookups (orders are keyed by

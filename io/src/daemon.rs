@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::admission::{Limits, TokenKeys};
+use crate::admission::{Limits, TokenKeys, TrustedProxies};
 use crate::app::{blocking, App, KnownWins};
 use crate::config::Config;
 use crate::error::DaemonError;
@@ -137,6 +137,10 @@ impl Daemon {
             accepting: AtomicBool::new(true),
             tokens,
             limits,
+            proxies: cfg.trusted_proxies.parse().unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "trusted_proxies unreadable: no proxy trusted");
+                TrustedProxies::None
+            }),
             order_stats: Default::default(),
             order_wake: Default::default(),
             order_index: Default::default(),

@@ -382,6 +382,10 @@ impl DaemonProcess {
     }
 }
 
+mod nginx;
+
+pub use nginx::Nginx;
+
 pub mod settle {
     //! Turning answers into final answers, as a patient client would (the
     //! load generator's own logic).

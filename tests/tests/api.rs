@@ -481,7 +481,7 @@ async fn limits_answer_429_with_retry_after_and_the_blacklist_403() {
         c.rate_ip_burst = 3;
         c.rate_global_per_s = 100;
         c.rate_global_burst = 100;
-        c.trust_forwarded_for = true;
+        c.trusted_proxies = "1".into();
     })
     .await;
     let t0 = now();
@@ -1018,6 +1018,11 @@ async fn a_dropped_daemon_leaves_no_reopen_thread_behind() {
         wal: _wal,
         client: _client,
     } = Stack::start(false, |_| {}).await;
+    // A new thread names itself once it runs: give it a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while threads_named("seckill-reopen") == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(threads_named("seckill-reopen"), 1);
     // Dropped without `shutdown` (a panic in the caller, a test that ends).
     drop(daemon);

@@ -223,4 +223,20 @@ mod tests {
         );
         assert!(TokenKeys::new("short", "").is_err());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
+
+        /// Any string as a token: refused (or, by chance, never) without a
+        /// panic; a token signed for one user never verifies for another.
+        #[test]
+        fn arbitrary_tokens_are_refused_without_a_panic(token in "\\PC{0,200}", user in "[a-z]{1,8}") {
+            let keys = TokenKeys::new(K1, "").expect("key");
+            proptest::prop_assert!(keys.verify(&token, &user, "s", "i", 1).is_err());
+            let signed = keys.sign(&user, "s", "i", 1_000);
+            proptest::prop_assert!(keys.verify(&signed, &user, "s", "i", 999).is_ok());
+            let other = format!("{user}x");
+            proptest::prop_assert!(keys.verify(&signed, &other, "s", "i", 999).is_err());
+        }
+    }
 }

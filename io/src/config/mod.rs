@@ -131,9 +131,12 @@ settings! {
     rate_user_per_s: u32 = 5, "SECKILL_RATE_USER_PER_S";
     /// Burst of the per-user limit (0: one second's worth).
     rate_user_burst: u32 = 10, "SECKILL_RATE_USER_BURST";
-    /// Take the client IP from the first X-Forwarded-For address (only
-    /// behind a proxy that sets it).
-    trust_forwarded_for: bool = false, "SECKILL_TRUST_FORWARDED_FOR";
+    /// The proxies in front of the daemon that append to X-Forwarded-For:
+    /// a count ("1" behind one nginx) or a list of networks
+    /// ("10.0.0.0/8,127.0.0.1"); empty: none, the TCP peer is the client.
+    /// The client is the first address, read from the right, that is not a
+    /// trusted proxy: what a client writes in the header itself is ignored.
+    trusted_proxies: String = String::new(), "SECKILL_TRUSTED_PROXIES";
     /// How often unpaid orders past their deadline are released and order
     /// events are published, ms.
     sweep_interval_ms: u64 = 1_000, "SECKILL_SWEEP_INTERVAL_MS";
@@ -238,6 +241,12 @@ impl Config {
             return bad("worker_threads", "must be at least 1");
         }
         self.check_secrets()?;
+        if let Err(e) = self
+            .trusted_proxies
+            .parse::<crate::admission::TrustedProxies>()
+        {
+            return bad("trusted_proxies", &e.to_string());
+        }
         if self.require_token && self.token_key.is_empty() {
             return bad(
                 "token_key",

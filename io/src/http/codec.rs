@@ -140,19 +140,41 @@ mod tests {
         );
     }
 
-    #[test]
-    fn arbitrary_bytes_never_panic_the_parser() {
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        for len in 0..2000usize {
-            let bytes: Vec<u8> = (0..len % 97)
-                .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    (seed & 0xff) as u8
-                })
-                .collect();
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3_000))]
+
+        /// Any bytes: an answer, never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic_the_parser(bytes in proptest::collection::vec(0u8.., 0..300)) {
             let _ = parse_purchase(&bytes);
+        }
+
+        /// Any JSON object of the purchase's shape, with any strings and
+        /// numbers: accepted exactly when every field is within its bounds.
+        #[test]
+        fn purchase_fields_are_accepted_exactly_within_their_bounds(
+            user in "\\PC{0,140}",
+            request in "[A-Za-z0-9_.:@-]{0,140}",
+            quantity in proptest::option::of(0u64..2_000),
+        ) {
+            let mut v = serde_json::json!({ "user_id": user, "request_id": request });
+            if let Some(q) = quantity {
+                v["quantity"] = q.into();
+            }
+            let body = serde_json::to_vec(&v).expect("json");
+            let ok_id = |s: &str| !s.is_empty() && s.len() <= CLIENT_ID_LEN_MAX
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:@".contains(&b));
+            let ok_q = quantity.is_none_or(|q| (1..=u64::from(QUANTITY_MAX)).contains(&q));
+            match parse_purchase(&body) {
+                Ok(p) => {
+                    proptest::prop_assert!(ok_id(&user) && ok_id(&request) && ok_q);
+                    proptest::prop_assert_eq!(p.user_id.as_ref(), user.as_str());
+                }
+                Err(e) => {
+                    proptest::prop_assert!(!(ok_id(&user) && ok_id(&request) && ok_q));
+                    proptest::prop_assert!(e.code.status().is_client_error());
+                }
+            }
         }
     }
 }

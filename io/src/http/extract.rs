@@ -38,21 +38,15 @@ pub async fn read_body(app: &App, req: Request<Incoming>, max: usize) -> Result<
     }
 }
 
-/// The client's address: the peer, or the first X-Forwarded-For address
-/// when the daemon is configured to trust its proxy.
+/// The client's address: the TCP peer, or behind trusted proxies the
+/// address the nearest untrusted hop had (see `admission::proxies`).
 pub fn client_ip(app: &App, peer: IpAddr, req: &Request<Incoming>) -> IpAddr {
-    if app.cfg.trust_forwarded_for {
-        let first = req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse().ok());
-        if let Some(ip) = first {
-            return ip;
-        }
-    }
-    peer
+    let forwarded = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    app.proxies.client(peer, forwarded)
 }
 
 /// Global and per-IP limits and the IP blacklist: before any body is read.

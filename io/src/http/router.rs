@@ -41,15 +41,9 @@ async fn route(
     peer: IpAddr,
     req: Request<Incoming>,
 ) -> Result<Resp, ApiError> {
-    // The URI shares the request's buffer (a clone is a reference count),
-    // and the segments go into a fixed array.
+    // The URI shares the request's buffer (a clone is a reference count).
     let uri = req.uri().clone();
-    let mut segs = [""; SEGMENTS_MAX];
-    let mut n = 0;
-    for seg in uri.path().trim_matches('/').split('/') {
-        *segs.get_mut(n).ok_or_else(not_found)? = seg;
-        n += 1;
-    }
+    let (segs, n) = segments(uri.path()).ok_or_else(not_found)?;
     // HEAD is GET without the body (hyper leaves the body out).
     let method = match req.method() {
         &Method::HEAD => Method::GET,
@@ -115,6 +109,18 @@ async fn route(
     }
 }
 
+/// The path's segments, in a fixed array (routing allocates nothing), and
+/// how many there are; `None` past [`SEGMENTS_MAX`].
+fn segments(path: &str) -> Option<([&str; SEGMENTS_MAX], usize)> {
+    let mut segs = [""; SEGMENTS_MAX];
+    let mut n = 0;
+    for seg in path.trim_matches('/').split('/') {
+        *segs.get_mut(n)? = seg;
+        n += 1;
+    }
+    Some((segs, n))
+}
+
 /// The methods a path takes (the `Allow` header of a 405), or `None` when
 /// no route has this path.
 fn allowed(path: &[&str]) -> Option<&'static str> {
@@ -129,4 +135,34 @@ fn allowed(path: &[&str]) -> Option<&'static str> {
         ["admin", "v1", "blacklist", _, _] => "PUT, DELETE",
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn paths_split_into_their_segments() {
+        let (s, n) = segments("/api/v1/sales/s1").expect("short path");
+        assert_eq!(&s[..n], ["api", "v1", "sales", "s1"]);
+        assert!(segments("/a/b/c/d/e/f/g/h/i").is_none());
+        assert_eq!(allowed(&["api", "v1", "time"]), Some("GET, HEAD"));
+        assert_eq!(allowed(&["nope"]), None);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        /// Any path: split without a panic, at most SEGMENTS_MAX segments,
+        /// and the segments joined give the path back.
+        #[test]
+        fn any_path_splits_or_is_refused(path in "\\PC{0,200}") {
+            if let Some((s, n)) = segments(&path) {
+                prop_assert!(n <= SEGMENTS_MAX);
+                prop_assert_eq!(s[..n].join("/"), path.trim_matches('/'));
+                let _ = allowed(&s[..n]);
+            }
+        }
+    }
 }
