@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what seckill's demo and tests need, when it is missing:
 #   - redis-server, gcc/g++/make/perl for the bundled librdkafka, python3 for
-#     the layout check and the benchmark scripts, nginx for the proxy tests
-#     (Debian packages)
+#     the layout check and the benchmark scripts, nginx for the proxy tests,
+#     promtool (prometheus) for the metrics test (Debian packages)
 #   - tansu, a Kafka-protocol broker (cargo install; ~9 minutes the first time)
 # Sourced by demo.sh and test.sh; safe to run again (it skips what is there).
 set -euo pipefail
@@ -23,6 +23,8 @@ ensure_packages() {
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
   # nginx: the proxy tests put the daemon behind a real one.
   command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+  # promtool (package prometheus): a test lints a live /metrics scrape.
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
   if [ "${#missing[@]}" -gt 0 ]; then
     say "installing Debian packages: ${missing[*]}"
     as_root apt-get update -qq

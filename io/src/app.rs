@@ -38,6 +38,7 @@ pub struct App {
     /// The proxies whose X-Forwarded-For entries are believed.
     pub proxies: TrustedProxies,
     pub order_stats: OrderStats,
+    pub conn_stats: ConnStats,
     pub order_wake: Wake,
     /// Order id → (sale, item), learnt from lookups (orders are keyed by
     /// item in Redis; the id alone does not say which).
@@ -72,6 +73,13 @@ pub struct OrderStats {
     pub events_published: AtomicU64,
     pub events_failed: AtomicU64,
     pub reopened: AtomicU64,
+}
+
+/// Open connections, and those refused past `connections_max`.
+#[derive(Debug, Default)]
+pub struct ConnStats {
+    pub open: AtomicU64,
+    pub refused: AtomicU64,
 }
 
 /// Wakes the outbox publisher early (after a pay, a cancel or a sweep).

@@ -142,6 +142,7 @@ impl Daemon {
                 TrustedProxies::None
             }),
             order_stats: Default::default(),
+            conn_stats: Default::default(),
             order_wake: Default::default(),
             order_index: Default::default(),
         });

@@ -1,5 +1,11 @@
 //! `/metrics`: the Prometheus text exposition of the daemon's counters,
-//! histograms and dependency states.
+//! histograms and dependency states. Every family has its `# HELP` and
+//! `# TYPE`, counters end in `_total`, and no counter shares its family
+//! name with a histogram (OpenMetrics reads `x_total` as family `x`); a
+//! test runs `promtool check metrics` on a live scrape.
+//!
+//! The hot path only bumps atomics (`pipeline::stats`); they are read here,
+//! at scrape time.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,12 +15,55 @@ use seckill_pipeline::Status;
 
 use crate::app::App;
 
+/// What a family is, for `# TYPE`.
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Writes the `# HELP` and `# TYPE` lines of a family.
+fn family(out: &mut String, name: &str, kind: Kind, help: &str) {
+    let kind = match kind {
+        Kind::Counter => "counter",
+        Kind::Gauge => "gauge",
+        Kind::Histogram => "histogram",
+    };
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// One family with one unlabelled sample.
+fn single(out: &mut String, name: &str, kind: Kind, help: &str, value: impl std::fmt::Display) {
+    family(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
 /// Prometheus text exposition of the counters.
 pub fn render(app: &App) -> String {
-    let mut out = String::with_capacity(2048);
+    let mut out = String::with_capacity(8192);
     let s = &app.shared.stats;
     let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    let _ = writeln!(out, "# TYPE seckill_requests gauge");
+    use Kind::{Counter, Gauge, Histogram};
+
+    family(
+        &mut out,
+        "seckill_build_info",
+        Gauge,
+        "The running build (always 1).",
+    );
+    let _ = writeln!(
+        out,
+        "seckill_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    family(
+        &mut out,
+        "seckill_requests",
+        Gauge,
+        "Requests known to the status board, by their current state.",
+    );
     for st in Status::ALL {
         if st == Status::Undecided {
             continue;
@@ -26,38 +75,126 @@ pub fn render(app: &App) -> String {
             app.board.count(st)
         );
     }
-    for (name, v) in [
-        ("seckill_ring_batches_total", r(&s.batches)),
-        ("seckill_ring_batch_events_total", r(&s.batch_events)),
-        ("seckill_ring_batch_len_max", r(&s.batch_len_max)),
-        ("seckill_redis_calls_total", r(&s.store_calls)),
-        ("seckill_redis_requests_total", r(&s.store_requests)),
-        ("seckill_redis_errors_total", r(&s.store_errors)),
-        ("seckill_wal_commits_total", r(&s.journal_commits)),
-        ("seckill_wal_errors_total", r(&s.journal_errors)),
-        ("seckill_kafka_enqueued_total", r(&s.published)),
-        ("seckill_kafka_acked_total", r(&app.sink_stats.acked)),
-        ("seckill_kafka_failed_total", r(&app.sink_stats.failed)),
-        ("seckill_kafka_dropped_total", r(&app.sink_stats.dropped)),
-        ("seckill_ring_shed_total", r(&s.shed)),
-        ("seckill_backlog_pending", app.shared.backlog.total()),
+    for (name, kind, help, v) in [
+        (
+            "seckill_ring_batches_total",
+            Counter,
+            "Ring batches the dedupe stage took.",
+            r(&s.batches),
+        ),
+        (
+            "seckill_ring_batch_len_max",
+            Gauge,
+            "Largest ring batch seen.",
+            r(&s.batch_len_max),
+        ),
+        (
+            "seckill_redis_calls_total",
+            Counter,
+            "Stock-script round trips to Redis.",
+            r(&s.store_calls),
+        ),
+        (
+            "seckill_redis_requests_total",
+            Counter,
+            "Requests decided by those round trips.",
+            r(&s.store_requests),
+        ),
+        (
+            "seckill_redis_errors_total",
+            Counter,
+            "Stock-script calls that failed or timed out.",
+            r(&s.store_errors),
+        ),
+        (
+            "seckill_wal_commits_total",
+            Counter,
+            "WAL group commits.",
+            r(&s.journal_commits),
+        ),
+        (
+            "seckill_wal_errors_total",
+            Counter,
+            "WAL commits that failed (their batch answered 503).",
+            r(&s.journal_errors),
+        ),
+        (
+            "seckill_kafka_enqueued_total",
+            Counter,
+            "Orders handed to the Kafka producer.",
+            r(&s.published),
+        ),
+        (
+            "seckill_kafka_acked_total",
+            Counter,
+            "Orders Kafka acknowledged.",
+            r(&app.sink_stats.acked),
+        ),
+        (
+            "seckill_kafka_failed_total",
+            Counter,
+            "Order deliveries that failed (kept and sent again).",
+            r(&app.sink_stats.failed),
+        ),
+        (
+            "seckill_kafka_dropped_total",
+            Counter,
+            "Failed orders past the retry bound, left to the WAL.",
+            r(&app.sink_stats.dropped),
+        ),
+        (
+            "seckill_ring_shed_total",
+            Counter,
+            "Requests refused with 503 because the ring was full.",
+            r(&s.shed),
+        ),
+        (
+            "seckill_connections_open",
+            Gauge,
+            "Open client connections.",
+            r(&app.conn_stats.open),
+        ),
+        (
+            "seckill_connections_refused_total",
+            Counter,
+            "Connections refused past connections_max.",
+            r(&app.conn_stats.refused),
+        ),
+        (
+            "seckill_backlog_pending",
+            Gauge,
+            "Pending intents waiting for Redis.",
+            app.shared.backlog.total(),
+        ),
         (
             "seckill_outstanding_lsns",
+            Gauge,
+            "Journal positions not finished (pending, or not yet on Kafka).",
             app.shared.outstanding.len() as u64,
         ),
         (
             "seckill_checkpoint_safe_lsn",
+            Gauge,
+            "The LSN the checkpoint may move to.",
             app.shared.outstanding.safe_lsn(),
         ),
     ] {
-        let _ = writeln!(out, "{name} {v}");
+        single(&mut out, name, kind, help, v);
     }
-    for (name, h) in [
-        ("seckill_ring_batch_events", &s.ring_batch),
-        ("seckill_redis_batch_requests", &s.store_batch),
+    for (name, help, h) in [
+        (
+            "seckill_ring_batch_events",
+            "Requests per ring batch (its _sum: every request the ring took).",
+            &s.ring_batch,
+        ),
+        (
+            "seckill_redis_batch_requests",
+            "Requests per stock-script round trip.",
+            &s.store_batch,
+        ),
     ] {
         let (buckets, sum, count) = h.snapshot();
-        let _ = writeln!(out, "# TYPE {name} histogram");
+        family(&mut out, name, Histogram, help);
         for (le, n) in buckets {
             let le = le.map_or_else(|| "+Inf".to_string(), |b| b.to_string());
             let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {n}");
@@ -66,7 +203,12 @@ pub fn render(app: &App) -> String {
         let _ = writeln!(out, "{name}_count {count}");
     }
     let name = "seckill_stage_latency_seconds";
-    let _ = writeln!(out, "# TYPE {name} histogram");
+    family(
+        &mut out,
+        name,
+        Histogram,
+        "Time from entering the ring to leaving each stage.",
+    );
     for (stage, h) in seckill_pipeline::stats::STAGES.iter().zip(&s.stage_latency) {
         let (buckets, sum, count) = h.snapshot();
         for (le, n) in buckets {
@@ -76,10 +218,26 @@ pub fn render(app: &App) -> String {
         let _ = writeln!(out, "{name}_sum{{stage=\"{stage}\"}} {}", sum as f64 / 1e6);
         let _ = writeln!(out, "{name}_count{{stage=\"{stage}\"}} {count}");
     }
-    let secs = r(&s.journal_commit_ns) as f64 / 1e9;
-    let _ = writeln!(out, "seckill_wal_commit_seconds_total {secs}");
-    let secs = r(&s.store_call_ns) as f64 / 1e9;
-    let _ = writeln!(out, "seckill_redis_call_seconds_total {secs}");
+    single(
+        &mut out,
+        "seckill_wal_commit_seconds_total",
+        Counter,
+        "Time spent in WAL commits.",
+        r(&s.journal_commit_ns) as f64 / 1e9,
+    );
+    single(
+        &mut out,
+        "seckill_redis_call_seconds_total",
+        Counter,
+        "Time spent in stock-script round trips.",
+        r(&s.store_call_ns) as f64 / 1e9,
+    );
+    family(
+        &mut out,
+        "seckill_dependency_state",
+        Gauge,
+        "1 for the state each dependency is in.",
+    );
     for h in [&app.shared.redis, &app.kafka] {
         let state = h.state();
         for st in [State::Up, State::Down, State::Draining] {
@@ -91,6 +249,14 @@ pub fn render(app: &App) -> String {
                 u8::from(state == st)
             );
         }
+    }
+    family(
+        &mut out,
+        "seckill_dependency_transitions_total",
+        Counter,
+        "State changes of each dependency.",
+    );
+    for h in [&app.shared.redis, &app.kafka] {
         let _ = writeln!(
             out,
             "seckill_dependency_transitions_total{{dependency=\"{}\"}} {}",
@@ -99,20 +265,55 @@ pub fn render(app: &App) -> String {
         );
     }
     let o = &app.order_stats;
-    for (name, v) in [
-        ("seckill_orders_paid_total", &o.paid),
-        ("seckill_orders_cancelled_total", &o.cancelled),
-        ("seckill_orders_expired_units_total", &o.expired_units),
-        ("seckill_order_events_published_total", &o.events_published),
-        ("seckill_order_events_failed_total", &o.events_failed),
-        ("seckill_items_reopened_total", &o.reopened),
+    for (name, help, v) in [
+        (
+            "seckill_orders_paid_total",
+            "Orders paid on this daemon.",
+            &o.paid,
+        ),
+        (
+            "seckill_orders_cancelled_total",
+            "Orders cancelled on this daemon.",
+            &o.cancelled,
+        ),
+        (
+            "seckill_orders_expired_units_total",
+            "Units released by the sweeper.",
+            &o.expired_units,
+        ),
+        (
+            "seckill_order_events_published_total",
+            "Order events published from the outbox.",
+            &o.events_published,
+        ),
+        (
+            "seckill_order_events_failed_total",
+            "Order events Kafka did not acknowledge (kept).",
+            &o.events_failed,
+        ),
+        (
+            "seckill_items_reopened_total",
+            "Sold-out flags cleared by released stock.",
+            &o.reopened,
+        ),
     ] {
-        let _ = writeln!(out, "# TYPE {name} counter");
-        let _ = writeln!(out, "{name} {}", r(v));
+        single(&mut out, name, Counter, help, r(v));
     }
     let (ips, users) = app.limits.tracked();
+    family(
+        &mut out,
+        "seckill_rate_limit_keys",
+        Gauge,
+        "Addresses and users with a rate-limit bucket.",
+    );
     let _ = writeln!(out, "seckill_rate_limit_keys{{limit=\"ip\"}} {ips}");
     let _ = writeln!(out, "seckill_rate_limit_keys{{limit=\"user\"}} {users}");
+    family(
+        &mut out,
+        "seckill_rate_limited_total",
+        Counter,
+        "Requests refused by a rate limit.",
+    );
     for (limit, v) in app.limits.refusals() {
         let _ = writeln!(out, "seckill_rate_limited_total{{limit=\"{limit}\"}} {v}");
     }

@@ -101,6 +101,9 @@ settings! {
     reply_timeout_ms: u64 = 10_000, "SECKILL_REPLY_TIMEOUT_MS";
     /// Largest request body accepted, bytes (larger: 413).
     body_bytes_max: usize = 4096, "SECKILL_BODY_BYTES_MAX";
+    /// Most open client connections; past it a connection is answered 503
+    /// `too_many_connections` and closed.
+    connections_max: usize = 10_000, "SECKILL_CONNECTIONS_MAX";
     /// Time a client gets to send its request headers, ms.
     header_timeout_ms: u64 = 5_000, "SECKILL_HEADER_TIMEOUT_MS";
     /// HMAC key signing purchase tokens (at least 32 bytes, e.g. `openssl

@@ -87,6 +87,7 @@ error_codes! {
     RedisUnavailable = "redis_unavailable", SERVICE_UNAVAILABLE, "Redis did not answer; retry (Retry-After). Purchases are not refused for this: they are answered pending.";
     RingFull = "ring_full", SERVICE_UNAVAILABLE, "Too many requests in flight; retry shortly (Retry-After).";
     ShuttingDown = "shutting_down", SERVICE_UNAVAILABLE, "The daemon is shutting down; retry on another (Retry-After).";
+    TooManyConnections = "too_many_connections", SERVICE_UNAVAILABLE, "The daemon holds `connections_max` open connections; retry shortly (Retry-After).";
     DecisionTimeout = "decision_timeout", GATEWAY_TIMEOUT, "No decision in time; retry with the same request_id.";
 }
 
@@ -189,19 +190,24 @@ impl ApiError {
         ApiError::new(ErrorCode::Internal, e.to_string())
     }
 
-    pub fn into_response(self) -> Response<Full<Bytes>> {
-        let status = self.status();
-        let retry = matches!(
-            status,
-            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
-        );
+    /// The JSON body of the answer.
+    pub fn body(&self) -> Vec<u8> {
         let body = ErrorBody {
             error: self.code,
             message: &self.message,
             retry_after_s: self.retry_after_s,
         };
         // Serializing a code and two plain values cannot fail.
-        let body = serde_json::to_vec(&body).unwrap_or_default();
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let status = self.status();
+        let retry = matches!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+        );
+        let body = self.body();
         let mut r = Response::new(Full::new(Bytes::from(body)));
         *r.status_mut() = status;
         r.headers_mut()

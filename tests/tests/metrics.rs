@@ -1,0 +1,82 @@
+//! `/metrics` as a scraper takes it: `promtool check metrics` (the
+//! Prometheus project's own linter, Debian package `prometheus`) accepts a
+//! live scrape taken after a sale, with every family typed and described.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use seckill_benches::load::{self, ItemSpec};
+use seckill_tests::{Stack, ADMIN_TOKEN};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_scrape_passes_promtool() {
+    let Stack {
+        redis: _redis,
+        broker: _broker,
+        daemon: _daemon,
+        base,
+        wal: _wal,
+        client,
+    } = Stack::start(false, |c| c.require_token = false).await;
+    let now = seckill_pipeline::now_ms();
+    load::create_sale(
+        &client,
+        &base,
+        ADMIN_TOKEN,
+        "m",
+        now - 1_000,
+        now + 600_000,
+        &[ItemSpec {
+            item_id: "i".into(),
+            title: "item".into(),
+            price_cents: 100,
+            stock: 5,
+            per_user_limit: 1,
+        }],
+    )
+    .await
+    .expect("sale");
+    for n in 0..8 {
+        let body = format!(r#"{{"user_id":"u{n}","request_id":"r{n}"}}"#);
+        let req = Request::post(format!("{base}/api/v1/sales/m/items/i/purchase"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .expect("request");
+        let resp = client.request(req).await.expect("purchase");
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+    let resp = client
+        .request(
+            Request::get(format!("{base}/metrics"))
+                .body(Full::new(Bytes::new()))
+                .expect("request"),
+        )
+        .await
+        .expect("scrape");
+    let text = resp.into_body().collect().await.expect("body").to_bytes();
+    let text = String::from_utf8(text.to_vec()).expect("utf-8");
+    assert!(text.contains("seckill_build_info{version="), "{text}");
+    assert!(text.contains("seckill_ring_batch_events_sum "), "{text}");
+
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool on PATH (apt-get install prometheus)");
+    promtool
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("feed promtool");
+    let out = promtool.wait_with_output().expect("promtool");
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "promtool: {said}\n{text}");
+    assert!(said.trim().is_empty(), "promtool found problems: {said}");
+}
