@@ -43,6 +43,8 @@ pub struct App {
     /// Order id → (sale, item), learnt from lookups (orders are keyed by
     /// item in Redis; the id alone does not say which).
     pub order_index: DashMap<String, (String, String)>,
+    /// Order ids recently looked up and not found.
+    pub order_misses: Misses,
 }
 
 impl App {
@@ -73,6 +75,33 @@ pub struct OrderStats {
     pub events_published: AtomicU64,
     pub events_failed: AtomicU64,
     pub reopened: AtomicU64,
+}
+
+/// Order ids recently looked up and found nowhere: asked again within
+/// [`Misses::TTL_MS`], they are answered 404 without a Redis round trip
+/// (one lookup is one `HEXISTS` per catalog item). Bounded: past
+/// [`Misses::LEN_MAX`] entries the cache starts over.
+#[derive(Debug, Default)]
+pub struct Misses(Mutex<HashMap<String, u64>>);
+
+impl Misses {
+    pub const TTL_MS: u64 = 1_000;
+    pub const LEN_MAX: usize = 10_000;
+
+    /// `order_id` missed less than [`Misses::TTL_MS`] before `now_ms`.
+    pub fn recent(&self, order_id: &str, now_ms: u64) -> bool {
+        let m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(order_id)
+            .is_some_and(|&at| now_ms.saturating_sub(at) < Self::TTL_MS)
+    }
+
+    pub fn remember(&self, order_id: &str, now_ms: u64) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() >= Self::LEN_MAX {
+            m.clear();
+        }
+        m.insert(order_id.to_string(), now_ms);
+    }
 }
 
 /// Open connections, and those refused past `connections_max`.

@@ -145,6 +145,7 @@ impl Daemon {
             conn_stats: Default::default(),
             order_wake: Default::default(),
             order_index: Default::default(),
+            order_misses: Default::default(),
         });
         let (stop, stop_rx) = shutdown::channel();
         let tasks = vec![

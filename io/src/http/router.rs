@@ -65,12 +65,17 @@ async fn route(
         (&Method::GET, ["api", "v1", "sales", sale]) => sales::sale_page(app, sale),
         (&Method::GET, ["api", "v1", "openapi.json"]) => Ok(health::openapi()),
         // Orders.
-        (&Method::GET, ["api", "v1", "orders", id]) => orders::get_order(app, id, &req).await,
+        (&Method::GET, ["api", "v1", "orders", id]) => {
+            let ip = client_ip(app, peer, &req);
+            orders::get_order(app, ip, id, &req).await
+        }
         (&Method::POST, ["api", "v1", "orders", id, "pay"]) => {
-            orders::pay_order(app, id, req).await
+            let ip = client_ip(app, peer, &req);
+            orders::pay_order(app, ip, id, req).await
         }
         (&Method::POST, ["api", "v1", "orders", id, "cancel"]) => {
-            orders::cancel_order(app, id, req).await
+            let ip = client_ip(app, peer, &req);
+            orders::cancel_order(app, ip, id, req).await
         }
         // Admin.
         (&Method::GET, ["admin", "v1", "sales"]) => admin::list_sales(app, &req),

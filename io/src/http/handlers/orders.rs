@@ -2,6 +2,7 @@
 //! keys, on whichever daemon takes the call), and the state a won
 //! request's order reached.
 
+use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -14,7 +15,9 @@ use utoipa::{IntoParams, ToSchema};
 use crate::app::{blocking, App};
 use crate::http::codec::{check_id, json, Resp, CLIENT_ID_LEN_MAX};
 use crate::http::error::{ApiError, ErrorBody, ErrorCode};
-use crate::http::extract::{parse_user, query_param, read_body, UserBody, USER_BODY_BYTES_MAX};
+use crate::http::extract::{
+    admit, parse_user, query_param, read_body, UserBody, USER_BODY_BYTES_MAX,
+};
 use crate::redis::{OrderAction, OrderRecord, OrderState};
 
 /// One order, with its price.
@@ -81,6 +84,10 @@ async fn locate(app: &Arc<App>, order_id: &str) -> Result<(String, String), ApiE
     if let Some(loc) = app.order_index.get(order_id) {
         return Ok(loc.clone());
     }
+    let now = app.clock.now_ms();
+    if app.order_misses.recent(order_id, now) {
+        return Err(unknown_order(order_id));
+    }
     let items: Vec<(String, String)> = app
         .catalog
         .sales()
@@ -97,7 +104,10 @@ async fn locate(app: &Arc<App>, order_id: &str) -> Result<(String, String), ApiE
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::redis_down)?;
-    let loc = found.ok_or_else(|| unknown_order(order_id))?;
+    let Some(loc) = found else {
+        app.order_misses.remember(order_id, now);
+        return Err(unknown_order(order_id));
+    };
     app.order_index.insert(order_id.to_string(), loc.clone());
     Ok(loc)
 }
@@ -105,12 +115,15 @@ async fn locate(app: &Arc<App>, order_id: &str) -> Result<(String, String), ApiE
 #[utoipa::path(get, path = "/api/v1/orders/{order_id}", tag = "orders",
     params(("order_id" = String, Path), OrderQuery),
     responses((status = 200, body = OrderView), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 429, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
 pub async fn get_order(
     app: &Arc<App>,
+    ip: IpAddr,
     order_id: &str,
     req: &Request<Incoming>,
 ) -> Result<Resp, ApiError> {
+    admit(app, ip)?;
     check_order_id(order_id)?;
     let user = query_param(req, "user_id").unwrap_or("");
     check_id("user_id", user, CLIENT_ID_LEN_MAX)?;
@@ -137,10 +150,12 @@ fn not_yours() -> ApiError {
 
 async fn order_action(
     app: &Arc<App>,
+    ip: IpAddr,
     order_id: &str,
     pay: bool,
     req: Request<Incoming>,
 ) -> Result<Resp, ApiError> {
+    admit(app, ip)?;
     check_order_id(order_id)?;
     let body = read_body(app, req, USER_BODY_BYTES_MAX).await?;
     let user = parse_user(&body)?;
@@ -199,10 +214,11 @@ async fn order_action(
         (status = 409, body = ErrorBody)))]
 pub async fn pay_order(
     app: &Arc<App>,
+    ip: IpAddr,
     order_id: &str,
     req: Request<Incoming>,
 ) -> Result<Resp, ApiError> {
-    order_action(app, order_id, true, req).await
+    order_action(app, ip, order_id, true, req).await
 }
 
 #[utoipa::path(post, path = "/api/v1/orders/{order_id}/cancel", tag = "orders",
@@ -213,8 +229,9 @@ pub async fn pay_order(
         (status = 409, body = ErrorBody)))]
 pub async fn cancel_order(
     app: &Arc<App>,
+    ip: IpAddr,
     order_id: &str,
     req: Request<Incoming>,
 ) -> Result<Resp, ApiError> {
-    order_action(app, order_id, false, req).await
+    order_action(app, ip, order_id, false, req).await
 }

@@ -1,0 +1,109 @@
+//! Looking up an order costs a Redis round trip (one `HEXISTS` per catalog
+//! item): the lookups are under the rate limits like purchases, and an id
+//! found nowhere is answered from memory for a second.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Request;
+use seckill_benches::load::{self, HttpClient, ItemSpec};
+use seckill_tests::{RedisServer, Stack, ADMIN_TOKEN};
+
+async fn sale(client: &HttpClient, base: &str) {
+    let now = seckill_pipeline::now_ms();
+    load::create_sale(
+        client,
+        base,
+        ADMIN_TOKEN,
+        "ol",
+        now - 1_000,
+        now + 600_000,
+        &[ItemSpec {
+            item_id: "i".into(),
+            title: "item".into(),
+            price_cents: 100,
+            stock: 5,
+            per_user_limit: 1,
+        }],
+    )
+    .await
+    .expect("sale");
+}
+
+async fn get_order(client: &HttpClient, base: &str, id: &str) -> u16 {
+    let req = Request::get(format!("{base}/api/v1/orders/{id}?user_id=u1"))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    client.request(req).await.expect("http").status().as_u16()
+}
+
+/// How many HEXISTS Redis has run.
+fn hexists_calls(redis: &RedisServer) -> u64 {
+    let client = redis::Client::open(redis.url()).expect("client");
+    let mut c = client
+        .get_connection_with_timeout(Duration::from_secs(2))
+        .expect("conn");
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut c)
+        .expect("info");
+    info.lines()
+        .find(|l| l.starts_with("cmdstat_hexists:"))
+        .and_then(|l| l.split("calls=").nth(1))
+        .and_then(|v| v.split(',').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_found_nowhere_is_answered_from_memory_for_a_second() {
+    let Stack {
+        redis,
+        broker: _broker,
+        daemon: _daemon,
+        base,
+        wal: _wal,
+        client,
+    } = Stack::start(false, |_| {}).await;
+    sale(&client, &base).await;
+    let before = hexists_calls(&redis);
+    assert_eq!(get_order(&client, &base, "0123456789abcdef").await, 404);
+    let after_first = hexists_calls(&redis);
+    assert!(after_first > before, "the first lookup asks Redis");
+    for _ in 0..5 {
+        assert_eq!(get_order(&client, &base, "0123456789abcdef").await, 404);
+    }
+    assert_eq!(
+        hexists_calls(&redis),
+        after_first,
+        "repeats are answered from memory"
+    );
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(get_order(&client, &base, "0123456789abcdef").await, 404);
+    assert!(
+        hexists_calls(&redis) > after_first,
+        "after a second Redis is asked again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_lookups_are_under_the_per_ip_limit() {
+    let Stack {
+        redis: _redis,
+        broker: _broker,
+        daemon: _daemon,
+        base,
+        wal: _wal,
+        client,
+    } = Stack::start(false, |c| {
+        c.rate_ip_per_s = 1;
+        c.rate_ip_burst = 2;
+    })
+    .await;
+    let mut codes = Vec::new();
+    for n in 0..4 {
+        codes.push(get_order(&client, &base, &format!("{n:016x}")).await);
+    }
+    assert!(codes.contains(&429), "{codes:?}");
+}
