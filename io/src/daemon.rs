@@ -92,7 +92,7 @@ impl Daemon {
                 Arc::clone(&replayer),
                 redis.clone(),
                 Arc::clone(&catalog),
-                Arc::clone(&sink_stats),
+                Arc::clone(&board),
                 cfg.wal_dir.clone(),
                 Arc::clone(&clock),
             ));

@@ -645,6 +645,16 @@ async fn a_flipped_bit_in_a_sealed_wal_segment_stops_start_up_until_salvaged() {
     }
     let v = verdict(&redis, &broker, "bitrot", &fin).await;
     assert!(v.ok(), "{:?}", v.violations);
+    // Once Kafka acknowledged each re-sent win, the salvage marker goes.
+    let marker = wal.path().join(seckill_wal::SALVAGED_MARKER);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while marker.exists() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !marker.exists(),
+        "the salvage marker outlived the reconciliation"
+    );
     daemon.shutdown().await.expect("shutdown");
 }
 

@@ -5,15 +5,13 @@
 //! them all.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use seckill_pipeline::{Catalog, OrderId, OwnedDecision, SharedClock, Status};
+use seckill_pipeline::{Catalog, OrderId, OwnedDecision, SharedClock, Status, StatusBoard};
 use seckill_replay::Replayer;
 
 use crate::app::blocking;
-use crate::kafka::SinkStats;
 use crate::redis::RedisAdmin;
 use crate::tasks::drain::STARTUP_REPLAY_MAX;
 
@@ -30,12 +28,11 @@ pub async fn run(
     replayer: Arc<Mutex<Replayer>>,
     redis: RedisAdmin,
     catalog: Arc<Catalog>,
-    sink_stats: Arc<SinkStats>,
+    board: Arc<StatusBoard>,
     wal_dir: PathBuf,
     clock: SharedClock,
 ) {
-    let before = sink_stats.acked.load(Ordering::Relaxed);
-    let submitted = blocking(move || -> Result<u64, redis::RedisError> {
+    let submitted = blocking(move || -> Result<(u64, Vec<String>), redis::RedisError> {
         let mut wins = Vec::new();
         for sale in catalog.sale_ids() {
             for item in catalog.sale_items(&sale).unwrap_or_default() {
@@ -55,12 +52,13 @@ pub async fn run(
                 }
             }
         }
+        let ids = wins.iter().map(|w| w.request_id.clone()).collect();
         let mut r = replayer.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(r.republish_unjournaled(&wins, STARTUP_REPLAY_MAX))
+        Ok((r.republish_unjournaled(&wins, STARTUP_REPLAY_MAX), ids))
     })
     .await;
-    let n = match submitted {
-        Ok(Ok(n)) => n,
+    let (n, ids) = match submitted {
+        Ok(Ok(done)) => done,
         Ok(Err(e)) => {
             tracing::error!(error = %e, "reconciliation after salvage failed (redis); it runs again at the next start");
             return;
@@ -74,8 +72,15 @@ pub async fn run(
         wins = n,
         "after salvage: every win in Redis handed to Kafka again"
     );
+    // Done when Kafka acknowledged each of these wins — its own request
+    // id, not a count that live orders acknowledged meanwhile also move.
+    let acknowledged = |id: &String| {
+        board
+            .get(id)
+            .is_some_and(|s| s.status == Status::OrderCreated)
+    };
     let deadline = tokio::time::Instant::now() + ACK_WAIT_MAX;
-    while sink_stats.acked.load(Ordering::Relaxed) < before + n {
+    while !ids.iter().all(acknowledged) {
         if tokio::time::Instant::now() >= deadline {
             tracing::error!("reconciliation after salvage not acknowledged in time; it runs again at the next start");
             return;
