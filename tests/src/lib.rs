@@ -386,6 +386,34 @@ mod nginx;
 
 pub use nginx::Nginx;
 
+/// Creates sale `sale` with one item `i` of `stock` units, per-user limit
+/// 1, from `start_ms` for ten minutes (through the admin API).
+pub async fn one_item_sale(
+    client: &seckill_benches::load::HttpClient,
+    base: &str,
+    sale: &str,
+    start_ms: u64,
+    stock: u64,
+) {
+    seckill_benches::load::create_sale(
+        client,
+        base,
+        ADMIN_TOKEN,
+        sale,
+        start_ms,
+        start_ms + 600_000,
+        &[seckill_benches::load::ItemSpec {
+            item_id: "i".into(),
+            title: "item".into(),
+            price_cents: 100,
+            stock,
+            per_user_limit: 1,
+        }],
+    )
+    .await
+    .expect("sale created");
+}
+
 pub mod settle {
     //! Turning answers into final answers, as a patient client would (the
     //! load generator's own logic).

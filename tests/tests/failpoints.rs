@@ -11,8 +11,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
 use seckill_benches::check;
-use seckill_benches::load::{self, HttpClient, ItemSpec};
-use seckill_tests::{Stack, ADMIN_TOKEN};
+use seckill_benches::load::HttpClient;
+use seckill_tests::Stack;
 
 fn now_ms() -> u64 {
     seckill_pipeline::now_ms()
@@ -43,23 +43,7 @@ async fn a_refused_kafka_send_keeps_the_win_and_publishes_it_once_the_producer_t
         client,
     } = Stack::start(false, |c| c.require_token = false).await;
     let t0 = now_ms();
-    load::create_sale(
-        &client,
-        &base,
-        ADMIN_TOKEN,
-        "fp",
-        t0 - 1_000,
-        t0 + 600_000,
-        &[ItemSpec {
-            item_id: "i".into(),
-            title: "item".into(),
-            price_cents: 100,
-            stock: 20,
-            per_user_limit: 1,
-        }],
-    )
-    .await
-    .expect("sale created");
+    seckill_tests::one_item_sale(&client, &base, "fp", t0 - 1_000, 20).await;
 
     fail::cfg("kafka::sink::send", "return").expect("cfg");
     for n in 0..30 {

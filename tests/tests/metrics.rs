@@ -8,8 +8,7 @@ use std::process::{Command, Stdio};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
-use seckill_benches::load::{self, ItemSpec};
-use seckill_tests::{Stack, ADMIN_TOKEN};
+use seckill_tests::Stack;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_scrape_passes_promtool() {
@@ -22,23 +21,7 @@ async fn a_live_scrape_passes_promtool() {
         client,
     } = Stack::start(false, |c| c.require_token = false).await;
     let now = seckill_pipeline::now_ms();
-    load::create_sale(
-        &client,
-        &base,
-        ADMIN_TOKEN,
-        "m",
-        now - 1_000,
-        now + 600_000,
-        &[ItemSpec {
-            item_id: "i".into(),
-            title: "item".into(),
-            price_cents: 100,
-            stock: 5,
-            per_user_limit: 1,
-        }],
-    )
-    .await
-    .expect("sale");
+    seckill_tests::one_item_sale(&client, &base, "m", now - 1_000, 5).await;
     for n in 0..8 {
         let body = format!(r#"{{"user_id":"u{n}","request_id":"r{n}"}}"#);
         let req = Request::post(format!("{base}/api/v1/sales/m/items/i/purchase"))

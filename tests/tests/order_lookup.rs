@@ -7,28 +7,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::Request;
-use seckill_benches::load::{self, HttpClient, ItemSpec};
-use seckill_tests::{RedisServer, Stack, ADMIN_TOKEN};
+use seckill_benches::load::HttpClient;
+use seckill_tests::{RedisServer, Stack};
 
 async fn sale(client: &HttpClient, base: &str) {
     let now = seckill_pipeline::now_ms();
-    load::create_sale(
-        client,
-        base,
-        ADMIN_TOKEN,
-        "ol",
-        now - 1_000,
-        now + 600_000,
-        &[ItemSpec {
-            item_id: "i".into(),
-            title: "item".into(),
-            price_cents: 100,
-            stock: 5,
-            per_user_limit: 1,
-        }],
-    )
-    .await
-    .expect("sale");
+    seckill_tests::one_item_sale(client, base, "ol", now - 1_000, 5).await;
 }
 
 async fn get_order(client: &HttpClient, base: &str, id: &str) -> u16 {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
-use seckill_benches::load::{self, HttpClient, ItemSpec};
+use seckill_benches::load::HttpClient;
 use seckill_tests::{Nginx, Stack, ADMIN_TOKEN};
 
 /// POSTs to the token endpoint; returns the status and the error code.
@@ -62,23 +62,7 @@ async fn behind_nginx(trusted: &str, bind: &str) {
     let nginx = Nginx::start(daemon.addr.port(), bind);
     let front = format!("http://127.0.0.1:{}", nginx.port);
     let now = seckill_pipeline::now_ms();
-    load::create_sale(
-        &client,
-        &base,
-        ADMIN_TOKEN,
-        "px",
-        now + 30_000,
-        now + 600_000,
-        &[ItemSpec {
-            item_id: "i".into(),
-            title: "item".into(),
-            price_cents: 100,
-            stock: 10,
-            per_user_limit: 1,
-        }],
-    )
-    .await
-    .expect("sale");
+    seckill_tests::one_item_sale(&client, &base, "px", now + 30_000, 10).await;
 
     // The client is 127.0.0.1, blacklisted; through nginx, with or without
     // a header of its own, it stays blacklisted.
