@@ -40,6 +40,30 @@ fn single(out: &mut String, name: &str, kind: Kind, help: &str, value: impl std:
     let _ = writeln!(out, "{name} {value}");
 }
 
+/// The samples of one histogram series: cumulative buckets, sum, count.
+/// `labels` is `""` or `key="value"`; bucket bounds and the sum are divided
+/// by `scale` (1e6 turns recorded µs into seconds).
+fn series(
+    out: &mut String,
+    name: &str,
+    labels: &str,
+    (buckets, sum, count): (Vec<(Option<u64>, u64)>, u64, u64),
+    scale: f64,
+) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    for (le, n) in buckets {
+        let le = le.map_or_else(|| "+Inf".to_string(), |b| (b as f64 / scale).to_string());
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {n}");
+    }
+    let braced = if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    };
+    let _ = writeln!(out, "{name}_sum{braced} {}", sum as f64 / scale);
+    let _ = writeln!(out, "{name}_count{braced} {count}");
+}
+
 /// Prometheus text exposition of the counters.
 pub fn render(app: &App) -> String {
     let mut out = String::with_capacity(8192);
@@ -193,14 +217,8 @@ pub fn render(app: &App) -> String {
             &s.store_batch,
         ),
     ] {
-        let (buckets, sum, count) = h.snapshot();
         family(&mut out, name, Histogram, help);
-        for (le, n) in buckets {
-            let le = le.map_or_else(|| "+Inf".to_string(), |b| b.to_string());
-            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {n}");
-        }
-        let _ = writeln!(out, "{name}_sum {sum}");
-        let _ = writeln!(out, "{name}_count {count}");
+        series(&mut out, name, "", h.snapshot(), 1.0);
     }
     let name = "seckill_stage_latency_seconds";
     family(
@@ -210,13 +228,14 @@ pub fn render(app: &App) -> String {
         "Time from entering the ring to leaving each stage.",
     );
     for (stage, h) in seckill_pipeline::stats::STAGES.iter().zip(&s.stage_latency) {
-        let (buckets, sum, count) = h.snapshot();
-        for (le, n) in buckets {
-            let le = le.map_or_else(|| "+Inf".to_string(), |us| (us as f64 / 1e6).to_string());
-            let _ = writeln!(out, "{name}_bucket{{stage=\"{stage}\",le=\"{le}\"}} {n}");
-        }
-        let _ = writeln!(out, "{name}_sum{{stage=\"{stage}\"}} {}", sum as f64 / 1e6);
-        let _ = writeln!(out, "{name}_count{{stage=\"{stage}\"}} {count}");
+        // Recorded in µs, exposed in seconds.
+        series(
+            &mut out,
+            name,
+            &format!("stage=\"{stage}\""),
+            h.snapshot(),
+            1e6,
+        );
     }
     single(
         &mut out,

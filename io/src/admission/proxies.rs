@@ -63,28 +63,27 @@ impl std::str::FromStr for TrustedProxies {
 impl TrustedProxies {
     /// The client's address, from the TCP peer and the `X-Forwarded-For`
     /// values in the order they arrived (several headers are one list).
-    pub fn client<'a>(&self, peer: IpAddr, forwarded: impl Iterator<Item = &'a str>) -> IpAddr {
-        let trusted_nets = match self {
-            TrustedProxies::None => return peer,
-            TrustedProxies::Count(_) => None,
-            TrustedProxies::Nets(nets) => Some(nets),
-        };
-        let is_proxy = |ip: &IpAddr, hop: usize| match (self, trusted_nets) {
-            (TrustedProxies::Count(n), _) => hop < *n,
-            (_, Some(nets)) => nets.iter().any(|net| net.contains(ip)),
-            _ => false,
+    /// Walks the entries from the right without collecting them: nothing
+    /// is allocated per request.
+    pub fn client<'a>(
+        &self,
+        peer: IpAddr,
+        forwarded: impl DoubleEndedIterator<Item = &'a str>,
+    ) -> IpAddr {
+        // Whether the address `hop` steps from us (the peer is hop 0) is a
+        // trusted proxy.
+        let is_proxy = |ip: &IpAddr, hop: usize| match self {
+            TrustedProxies::None => false,
+            TrustedProxies::Count(n) => hop < *n,
+            TrustedProxies::Nets(nets) => nets.iter().any(|net| net.contains(ip)),
         };
         if !is_proxy(&peer, 0) {
             return peer;
         }
-        let entries: Vec<&str> = forwarded
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .collect();
-        // From the right: the peer was hop 0; the last entry is what the
-        // nearest proxy saw (hop 1 when it was a proxy too), and so on.
+        // From the right: the last entry is what the nearest proxy saw.
+        let entries = forwarded.rev().flat_map(|v| v.rsplit(',')).map(str::trim);
         let mut client = peer;
-        for (hop, entry) in entries.iter().rev().enumerate() {
+        for (hop, entry) in entries.enumerate() {
             let Ok(ip) = entry.parse::<IpAddr>() else {
                 // Not an address: nothing further left can be trusted;
                 // the proxy that wrote it is as far as we know.
