@@ -45,6 +45,8 @@ pub struct App {
     pub order_index: DashMap<String, (String, String)>,
     /// Order ids recently looked up and not found.
     pub order_misses: Misses,
+    /// Request ids recently looked up (status) and found nowhere.
+    pub request_misses: Misses,
 }
 
 impl App {

@@ -64,7 +64,7 @@ impl Daemon {
             sink,
             sink_stats,
             kafka,
-        } = wiring::connect(&cfg, &shared, &catalog, &known_wins).await?;
+        } = wiring::connect(&cfg, &shared, &catalog, &known_wins, clock.now_ms()).await?;
 
         // 3. The ring, then replay before any client is let in.
         let (pipeline, submitter) =
@@ -145,6 +145,7 @@ impl Daemon {
             conn_stats: Default::default(),
             order_wake: Default::default(),
             order_index: Default::default(),
+            request_misses: Default::default(),
             order_misses: Default::default(),
         });
         let (stop, stop_rx) = shutdown::channel();
@@ -164,6 +165,7 @@ impl Daemon {
                 stop_rx.clone(),
             )),
             tokio::spawn(tasks::sweeper::run(Arc::clone(&app), stop_rx.clone())),
+            tokio::spawn(tasks::bounds::run(Arc::clone(&app), stop_rx.clone())),
             tokio::spawn(tasks::outbox::run(Arc::clone(&app), stop_rx.clone())),
         ];
         tasks::reopen::spawn(Arc::clone(&app), stop_rx);

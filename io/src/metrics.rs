@@ -202,6 +202,66 @@ pub fn render(app: &App) -> String {
             "The LSN the checkpoint may move to.",
             app.shared.outstanding.safe_lsn(),
         ),
+        (
+            "seckill_redis_admin_connections_opened_total",
+            Counter,
+            "Connections the admin, order and status calls opened to Redis.",
+            r(&app.redis.pool_stats().opened),
+        ),
+        (
+            "seckill_redis_admin_connections_reused_total",
+            Counter,
+            "Admin, order and status calls served by a kept connection.",
+            r(&app.redis.pool_stats().reused),
+        ),
+        (
+            "seckill_status_board_requests",
+            Gauge,
+            "Requests the status board remembers (bounded by status_board_len_max).",
+            app.board.len() as u64,
+        ),
+        (
+            "seckill_status_board_evicted_total",
+            Counter,
+            "Requests the status board let go of (ended sales, its bound).",
+            app.board.evicted(),
+        ),
+        (
+            "seckill_status_board_winners",
+            Gauge,
+            "Users known to have won, per item (the dedupe stage's hint).",
+            app.board.winners_len() as u64,
+        ),
+        (
+            "seckill_catalog_sales",
+            Gauge,
+            "Sales in memory (ended ones leave after ended_sale_retention_ms).",
+            app.catalog.sale_ids().len() as u64,
+        ),
+        (
+            "seckill_order_index_entries",
+            Gauge,
+            "Order ids whose item is remembered from lookups.",
+            app.order_index.len() as u64,
+        ),
+        (
+            "seckill_wal_held_wins",
+            Gauge,
+            "Wins of failed journal writes held in memory until the journal writes again.",
+            app.shared.rescued.held(),
+        ),
+        (
+            "seckill_wal_rescued_wins_total",
+            Counter,
+            "Wins written late, after their batch's journal write failed.",
+            app.shared.rescued.rescued(),
+        ),
+        (
+            "seckill_wal_overflowed_wins_total",
+            Counter,
+            "Wins past the held bound, left in Redis only (reconcile).",
+            app.shared.rescued.overflowed(),
+        ),
     ] {
         single(&mut out, name, kind, help, v);
     }
@@ -257,7 +317,7 @@ pub fn render(app: &App) -> String {
         Gauge,
         "1 for the state each dependency is in.",
     );
-    for h in [&app.shared.redis, &app.kafka] {
+    for h in [&app.shared.redis, &app.kafka, &app.shared.journal] {
         let state = h.state();
         for st in [State::Up, State::Down, State::Draining] {
             let _ = writeln!(
@@ -275,7 +335,7 @@ pub fn render(app: &App) -> String {
         Counter,
         "State changes of each dependency.",
     );
-    for h in [&app.shared.redis, &app.kafka] {
+    for h in [&app.shared.redis, &app.kafka, &app.shared.journal] {
         let _ = writeln!(
             out,
             "seckill_dependency_transitions_total{{dependency=\"{}\"}} {}",

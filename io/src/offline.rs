@@ -77,7 +77,7 @@ pub async fn run(
         sink_stats,
         kafka,
         ..
-    } = connect(cfg, &shared, &catalog, &known).await?;
+    } = connect(cfg, &shared, &catalog, &known, seckill_pipeline::now_ms()).await?;
     let (pipeline, sub) = start_ring(
         cfg,
         store,

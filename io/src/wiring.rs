@@ -19,7 +19,7 @@ use crate::error::DaemonError;
 use crate::journal::WalJournal;
 use crate::kafka::{self, KafkaOrderSink, SinkShared, SinkStats};
 use crate::redis::{RedisAdmin, RedisStockStore};
-use crate::tasks::catalog::refresh_catalog;
+use crate::tasks::catalog::{refresh_catalog, CatalogBounds};
 
 /// How long creating the topics at start may take before the daemon
 /// starts anyway (Kafka marked down; the probe creates them later).
@@ -104,11 +104,13 @@ pub async fn connect(
     shared: &Shared,
     catalog: &Arc<Catalog>,
     known_wins: &Arc<KnownWins>,
+    now_ms: u64,
 ) -> Result<Connected, DaemonError> {
     let redis = RedisAdmin::new(&cfg.redis_url, cfg.redis_timeout())?;
     let store = RedisStockStore::new(&cfg.redis_url, cfg.redis_timeout())?
         .per_item(cfg.redis_script_per_item);
-    if !refresh_catalog(&redis, catalog, &shared.board, known_wins).await {
+    let bounds = CatalogBounds::of(cfg, now_ms);
+    if !refresh_catalog(&redis, catalog, &shared.board, known_wins, bounds).await {
         shared.redis.fail("unreachable at start");
         tracing::warn!(url = %crate::config::redact_url(&cfg.redis_url), "redis is not reachable; purchases will be decided pending");
     }
@@ -136,6 +138,7 @@ pub async fn connect(
         },
         Duration::from_millis(cfg.kafka_message_timeout_ms),
         Duration::from_millis(cfg.kafka_linger_ms),
+        cfg.kafka_retry_queue_max,
     )?;
     let sink_stats = Arc::clone(&sink.stats);
     let sink = blocking(move || {

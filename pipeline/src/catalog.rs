@@ -27,6 +27,11 @@ pub struct Item {
     /// Set once units of this item were seen won (sticky): only such items
     /// can have orders to sweep or events to publish.
     touched: AtomicBool,
+    /// Set once the status board let go of wins of this item (its bound):
+    /// a request id it no longer knows may be one of them, so once sold
+    /// out an unknown request goes to the stock script, which returns the
+    /// stored outcome, instead of being answered `sold_out` here.
+    wins_forgotten: AtomicBool,
 }
 
 impl Item {
@@ -53,7 +58,25 @@ impl Item {
             sold_out: AtomicBool::new(stock == 0),
             remaining: AtomicI64::new(i64::try_from(stock).unwrap_or(i64::MAX)),
             touched: AtomicBool::new(false),
+            wins_forgotten: AtomicBool::new(false),
         }
+    }
+
+    /// Sold out, and every win of it known here: a request id the board
+    /// does not know may be answered `sold_out` without Redis.
+    pub fn answers_sold_out(&self) -> bool {
+        self.is_sold_out() && !self.wins_forgotten.load(Ordering::Relaxed)
+    }
+
+    /// The board let go of (or never loaded) some wins of this item: only
+    /// the stock script can tell a retried win from a new request.
+    pub fn wins_forgotten(&self) -> bool {
+        self.wins_forgotten.load(Ordering::Relaxed)
+    }
+
+    /// The board let go of (or never loaded) some wins of this item.
+    pub fn forget_wins(&self) {
+        self.wins_forgotten.store(true, Ordering::Relaxed);
     }
 
     pub fn is_sold_out(&self) -> bool {
@@ -132,6 +155,9 @@ impl Catalog {
                         if i.touched() {
                             o.touch();
                         }
+                        if i.wins_forgotten.load(Ordering::Relaxed) {
+                            o.forget_wins();
+                        }
                         Arc::clone(o)
                     }
                     None => Arc::new(i),
@@ -155,6 +181,12 @@ impl Catalog {
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
+    }
+
+    /// Drops a sale (it ended long ago): the daemon forgets it.
+    pub fn remove_sale(&self, sale_id: &str) -> bool {
+        let mut sales = self.sales.write().unwrap_or_else(|p| p.into_inner());
+        sales.remove(sale_id).is_some()
     }
 
     /// Replaces a sale and all its items.

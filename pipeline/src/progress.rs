@@ -12,6 +12,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use crate::outcome::OwnedDecision;
+
 /// Item key (`sale \x1f item`) → pending intents.
 #[derive(Debug, Default)]
 pub struct Backlog {
@@ -92,6 +94,13 @@ impl Outstanding {
             .remove(&lsn);
     }
 
+    pub fn contains(&self, lsn: u64) -> bool {
+        self.lsns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&lsn)
+    }
+
     pub fn set_next_lsn(&self, next: u64) {
         self.next_lsn.fetch_max(next, Ordering::AcqRel);
     }
@@ -113,6 +122,67 @@ impl Outstanding {
             .first()
             .copied()
             .map_or(next, |first| first.min(next))
+    }
+}
+
+/// Wins whose batch the journal could not write (a full disk, a failed
+/// flush): Redis decided them and the client was answered 503, so they are
+/// on no disk. The journal stage holds them and writes them as soon as it
+/// can; written, they wait here until the daemon hands them to the publish
+/// stage. A win is never left in Redis alone while the process lives.
+#[derive(Debug, Default)]
+pub struct Rescued {
+    written: Mutex<Vec<(u64, OwnedDecision)>>,
+    /// Wins the journal stage holds, not yet written.
+    held: AtomicU64,
+    /// Wins written late (after their batch failed), since the start.
+    rescued: AtomicU64,
+    /// Wins past the journal stage's bound: in Redis only, found by a
+    /// reconcile (`seckill-replay`'s salvage path) — never expected.
+    overflowed: AtomicU64,
+}
+
+impl Rescued {
+    /// Wins held in memory, waiting for the journal.
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    pub fn set_held(&self, n: u64) {
+        self.held.store(n, Ordering::Relaxed);
+    }
+
+    pub fn rescued(&self) -> u64 {
+        self.rescued.load(Ordering::Relaxed)
+    }
+
+    pub fn overflowed(&self) -> u64 {
+        self.overflowed.load(Ordering::Relaxed)
+    }
+
+    pub fn note_overflow(&self) -> u64 {
+        self.overflowed.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// A held win, now journaled at `lsn`: to be published.
+    pub fn push(&self, lsn: u64, win: OwnedDecision) {
+        self.rescued.fetch_add(1, Ordering::Relaxed);
+        self.written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((lsn, win));
+    }
+
+    /// The journaled wins waiting to be published, in LSN order.
+    pub fn take(&self) -> Vec<(u64, OwnedDecision)> {
+        std::mem::take(&mut *self.written.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Puts back what could not be handed over (the ring was full).
+    pub fn put_back(&self, mut rest: Vec<(u64, OwnedDecision)>) {
+        let mut w = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        rest.append(&mut w);
+        *w = rest;
     }
 }
 

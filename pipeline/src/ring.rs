@@ -22,7 +22,7 @@ use crate::clock::SharedClock;
 use crate::event::Event;
 use crate::health::{Health, State};
 use crate::port::{Journal, OrderSink, StockStore};
-use crate::progress::{Backlog, Outstanding};
+use crate::progress::{Backlog, Outstanding, Rescued};
 use crate::stage::{Deduct, DeductShared, Dedupe, JournalStage, Publish, ReplyStage, Stage};
 use crate::stats::Stats;
 use crate::status::StatusBoard;
@@ -36,6 +36,11 @@ pub struct Shared {
     pub redis: Arc<Health>,
     pub backlog: Arc<Backlog>,
     pub outstanding: Arc<Outstanding>,
+    /// Health of the journal: down after a failed write (a full disk),
+    /// up again once a write succeeds.
+    pub journal: Arc<Health>,
+    /// Wins whose batch the journal could not write.
+    pub rescued: Arc<Rescued>,
 }
 
 impl Default for Shared {
@@ -46,6 +51,8 @@ impl Default for Shared {
             redis: Arc::new(Health::new("redis", State::Up)),
             backlog: Arc::default(),
             outstanding: Arc::default(),
+            journal: Arc::new(Health::new("journal", State::Up)),
+            rescued: Arc::default(),
         }
     }
 }
@@ -310,6 +317,8 @@ impl Pipeline {
                     stats: Arc::clone(stats),
                     health: Arc::clone(&shared.redis),
                     backlog: Arc::clone(&shared.backlog),
+                    journal: Arc::clone(&shared.journal),
+                    rescued: Arc::clone(&shared.rescued),
                 },
                 cfg.pay_timeout_ms,
                 Arc::clone(&clock),
@@ -330,6 +339,11 @@ impl Pipeline {
             clock,
         );
         journal_stage.resume_after(resume.last_lsn, resume.checkpoint);
+        journal_stage.report_to(
+            Arc::clone(&shared.journal),
+            Arc::clone(&shared.rescued),
+            Arc::clone(board),
+        );
         spawn(
             &mut threads,
             journal_poller,

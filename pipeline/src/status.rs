@@ -2,7 +2,8 @@
 //! this daemon decided, and the winners it knows of (the dedupe stage's
 //! one-per-user hint).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use dashmap::DashMap;
 
@@ -16,6 +17,8 @@ pub struct RequestState {
     /// Sale, item and user id, joined by [`ID_SEP`]: one allocation per
     /// board entry instead of three.
     ids: Box<str>,
+    /// The board's eviction epoch when the entry was made.
+    epoch: u32,
 }
 
 /// Separates the ids in [`RequestState`]; no id may hold it (ids are
@@ -40,6 +43,7 @@ impl RequestState {
             status,
             order_id,
             ids: ids.into_boxed_str(),
+            epoch: 0,
         }
     }
 
@@ -58,6 +62,25 @@ impl RequestState {
     pub fn user_id(&self) -> &str {
         self.id(2)
     }
+
+    /// `sale \x1f item`: the item the request was for.
+    fn item_key(&self) -> &str {
+        let mut seps = self.ids.match_indices(ID_SEP).map(|(i, _)| i);
+        let _ = seps.next();
+        match seps.next() {
+            Some(end) => &self.ids[..end],
+            None => &self.ids,
+        }
+    }
+
+    /// May leave the board when it is over its bound: decided for good
+    /// (a retry gets the same answer from the stock script's stored
+    /// outcome) or a 503 (a retry is decided anew). Pending requests stay
+    /// (clients poll them) and so do wins Kafka has not acknowledged yet.
+    fn evictable(&self) -> bool {
+        (self.status.is_final() && self.status != Status::Success)
+            || self.status == Status::Unavailable
+    }
 }
 
 /// Request id → state; plus counters by status for the demo and metrics.
@@ -67,6 +90,20 @@ pub struct StatusBoard {
     /// `sale \x1f item \x1f user` → wins known to this process.
     winners: DashMap<String, u32>,
     by_status: [AtomicU64; Status::ALL.len()],
+    /// Bumped by each eviction for size: entries made since the last one
+    /// stay.
+    epoch: AtomicU32,
+    evicted: AtomicU64,
+}
+
+/// What one [`StatusBoard::evict`] let go of.
+#[derive(Debug, Default)]
+pub struct Evicted {
+    pub requests: usize,
+    pub winners: usize,
+    /// `(sale, item)` of the wins let go: a request id the board no longer
+    /// knows may be one of them.
+    pub forgotten_items: Vec<(String, String)>,
 }
 
 impl Default for StatusBoard {
@@ -75,6 +112,8 @@ impl Default for StatusBoard {
             requests: DashMap::new(),
             winners: DashMap::new(),
             by_status: std::array::from_fn(|_| AtomicU64::new(0)),
+            epoch: AtomicU32::new(0),
+            evicted: AtomicU64::new(0),
         }
     }
 }
@@ -117,6 +156,7 @@ impl StatusBoard {
             status,
             order_id,
             ids,
+            epoch: _,
         } = state;
         self.advance_with(request_id, status, order_id, || ids);
     }
@@ -163,6 +203,7 @@ impl StatusBoard {
                         status,
                         order_id,
                         ids: ids(),
+                        epoch: self.epoch.load(Ordering::Relaxed),
                     },
                 );
                 true
@@ -194,6 +235,61 @@ impl StatusBoard {
         );
     }
 
+    /// Keeps the board bounded. First every entry of a sale `gone` says is
+    /// gone (it ended, plus a retention); then, while more than `len_max`
+    /// requests are known, the evictable ones made before the previous
+    /// pass (an epoch, so the newest stay); the winners hint (the stock
+    /// script enforces the per-user limit anyway) is cleared past
+    /// `len_max` too.
+    pub fn evict(&self, gone: impl Fn(&str) -> bool, len_max: usize) -> Evicted {
+        let mut out = Evicted::default();
+        let mut forgotten: HashSet<String> = HashSet::new();
+        let over = self.requests.len() > len_max;
+        let epoch = if over {
+            self.epoch.fetch_add(1, Ordering::Relaxed)
+        } else {
+            u32::MAX
+        };
+        self.requests.retain(|_, s| {
+            let drop = gone(s.sale_id()) || (over && s.epoch != epoch && s.evictable());
+            if drop {
+                out.requests += 1;
+                self.by_status[s.status as usize].fetch_sub(1, Ordering::Relaxed);
+                if s.status.is_win() && !forgotten.contains(s.item_key()) {
+                    forgotten.insert(s.item_key().to_string());
+                }
+            }
+            !drop
+        });
+        let clear_all = self.winners.len() > len_max;
+        self.winners.retain(|k, _| {
+            let sale = k.split(ID_SEP).next().unwrap_or_default();
+            let drop = clear_all || gone(sale);
+            out.winners += usize::from(drop);
+            !drop
+        });
+        out.forgotten_items = forgotten
+            .into_iter()
+            .filter_map(|k| {
+                let (sale, item) = k.split_once(ID_SEP)?;
+                (!gone(sale)).then(|| (sale.to_string(), item.to_string()))
+            })
+            .collect();
+        self.evicted
+            .fetch_add(out.requests as u64, Ordering::Relaxed);
+        out
+    }
+
+    /// Entries let go of by [`StatusBoard::evict`] since the start.
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
+    }
+
+    /// Known winners (the per-user hint).
+    pub fn winners_len(&self) -> usize {
+        self.winners.len()
+    }
+
     /// How many requests are currently in `status`.
     pub fn count(&self, status: Status) -> u64 {
         self.by_status[status as usize].load(Ordering::Relaxed)
@@ -213,6 +309,14 @@ impl StatusBoard {
 
     pub fn add_win(&self, key: &str) {
         *self.winners.entry(key.to_string()).or_insert(0) += 1;
+    }
+
+    /// Takes back a win the deduct stage counted (its batch could not be
+    /// journaled: until it is, a retry must not be called a duplicate).
+    pub fn remove_win(&self, key: &str) {
+        if let Some(mut n) = self.winners.get_mut(key) {
+            *n = n.saturating_sub(1);
+        }
     }
 
     /// Records that the stock authority holds at least `n` wins for this
@@ -252,6 +356,47 @@ mod tests {
             (got.sale_id(), got.item_id(), got.user_id()),
             ("s", "i", "u")
         );
+    }
+
+    #[test]
+    fn eviction_keeps_pending_and_unacknowledged_wins_and_the_newest() {
+        let b = StatusBoard::default();
+        b.advance_ids("old-sold-out", Status::SoldOut, None, "s", "i", "u1");
+        b.advance_ids("old-pending", Status::Pending, None, "s", "i", "u2");
+        b.advance_ids("old-win", Status::Success, Some(OrderId(1)), "s", "i", "u3");
+        b.order_acknowledged("old-acked", OrderId(2), "s", "i", "u4");
+        let e = b.evict(|_| false, 100);
+        assert_eq!(e.requests, 0, "under the bound nothing goes");
+        // The first pass over the bound only starts an epoch; the next one
+        // lets go of what was made before it.
+        assert_eq!(b.evict(|_| false, 2).requests, 0);
+        b.advance_ids("new", Status::SoldOut, None, "s", "i", "u5");
+        let e = b.evict(|_| false, 2);
+        assert_eq!(e.requests, 2, "{e:?}");
+        assert!(b.get("old-sold-out").is_none());
+        assert!(b.get("old-acked").is_none());
+        assert!(b.get("new").is_some(), "made since the last pass: kept");
+        assert_eq!(e.forgotten_items, vec![("s".to_string(), "i".to_string())]);
+        assert!(b.get("old-pending").is_some());
+        assert!(b.get("old-win").is_some());
+        assert_eq!(b.count(Status::SoldOut), 1);
+        assert_eq!(b.count(Status::OrderCreated), 0);
+        assert_eq!(b.evicted(), 2);
+    }
+
+    #[test]
+    fn a_gone_sale_leaves_the_board_whole() {
+        let b = StatusBoard::default();
+        b.advance_ids("a", Status::Pending, None, "ended", "i", "u");
+        b.advance_ids("b", Status::SoldOut, None, "live", "i", "u");
+        let mut k = String::new();
+        winner_key(&mut k, "ended", "i", "u");
+        b.add_win(&k);
+        let e = b.evict(|sale| sale == "ended", 1_000);
+        assert_eq!((e.requests, e.winners), (1, 1));
+        assert!(b.get("a").is_none() && b.get("b").is_some());
+        assert_eq!(b.wins(&k), 0);
+        assert!(e.forgotten_items.is_empty(), "a gone sale needs no marker");
     }
 
     #[test]

@@ -66,6 +66,8 @@ fn deduct_with(store: &FakeStore, shared: &Shared) -> Deduct {
             stats: Arc::clone(&shared.stats),
             health: Arc::clone(&shared.redis),
             backlog: Arc::clone(&shared.backlog),
+            journal: Arc::clone(&shared.journal),
+            rescued: Arc::clone(&shared.rescued),
         },
         60_000,
         clock(),

@@ -72,3 +72,135 @@ async fn connections_past_the_bound_are_refused_with_503_and_a_freed_slot_is_reu
         "{metrics}"
     );
 }
+
+fn plan(base: &str, sale: &str, users: usize) -> seckill_benches::load::Plan {
+    seckill_benches::load::Plan {
+        base: base.to_string(),
+        sale_id: sale.into(),
+        items: vec!["i".into()],
+        users,
+        first_user: 0,
+        request_prefix: String::new(),
+        clicks_per_user: 1,
+        retries: 0,
+        concurrency: 16,
+        time_max: Duration::from_secs(60),
+        rate_per_sec: None,
+    }
+}
+
+async fn get_json(
+    client: &seckill_benches::load::HttpClient,
+    url: &str,
+) -> (u16, serde_json::Value) {
+    let (code, body) = seckill_benches::load::send(client, hyper::Method::GET, url, None, vec![])
+        .await
+        .expect("answer");
+    (code, serde_json::from_slice(&body).unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_board_is_bounded_and_a_request_it_let_go_of_is_answered_from_redis() {
+    const USERS: usize = 400;
+    let Stack {
+        redis: _redis,
+        broker: _broker,
+        daemon,
+        base,
+        wal: _wal,
+        client,
+    } = Stack::start(false, |c| c.status_board_len_max = 100).await;
+    let now = seckill_pipeline::now_ms();
+    // Exactly as many units as buyers: the item sells out, so a retry
+    // would be answered `sold_out` if the ingress trusted its flag.
+    seckill_tests::one_item_sale(&client, &base, "bnd", now - 1_000, USERS as u64).await;
+    let first = seckill_benches::load::run(&client, &plan(&base, "bnd", USERS)).await;
+    assert_eq!(
+        first.by_status.get("success").copied(),
+        Some(USERS as u64),
+        "{:?}",
+        first.by_status
+    );
+    let app = &daemon.app;
+    // Every win acknowledged by Kafka (only then may it leave the board).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while app.board.count(seckill_pipeline::Status::OrderCreated) < USERS as u64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "orders never acknowledged"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The catalog sync sees the sell-out (the flag the ingress answers from).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !app
+        .catalog
+        .item("bnd", "i")
+        .is_some_and(|i| i.is_sold_out())
+    {
+        assert!(std::time::Instant::now() < deadline, "never sold out");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Two passes: the first starts an epoch, the second lets go of what
+    // came before it.
+    seckill_io::tasks::bounds::pass(app);
+    seckill_io::tasks::bounds::pass(app);
+    assert!(app.board.len() <= 100, "board holds {}", app.board.len());
+    assert!(app.board.evicted() >= (USERS - 100) as u64);
+
+    // Retried, every request gets its win back (the stored outcome),
+    // never `sold_out` nor `duplicate`; its status is read from Redis.
+    let again = seckill_benches::load::run(&client, &plan(&base, "bnd", USERS)).await;
+    for a in &again.answers {
+        let before = first
+            .answers
+            .iter()
+            .find(|b| b.request_id == a.request_id)
+            .expect("same request");
+        assert_eq!(a.status, "success", "{a:?}");
+        assert_eq!(a.order_id, before.order_id, "{a:?}");
+    }
+    let (code, v) = get_json(&client, &format!("{base}/api/v1/requests/bnd-user-7-0")).await;
+    assert_eq!(code, 200, "{v}");
+    assert!(
+        matches!(v["status"].as_str(), Some("success" | "order_created")),
+        "{v}"
+    );
+    assert_eq!(v["user_id"], "user-7", "{v}");
+    let (code, _) = get_json(&client, &format!("{base}/api/v1/requests/bnd-nobody-0")).await;
+    assert_eq!(code, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sale_past_its_retention_leaves_memory() {
+    use seckill_pipeline::Clock;
+    let clock = seckill_pipeline::ManualClock::at(seckill_pipeline::now_ms());
+    let shared: seckill_pipeline::SharedClock = clock.clone();
+    let Stack {
+        redis: _redis,
+        broker: _broker,
+        daemon,
+        base,
+        wal: _wal,
+        client,
+    } = Stack::start_with_clock(false, shared, |c| c.ended_sale_retention_ms = 60_000).await;
+    let now = clock.now_ms();
+    seckill_tests::one_item_sale(&client, &base, "old", now - 1_000, 50).await;
+    let sold = seckill_benches::load::run(&client, &plan(&base, "old", 20)).await;
+    assert_eq!(sold.by_status.get("success").copied(), Some(20));
+    let app = &daemon.app;
+    assert!(app.board.len() >= 20);
+    seckill_io::tasks::bounds::pass(app);
+    assert!(
+        app.catalog.item("old", "i").is_some(),
+        "still on sale: kept"
+    );
+    // Past the end (one_item_sale runs for ten minutes) plus the retention.
+    clock.advance(Duration::from_secs(600 + 61));
+    seckill_io::tasks::bounds::pass(app);
+    assert!(app.catalog.item("old", "i").is_none(), "forgotten");
+    assert_eq!(app.board.len(), 0, "its requests left the board");
+    // And the catalog sync does not bring it back from Redis.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert!(app.catalog.item("old", "i").is_none(), "not re-loaded");
+}

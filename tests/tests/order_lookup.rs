@@ -22,6 +22,13 @@ async fn get_order(client: &HttpClient, base: &str, id: &str) -> u16 {
     client.request(req).await.expect("http").status().as_u16()
 }
 
+async fn get_order_of(client: &HttpClient, base: &str, id: &str, user: &str) -> u16 {
+    let req = Request::get(format!("{base}/api/v1/orders/{id}?user_id={user}"))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    client.request(req).await.expect("http").status().as_u16()
+}
+
 /// How many HEXISTS Redis has run.
 fn hexists_calls(redis: &RedisServer) -> u64 {
     let client = redis::Client::open(redis.url()).expect("client");
@@ -90,4 +97,99 @@ async fn order_lookups_are_under_the_per_ip_limit() {
         codes.push(get_order(&client, &base, &format!("{n:016x}")).await);
     }
     assert!(codes.contains(&429), "{codes:?}");
+}
+
+/// How many connections Redis has accepted since it started.
+fn connections_received(redis: &RedisServer) -> u64 {
+    let mut c = redis.connection();
+    let info: String = redis::cmd("INFO").arg("stats").query(&mut c).expect("info");
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("total_connections_received")
+}
+
+async fn post(client: &HttpClient, url: String, body: String) -> u16 {
+    let req = Request::post(url)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("request");
+    client.request(req).await.expect("http").status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_calls_reuse_pooled_redis_connections() {
+    let Stack {
+        redis,
+        broker: _broker,
+        daemon,
+        base,
+        wal: _wal,
+        client,
+    } = Stack::start(false, |_| {}).await;
+    sale(&client, &base).await;
+    let plan = seckill_benches::load::Plan {
+        base: base.clone(),
+        sale_id: "ol".into(),
+        items: vec!["i".into()],
+        users: 1,
+        first_user: 0,
+        request_prefix: String::new(),
+        clicks_per_user: 1,
+        retries: 0,
+        concurrency: 1,
+        time_max: Duration::from_secs(20),
+        rate_per_sec: None,
+    };
+    let won = seckill_benches::load::run(&client, &plan).await;
+    let won = won.answers.first().expect("one answer").clone();
+    assert_eq!(won.status, "success", "{won:?}");
+    let order = won.order_id.expect("order id");
+    let request = won.request_id.clone();
+    let user = won.user_id.clone();
+    // Warm: the first calls may open the pool's connections.
+    for _ in 0..3 {
+        assert_eq!(get_order_of(&client, &base, &order, &user).await, 200);
+    }
+    let before = connections_received(&redis);
+    let opened_before = daemon
+        .app
+        .redis
+        .pool_stats()
+        .opened
+        .load(std::sync::atomic::Ordering::Relaxed);
+    for _ in 0..50 {
+        assert_eq!(get_order_of(&client, &base, &order, &user).await, 200);
+        let status = client
+            .request(
+                Request::get(format!("{base}/api/v1/requests/{request}"))
+                    .body(Full::new(Bytes::new()))
+                    .expect("request"),
+            )
+            .await
+            .expect("http")
+            .status()
+            .as_u16();
+        assert_eq!(status, 200);
+    }
+    let pay = format!(r#"{{"user_id":"{user}"}}"#);
+    assert_eq!(
+        post(&client, format!("{base}/api/v1/orders/{order}/pay"), pay).await,
+        200
+    );
+    // One connection less than a call each: the test's own INFO
+    // connection is the only one that may be new.
+    let new = connections_received(&redis) - before;
+    assert!(new <= 2, "{new} new Redis connections for 101 calls");
+    let opened = daemon
+        .app
+        .redis
+        .pool_stats()
+        .opened
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        opened - opened_before <= 1,
+        "the pool opened {} connections",
+        opened - opened_before
+    );
 }

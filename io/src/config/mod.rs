@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser};
 use serde::Deserialize;
 
+mod help;
 mod modes;
 mod secrets;
 
@@ -24,9 +25,11 @@ macro_rules! settings {
         pub struct Settings {
             $(
                 $(#[doc = $doc])*
-                // Values from the environment are never shown in `--help`:
-                // several are secrets.
-                #[arg(long, env = $env, hide_env_values = true)]
+                // Values from the environment are never shown in `--help`
+                // (several are secrets); the defaults are.
+                #[arg(long, env = $env, hide_env_values = true,
+                      help = help::text(&[$($doc),*], &{ let d: $ty = $default; d }),
+                      long_help = help::text(&[$($doc),*], &{ let d: $ty = $default; d }))]
                 pub $name: Option<$ty>,
             )*
         }
@@ -93,6 +96,9 @@ settings! {
     /// into one produce request. Answers never wait for Kafka, so a few ms
     /// cost no purchase latency and save broker round trips under load.
     kafka_linger_ms: u64 = 5, "SECKILL_KAFKA_LINGER_MS";
+    /// Failed orders kept in memory for another send; past it an order is
+    /// left to the WAL and re-read from there once the queue drains.
+    kafka_retry_queue_max: usize = crate::kafka::FAILED_MAX, "SECKILL_KAFKA_RETRY_QUEUE_MAX";
     /// Partitions of the topics when seckilld creates them.
     kafka_partitions: i32 = 3, "SECKILL_KAFKA_PARTITIONS";
     /// How long a win waits for payment before its unit is released, ms.
@@ -140,6 +146,13 @@ settings! {
     /// The client is the first address, read from the right, that is not a
     /// trusted proxy: what a client writes in the header itself is ignored.
     trusted_proxies: String = String::new(), "SECKILL_TRUSTED_PROXIES";
+    /// Most requests the status board remembers; past it the decided ones
+    /// go first (oldest first): a retry or a status poll is then answered
+    /// from the outcome Redis stored. About 100 bytes each.
+    status_board_len_max: usize = 1_000_000, "SECKILL_STATUS_BOARD_LEN_MAX";
+    /// How long after its end a sale stays in memory (catalog, status
+    /// board), ms; its Redis keys expire a day after the end.
+    ended_sale_retention_ms: u64 = 60 * 60 * 1000, "SECKILL_ENDED_SALE_RETENTION_MS";
     /// How often unpaid orders past their deadline are released and order
     /// events are published, ms.
     sweep_interval_ms: u64 = 1_000, "SECKILL_SWEEP_INTERVAL_MS";
@@ -262,6 +275,12 @@ impl Config {
             {
                 return bad("token_key", &e.to_string());
             }
+        }
+        if self.status_board_len_max < 100 {
+            return bad("status_board_len_max", "must be at least 100");
+        }
+        if self.kafka_retry_queue_max == 0 {
+            return bad("kafka_retry_queue_max", "must be at least 1");
         }
         if self.sweep_interval_ms == 0 {
             return bad("sweep_interval_ms", "must be at least 1");

@@ -59,7 +59,10 @@ async fn route(
             let ip = client_ip(app, peer, &req);
             purchase::issue_token(app, ip, sale, item, req).await
         }
-        (&Method::GET, ["api", "v1", "requests", id]) => requests::request_status(app, id).await,
+        (&Method::GET, ["api", "v1", "requests", id]) => {
+            let ip = client_ip(app, peer, &req);
+            requests::request_status(app, ip, id).await
+        }
         (&Method::GET, ["api", "v1", "time"]) => Ok(sales::time(app)),
         (&Method::GET, ["api", "v1", "rounds"]) => sales::rounds(app, &req),
         (&Method::GET, ["api", "v1", "sales", sale]) => sales::sale_page(app, sale),

@@ -14,7 +14,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 pub use admin::{base_config, ensure_topics, KafkaSetupError, ORDERS_TOPIC, ORDER_EVENTS_TOPIC};
 pub use events::{event_producer, publish_round, EventProducer};
 pub use message::{encode_order, OrderMessage};
-pub use sink::{KafkaOrderSink, SinkShared, SinkStats};
+pub use sink::{KafkaOrderSink, SinkShared, SinkStats, FAILED_MAX};
 
 /// What a producer error means to the caller. librdkafka's codes are
 /// classified here, once; callers branch on the class, never on a message.

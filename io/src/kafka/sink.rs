@@ -25,8 +25,9 @@ use super::message::{encode_order, Pending};
 use super::poller::Poller;
 use super::{classify, ErrorClass};
 
-/// Failed orders kept for another try (each is also in the WAL).
-const FAILED_MAX: usize = 1_000_000;
+/// Failed orders kept for another try by default (each is also in the
+/// WAL); `kafka_retry_queue_max` sets it.
+pub const FAILED_MAX: usize = 1_000_000;
 /// Pause between two retry passes over failed orders.
 const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -44,6 +45,35 @@ pub struct SinkStats {
     pub dropped: AtomicU64,
     pub acked: AtomicU64,
     pub failed: AtomicU64,
+    /// Failed orders waiting in the retry queue.
+    pub queued: AtomicU64,
+    /// The lowest LSN of an order dropped since the WAL was last re-read
+    /// for them (0: none).
+    dropped_from: AtomicU64,
+}
+
+impl SinkStats {
+    fn note_dropped(&self, lsn: u64) {
+        let _ = self
+            .dropped_from
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+                (cur == 0 || lsn < cur).then_some(lsn)
+            });
+    }
+
+    /// The lowest LSN dropped since the last call, if any: the WAL is to
+    /// be re-read from there.
+    pub fn take_dropped_from(&self) -> Option<u64> {
+        match self.dropped_from.swap(0, Ordering::AcqRel) {
+            0 => None,
+            lsn => Some(lsn),
+        }
+    }
+
+    /// Puts back a re-read that could not be done (yet).
+    pub fn redo_dropped_from(&self, lsn: u64) {
+        self.note_dropped(lsn);
+    }
 }
 
 pub struct DeliveryContext {
@@ -52,6 +82,7 @@ pub struct DeliveryContext {
     outstanding: Arc<Outstanding>,
     health: Arc<Health>,
     failed: Arc<Mutex<VecDeque<Failed>>>,
+    failed_max: usize,
 }
 
 impl ClientContext for DeliveryContext {}
@@ -79,20 +110,25 @@ impl ProducerContext for DeliveryContext {
                 tracing::warn!(error = %err, request_id = %pending.request_id(), lsn = pending.lsn,
                     "order delivery failed; kept for another try (and in the WAL)");
                 let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
-                if failed.len() < FAILED_MAX {
+                if failed.len() < self.failed_max {
                     failed.push_back(Failed {
                         key: msg.key().map(<[u8]>::to_vec).unwrap_or_default(),
                         payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
                         pending,
                     });
+                    self.stats
+                        .queued
+                        .store(failed.len() as u64, Ordering::Relaxed);
                 } else {
                     // Past the bound the order leaves memory, never the
-                    // WAL: its LSN stays outstanding, so the checkpoint
-                    // does not pass it and the next start republishes it.
+                    // WAL: its LSN stays outstanding (the checkpoint does
+                    // not pass it), and once the retry queue is empty the
+                    // WAL is re-read from the lowest dropped LSN.
                     let n = self.stats.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                    self.stats.note_dropped(pending.lsn);
                     if n == 1 || n.is_multiple_of(10_000) {
-                        tracing::error!(dropped = n, lsn = pending.lsn, kept = FAILED_MAX,
-                            "Kafka retry queue full: orders left to the WAL, republished at the next start");
+                        tracing::error!(dropped = n, lsn = pending.lsn, kept = self.failed_max,
+                            "Kafka retry queue full: orders left to the WAL, re-read from it once the queue drains");
                     }
                 }
             }
@@ -106,6 +142,7 @@ pub struct KafkaOrderSink {
     config: ClientConfig,
     shared: SinkShared,
     failed: Arc<Mutex<VecDeque<Failed>>>,
+    failed_max: usize,
     pub stats: Arc<SinkStats>,
     buf: Vec<u8>,
     /// The message key being built (`sale:item`), reused.
@@ -144,6 +181,7 @@ impl KafkaOrderSink {
         shared: SinkShared,
         message_timeout: Duration,
         linger: Duration,
+        failed_max: usize,
     ) -> Result<KafkaOrderSink, KafkaSetupError> {
         let stats = Arc::new(SinkStats::default());
         let failed = Arc::new(Mutex::new(VecDeque::new()));
@@ -157,7 +195,9 @@ impl KafkaOrderSink {
                 message_timeout.as_millis().to_string(),
             )
             .set("queue.buffering.max.messages", "100000");
-        let producer = Arc::new(Self::producer(&config, &shared, &stats, &failed)?);
+        let producer = Arc::new(Self::producer(
+            &config, &shared, &stats, &failed, failed_max,
+        )?);
         let poller = Poller::start(Arc::clone(&producer)).map_err(KafkaSetupError::Thread)?;
         Ok(KafkaOrderSink {
             producer,
@@ -165,6 +205,7 @@ impl KafkaOrderSink {
             config,
             shared,
             failed,
+            failed_max,
             stats,
             buf: Vec::with_capacity(512),
             key: String::with_capacity(64),
@@ -180,6 +221,7 @@ impl KafkaOrderSink {
         shared: &SinkShared,
         stats: &Arc<SinkStats>,
         failed: &Arc<Mutex<VecDeque<Failed>>>,
+        failed_max: usize,
     ) -> Result<BaseProducer<DeliveryContext>, KafkaSetupError> {
         config
             .create_with_context(DeliveryContext {
@@ -188,6 +230,7 @@ impl KafkaOrderSink {
                 outstanding: Arc::clone(&shared.outstanding),
                 health: Arc::clone(&shared.health),
                 failed: Arc::clone(failed),
+                failed_max,
             })
             .map_err(KafkaSetupError::Client)
     }
@@ -195,12 +238,18 @@ impl KafkaOrderSink {
     /// Replaces the producer. What the old one still held comes back as
     /// failed deliveries (purged on drop) and is sent again by the new one.
     fn rebuild(&mut self) {
-        let built = Self::producer(&self.config, &self.shared, &self.stats, &self.failed)
-            .map(Arc::new)
-            .and_then(|p| {
-                let poller = Poller::start(Arc::clone(&p)).map_err(KafkaSetupError::Thread)?;
-                Ok((p, poller))
-            });
+        let built = Self::producer(
+            &self.config,
+            &self.shared,
+            &self.stats,
+            &self.failed,
+            self.failed_max,
+        )
+        .map(Arc::new)
+        .and_then(|p| {
+            let poller = Poller::start(Arc::clone(&p)).map_err(KafkaSetupError::Thread)?;
+            Ok((p, poller))
+        });
         match built {
             Ok((p, poller)) => {
                 tracing::warn!("rebuilding the Kafka producer: deliveries keep failing");
@@ -288,6 +337,7 @@ impl OrderSink for KafkaOrderSink {
         self.acked_at_last_pass = acked;
         let batch: Vec<Failed> = {
             let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+            self.stats.queued.store(0, Ordering::Relaxed);
             failed.drain(..).collect()
         };
         if batch.is_empty() {
@@ -317,6 +367,9 @@ impl OrderSink for KafkaOrderSink {
                         payload: f.payload.clone(),
                         pending: record.delivery_opaque,
                     });
+                    self.stats
+                        .queued
+                        .store(failed.len() as u64, Ordering::Relaxed);
                     break;
                 }
             }
@@ -326,6 +379,9 @@ impl OrderSink for KafkaOrderSink {
         }
         let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
         failed.extend(rest);
+        self.stats
+            .queued
+            .store(failed.len() as u64, Ordering::Relaxed);
         sent
     }
 }

@@ -1,11 +1,13 @@
 //! The admin side of Redis: loading a sale, reading the catalog every
 //! daemon refreshes from, stock and wins, and the probe.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::{Client, Connection, RedisError};
 
 use super::keys::{self, item_keys, CATALOG_VERSION};
+use super::pool::{Pool, PoolStats, Pooled};
 
 /// Latest sale end accepted (9999-12-31T23:59:59.999Z).
 pub const SALE_END_MS_MAX: u64 = 253_402_300_799_999;
@@ -24,6 +26,8 @@ pub struct StockHash {
 pub struct RedisAdmin {
     pub(super) client: Client,
     timeout: Duration,
+    /// Connections kept between calls (shared by the clones).
+    pool: Arc<Pool>,
 }
 
 /// What the admin API writes for one item.
@@ -41,19 +45,31 @@ impl RedisAdmin {
         Ok(RedisAdmin {
             client: Client::open(url)?,
             timeout,
+            pool: Arc::default(),
         })
     }
 
-    pub(super) fn conn(&self) -> Result<Connection, RedisError> {
+    /// A connection from the pool (a kept one, or a new one).
+    pub(super) fn conn(&self) -> Result<Pooled, RedisError> {
+        self.pool.get(&self.client, self.timeout)
+    }
+
+    /// A connection of its own, never pooled (a subscriber keeps it).
+    pub(super) fn own_conn(&self) -> Result<Connection, RedisError> {
         let c = self.client.get_connection_with_timeout(self.timeout)?;
         c.set_read_timeout(Some(self.timeout))?;
         c.set_write_timeout(Some(self.timeout))?;
         Ok(c)
     }
 
+    /// What the connection pool did.
+    pub fn pool_stats(&self) -> &PoolStats {
+        self.pool.stats()
+    }
+
     pub fn ping(&self) -> Result<(), RedisError> {
         let mut c = self.conn()?;
-        redis::cmd("PING").query::<String>(&mut c).map(|_| ())
+        redis::cmd("PING").query::<String>(&mut *c).map(|_| ())
     }
 
     /// Replaces a sale: resets every item's stock, buyers, stored outcomes
@@ -79,7 +95,7 @@ impl RedisAdmin {
         let old_start: Option<u64> = redis::cmd("HGET")
             .arg(&round_info)
             .arg("start_ms")
-            .query(&mut c)?;
+            .query(&mut *c)?;
         if let Some(old) = old_start {
             pipe.lrem(keys::day_rounds(old), 0, sale_id).ignore();
         }
@@ -141,13 +157,13 @@ impl RedisAdmin {
         }
         // Every daemon re-reads the sale metadata when this moves.
         pipe.incr(CATALOG_VERSION, 1).ignore();
-        pipe.query::<()>(&mut c)
+        pipe.query::<()>(&mut *c)
     }
 
     /// The catalog version: bumped by every sale load.
     pub fn catalog_version(&self) -> Result<u64, RedisError> {
         let mut c = self.conn()?;
-        let v: Option<u64> = redis::cmd("GET").arg(CATALOG_VERSION).query(&mut c)?;
+        let v: Option<u64> = redis::cmd("GET").arg(CATALOG_VERSION).query(&mut *c)?;
         Ok(v.unwrap_or(0))
     }
 
@@ -164,7 +180,7 @@ impl RedisAdmin {
             pipe.hget(&k.stock, "available");
             pipe.hlen(&k.orders);
         }
-        let v: Vec<Option<i64>> = pipe.query(&mut c)?;
+        let v: Vec<Option<i64>> = pipe.query(&mut *c)?;
         Ok(v.chunks(2)
             .map(|p| {
                 let available = p.first().copied().flatten().unwrap_or(0);
@@ -184,7 +200,7 @@ impl RedisAdmin {
             .arg("locked")
             .arg("sold")
             .arg("total")
-            .query(&mut c)?;
+            .query(&mut *c)?;
         if v.iter().all(Option::is_none) {
             return Ok(None);
         }
@@ -220,7 +236,7 @@ impl RedisAdmin {
                 .arg(keys::ROUND_INFO_PATTERN)
                 .arg("COUNT")
                 .arg(1000)
-                .query(&mut c)?;
+                .query(&mut *c)?;
             keys.extend(batch);
             if next == 0 {
                 break;
@@ -243,7 +259,7 @@ impl RedisAdmin {
         let item_lists: Vec<Vec<String>> = if sale_ids.is_empty() {
             Vec::new()
         } else {
-            pipe.query(&mut c)?
+            pipe.query(&mut *c)?
         };
         let mut pipe = redis::pipe();
         for (sale_id, item_ids) in sale_ids.iter().zip(&item_lists) {
@@ -259,7 +275,7 @@ impl RedisAdmin {
         let replies: Vec<redis::Value> = if item_lists.iter().all(Vec::is_empty) {
             Vec::new()
         } else {
-            pipe.query(&mut c)?
+            pipe.query(&mut *c)?
         };
         let mut replies = replies.into_iter();
         let mut out = Vec::new();
@@ -326,7 +342,7 @@ impl RedisAdmin {
         for (sale, item) in items {
             pipe.hlen(item_keys(sale, item).orders);
         }
-        let lens: Vec<u64> = pipe.query(&mut c)?;
+        let lens: Vec<u64> = pipe.query(&mut *c)?;
         Ok(lens.into_iter().map(|n| n.saturating_sub(1)).collect())
     }
 
@@ -335,7 +351,7 @@ impl RedisAdmin {
         let mut c = self.conn()?;
         let all: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
             .arg(item_keys(sale_id, item_id).orders)
-            .query(&mut c)?;
+            .query(&mut *c)?;
         Ok(all
             .into_iter()
             .filter(|(oid, _)| !oid.is_empty())

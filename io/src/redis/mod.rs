@@ -6,9 +6,11 @@
 mod catalog;
 pub mod keys;
 mod orders;
+mod pool;
 mod stock;
 
 pub use catalog::{ItemLoad, RedisAdmin, StockHash, StoredSale, StoredWin, SALE_END_MS_MAX};
 pub use keys::{item_keys, utc_date, ItemKeys, RELEASED_CHANNEL};
 pub use orders::{OrderAction, OrderRecord, OrderState, OutboxEntry};
+pub use pool::PoolStats;
 pub use stock::RedisStockStore;

@@ -13,6 +13,9 @@ use super::keys::{item_keys, BLACKLIST_IPS, BLACKLIST_USERS, RELEASED_CHANNEL};
 const ORDER_LUA: &str = include_str!("order.lua");
 const SWEEP_LUA: &str = include_str!("sweep.lua");
 
+/// The item (sale, item) that stored a request's outcome, and the outcome.
+pub type StoredOutcome<'a> = (&'a (String, String), String);
+
 /// What a pay or cancel did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderAction {
@@ -116,7 +119,7 @@ impl RedisAdmin {
             .arg(sale_id)
             .arg(item_id)
             .arg(RELEASED_CHANNEL)
-            .invoke(&mut c)?;
+            .invoke(&mut *c)?;
         let st = OrderState::parse(&state);
         Ok(match (result.as_str(), st) {
             ("done", Some(s)) => OrderAction::Done(s),
@@ -141,7 +144,7 @@ impl RedisAdmin {
                 .hget(&k.orders, order_id)
                 .hget(&k.closed, order_id)
                 .zscore(&k.unpaid, order_id)
-                .query(&mut c)?;
+                .query(&mut *c)?;
         let Some(entry) = entry.filter(|e| !e.is_empty()) else {
             return Ok(None);
         };
@@ -180,8 +183,32 @@ impl RedisAdmin {
         for (sale, item) in items {
             pipe.hexists(item_keys(sale, item).orders, order_id);
         }
-        let found: Vec<bool> = pipe.query(&mut c)?;
+        let found: Vec<bool> = pipe.query(&mut *c)?;
         Ok(items.iter().zip(found).find(|(_, f)| *f).map(|(i, _)| i))
+    }
+
+    /// The outcome the stock script stored for `request_id`, looked up in
+    /// every one of `items` (one pipelined round trip): the item that holds
+    /// it and the outcome (`ok:<order id>`, `sold_out`, `duplicate`, …).
+    /// Answers a request the status board let go of.
+    pub fn stored_outcome<'a>(
+        &self,
+        request_id: &str,
+        items: &'a [(String, String)],
+    ) -> Result<Option<StoredOutcome<'a>>, RedisError> {
+        if items.is_empty() {
+            return Ok(None);
+        }
+        let mut c = self.conn()?;
+        let mut pipe = redis::pipe();
+        for (sale, item) in items {
+            pipe.hget(item_keys(sale, item).req, request_id);
+        }
+        let found: Vec<Option<String>> = pipe.query(&mut *c)?;
+        Ok(items
+            .iter()
+            .zip(found)
+            .find_map(|(i, f)| f.map(|outcome| (i, outcome))))
     }
 
     /// Expires every unpaid order past its deadline, for every item (one
@@ -217,7 +244,7 @@ impl RedisAdmin {
                 .arg(item)
                 .arg(RELEASED_CHANNEL);
         }
-        pipe.query(&mut c)
+        pipe.query(&mut *c)
     }
 
     /// Up to `per_item_max` waiting events of every item.
@@ -234,7 +261,7 @@ impl RedisAdmin {
         for (sale, item) in items {
             pipe.lrange(item_keys(sale, item).events, 0, per_item_max - 1);
         }
-        let lists: Vec<Vec<String>> = pipe.query(&mut c)?;
+        let lists: Vec<Vec<String>> = pipe.query(&mut *c)?;
         let mut out = Vec::new();
         for ((sale, item), list) in items.iter().zip(lists) {
             for json in list {
@@ -266,7 +293,7 @@ impl RedisAdmin {
             pipe.lrem(item_keys(&e.sale_id, &e.item_id).events, 1, &e.json)
                 .ignore();
         }
-        pipe.query(&mut c)
+        pipe.query(&mut *c)
     }
 
     pub fn blacklist(&self) -> Result<(HashSet<String>, HashSet<IpAddr>), RedisError> {
@@ -274,24 +301,24 @@ impl RedisAdmin {
         let (users, ips): (HashSet<String>, Vec<String>) = redis::pipe()
             .smembers(BLACKLIST_USERS)
             .smembers(BLACKLIST_IPS)
-            .query(&mut c)?;
+            .query(&mut *c)?;
         Ok((users, ips.iter().filter_map(|i| i.parse().ok()).collect()))
     }
 
     pub fn set_user_blocked(&self, user: &str, blocked: bool) -> Result<(), RedisError> {
         let mut c = self.conn()?;
         let mut cmd = redis::cmd(if blocked { "SADD" } else { "SREM" });
-        cmd.arg(BLACKLIST_USERS).arg(user).query(&mut c)
+        cmd.arg(BLACKLIST_USERS).arg(user).query(&mut *c)
     }
 
     pub fn set_ip_blocked(&self, ip: IpAddr, blocked: bool) -> Result<(), RedisError> {
         let mut c = self.conn()?;
         let mut cmd = redis::cmd(if blocked { "SADD" } else { "SREM" });
-        cmd.arg(BLACKLIST_IPS).arg(ip.to_string()).query(&mut c)
+        cmd.arg(BLACKLIST_IPS).arg(ip.to_string()).query(&mut *c)
     }
 
     /// A connection for the released-stock subscriber.
     pub fn subscriber(&self) -> Result<redis::Connection, RedisError> {
-        self.conn()
+        self.own_conn()
     }
 }

@@ -10,6 +10,29 @@ use seckill_pipeline::{Catalog, Item, OrderId, RequestState, Status, StatusBoard
 
 use crate::app::{blocking, KnownWins};
 use crate::redis::RedisAdmin;
+use crate::tasks::bounds::sale_forgotten;
+
+/// What the catalog sync may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct CatalogBounds {
+    /// Now, on the daemon's clock.
+    pub now_ms: u64,
+    /// A sale that ended this long before now is not taken in.
+    pub retention_ms: u64,
+    /// Items with more wins are not loaded into the board.
+    pub wins_load_max: u64,
+}
+
+impl CatalogBounds {
+    pub fn of(cfg: &crate::config::Config, now_ms: u64) -> CatalogBounds {
+        CatalogBounds {
+            now_ms,
+            retention_ms: cfg.ended_sale_retention_ms,
+            // A quarter of the board: loading never fills it alone.
+            wins_load_max: (cfg.status_board_len_max / 4) as u64,
+        }
+    }
+}
 
 /// How often the wins of an item still on sale are loaded into the board.
 const WINS_RELOAD_ON_SALE: Duration = Duration::from_secs(10);
@@ -31,11 +54,19 @@ const FULL_REFRESH_TICKS: u64 = 30;
 /// answers from the flag and only the board knows the win); an item still
 /// on sale is re-read at most every [`WINS_RELOAD_ON_SALE`] — a retry of
 /// its wins reaches the stock script, which returns the stored outcome.
+///
+/// Bounded: a sale that ended before `bounds.forget_ended_before_ms` is not
+/// taken into the catalog, and an item with more than
+/// `bounds.wins_load_max` wins is not loaded into the board at all — it is
+/// marked instead, so a request id the board does not know goes to the
+/// stock script (the stored outcome) rather than being answered
+/// `sold_out` here.
 pub async fn refresh_catalog(
     redis: &RedisAdmin,
     catalog: &Arc<Catalog>,
     board: &Arc<StatusBoard>,
     known: &Arc<KnownWins>,
+    bounds: CatalogBounds,
 ) -> bool {
     let r = redis.clone();
     let board = Arc::clone(board);
@@ -53,6 +84,10 @@ pub async fn refresh_catalog(
         };
         if full {
             for s in r.load_sales()? {
+                let ends = s.items.iter().map(|i| i.end_ms);
+                if sale_forgotten(ends, bounds.now_ms, bounds.retention_ms) {
+                    continue;
+                }
                 catalog.refresh_sale(&s.sale_id, s.items);
             }
         }
@@ -82,6 +117,12 @@ pub async fn refresh_catalog(
             }
             let due = read_at.is_none_or(|at| at.elapsed() >= WINS_RELOAD_ON_SALE);
             if !item.is_sold_out() && !due {
+                continue;
+            }
+            if wins > bounds.wins_load_max {
+                item.forget_wins();
+                let mut k = known.lock().unwrap_or_else(|e| e.into_inner());
+                k.wins.insert((sale, item_id), (wins, Instant::now()));
                 continue;
             }
             let mut per_user: HashMap<String, u32> = Default::default();

@@ -1,7 +1,9 @@
 //! Replay, live: before the daemon serves, publish again every win since
 //! the checkpoint and re-drive every pending intent; afterwards, whenever
 //! Redis is `draining`, re-drive rounds in the background until the
-//! backlog is empty, then mark Redis up.
+//! backlog is empty, then mark Redis up. It also publishes the wins the
+//! journal wrote late (their batch's write failed, a full disk): they were
+//! never in the ring's publish stage.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -73,6 +75,8 @@ pub async fn run(
             _ = tokio::time::sleep(DRAIN_TICK) => {}
             _ = until_true(&mut stop) => return,
         }
+        publish_rescued(&app, &replayer).await;
+        reread_dropped(&app, &replayer, &wal_dir).await;
         let redis = &app.shared.redis;
         if redis.state() != State::Draining {
             continue;
@@ -102,6 +106,90 @@ pub async fn run(
             Ok(Ok(false)) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "re-drive round failed"),
             Err(e) => tracing::error!(error = %e, "re-drive round panicked"),
+        }
+    }
+}
+
+/// Hands the wins the journal wrote late to the publish stage (what does
+/// not fit in the ring now waits for the next tick).
+async fn publish_rescued(app: &Arc<App>, replayer: &Arc<Mutex<Replayer>>) {
+    let republish = app.shared.rescued.take();
+    if republish.is_empty() {
+        return;
+    }
+    let r = Arc::clone(replayer);
+    let rescued = Arc::clone(&app.shared.rescued);
+    let done = blocking(move || {
+        let work = Work {
+            republish,
+            ..Work::default()
+        };
+        let mut r = r.lock().unwrap_or_else(|e| e.into_inner());
+        let n = r.republish(&work, ROUND_MAX) as usize;
+        let Work { mut republish, .. } = work;
+        let rest = republish.split_off(n.min(republish.len()));
+        let left = rest.len();
+        rescued.put_back(rest);
+        (n, left)
+    })
+    .await;
+    match done {
+        Ok((n, left)) => tracing::info!(
+            published = n,
+            left,
+            "wins the journal wrote late handed to Kafka"
+        ),
+        Err(e) => tracing::error!(error = %e, "handing late-written wins to Kafka failed"),
+    }
+}
+
+/// Orders the Kafka retry queue had no room for are in the WAL only: once
+/// the queue is empty again, re-read the WAL from the lowest dropped LSN
+/// and hand every win still unacknowledged to the publish stage.
+async fn reread_dropped(
+    app: &Arc<App>,
+    replayer: &Arc<Mutex<Replayer>>,
+    wal_dir: &std::path::Path,
+) {
+    use std::sync::atomic::Ordering;
+    if app.sink_stats.queued.load(Ordering::Relaxed) > 0 {
+        return;
+    }
+    let Some(from) = app.sink_stats.take_dropped_from() else {
+        return;
+    };
+    let dir = wal_dir.to_path_buf();
+    let r = Arc::clone(replayer);
+    let outstanding = Arc::clone(&app.shared.outstanding);
+    let done = blocking(
+        move || -> Result<(usize, Option<u64>), seckill_replay::ReplayError> {
+            let mut work = seckill_replay::scan(&dir, from)?;
+            work.republish.retain(|(lsn, _)| outstanding.contains(*lsn));
+            work.redrive.clear();
+            let mut r = r.lock().unwrap_or_else(|e| e.into_inner());
+            let n = r.republish(&work, ROUND_MAX) as usize;
+            Ok((n, work.republish.get(n).map(|(lsn, _)| *lsn)))
+        },
+    )
+    .await;
+    match done {
+        Ok(Ok((n, left_from))) => {
+            tracing::warn!(
+                republished = n,
+                from,
+                "orders dropped from the Kafka retry queue re-read from the WAL"
+            );
+            if let Some(lsn) = left_from {
+                app.sink_stats.redo_dropped_from(lsn);
+            }
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "re-reading dropped orders from the WAL failed; next tick");
+            app.sink_stats.redo_dropped_from(from);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "re-reading dropped orders from the WAL failed; next tick");
+            app.sink_stats.redo_dropped_from(from);
         }
     }
 }

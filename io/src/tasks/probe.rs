@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use crate::app::{blocking, App};
 use crate::kafka;
 use crate::shutdown::until_true;
-use crate::tasks::catalog::refresh_catalog;
+use crate::tasks::catalog::{refresh_catalog, CatalogBounds};
 
 /// Between two probes.
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -45,7 +45,16 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         if let Ok(Ok((users, ips))) = blocking(move || r.blacklist()).await {
             app.limits.set_blacklist(users, ips);
         }
-        if refresh_catalog(&app.redis, &app.catalog, &app.board, &app.known_wins).await {
+        let bounds = CatalogBounds::of(&app.cfg, app.clock.now_ms());
+        if refresh_catalog(
+            &app.redis,
+            &app.catalog,
+            &app.board,
+            &app.known_wins,
+            bounds,
+        )
+        .await
+        {
             app.shared
                 .redis
                 .transition(&[State::Down], State::Draining, "probe: PING answered");

@@ -5,7 +5,7 @@ use crate::event::{Event, Origin};
 use crate::health::{Health, State};
 use crate::outcome::Status;
 use crate::port::{DeductGroup, DeductOutcome, DeductRequest, StockStore, StoreError};
-use crate::progress::{item_key, Backlog};
+use crate::progress::{item_key, Backlog, Rescued};
 use crate::stage::Stage;
 use crate::stats::Stats;
 use crate::status::{winner_key, StatusBoard};
@@ -20,12 +20,22 @@ use crate::status::{winner_key, StatusBoard};
 /// `pending` too, so they wait behind the older ones; replay re-drives the
 /// backlog in LSN order (`Origin::Redrive` slots) once the probe saw Redis
 /// again.
+///
+/// It also stops taking stock while the journal cannot write (a full
+/// disk): a win that no journal holds is a win nobody may hear of, so
+/// client requests are answered 503 (`unavailable`) without a call. One
+/// batch every [`JOURNAL_PROBE_INTERVAL`] still goes through when the
+/// journal holds no unwritten win, as the probe that finds the disk back.
 pub struct Deduct {
     store: Box<dyn StockStore>,
     board: Arc<StatusBoard>,
     stats: Arc<Stats>,
     health: Arc<Health>,
     backlog: Arc<Backlog>,
+    journal: Arc<Health>,
+    rescued: Arc<Rescued>,
+    /// When a batch last went to Redis while the journal was down.
+    last_probe: std::time::Duration,
     pay_timeout_ms: u64,
     clock: SharedClock,
     order: Vec<usize>,
@@ -40,7 +50,13 @@ pub struct DeductShared {
     pub stats: Arc<Stats>,
     pub health: Arc<Health>,
     pub backlog: Arc<Backlog>,
+    pub journal: Arc<Health>,
+    pub rescued: Arc<Rescued>,
 }
+
+/// While the journal is down, how often one batch still goes to Redis (and
+/// then to the journal) to find out whether it writes again.
+pub const JOURNAL_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl Deduct {
     pub fn new(
@@ -55,12 +71,30 @@ impl Deduct {
             stats: shared.stats,
             health: shared.health,
             backlog: shared.backlog,
+            journal: shared.journal,
+            rescued: shared.rescued,
+            last_probe: std::time::Duration::ZERO,
             pay_timeout_ms,
             clock,
             order: Vec::with_capacity(256),
             outcomes: Vec::with_capacity(256),
             key: String::with_capacity(128),
         }
+    }
+
+    /// The journal is down and this batch is not its probe: no stock is
+    /// taken (the journal stage retries its held wins by itself).
+    fn journal_closed(&mut self) -> bool {
+        if self.journal.state() != State::Down {
+            return false;
+        }
+        let now = self.clock.monotonic();
+        if self.rescued.held() == 0 && now.saturating_sub(self.last_probe) >= JOURNAL_PROBE_INTERVAL
+        {
+            self.last_probe = now;
+            return false;
+        }
+        true
     }
 
     /// Decides `pending`; a client's request joins its item's backlog.
@@ -162,6 +196,13 @@ impl Stage for Deduct {
 
     fn on_batch(&mut self, events: &[&Event]) {
         self.order.clear();
+        if self.journal_closed() {
+            for e in events {
+                if e.status() == Status::Undecided && e.is_client() {
+                    e.decide(Status::Unavailable, None);
+                }
+            }
+        }
         let down = self.health.state() == State::Down;
         for (i, e) in events.iter().enumerate() {
             if e.status() != Status::Undecided {

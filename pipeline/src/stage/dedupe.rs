@@ -44,8 +44,13 @@ impl Stage for Dedupe {
                 e.mark_replayed();
                 continue;
             }
-            if item.is_sold_out() {
+            if item.answers_sold_out() {
                 e.decide(Status::SoldOut, None);
+                continue;
+            }
+            if item.wins_forgotten() {
+                // This may be a retried win the board let go of: the
+                // winners hint would call it a duplicate.
                 continue;
             }
             winner_key(&mut self.key, &e.sale_id, &e.item_id, &e.user_id);

@@ -3,11 +3,13 @@ use std::time::Duration;
 
 use crate::clock::SharedClock;
 use crate::event::{Event, Origin};
-use crate::outcome::{Decision, Status};
+use crate::health::{Health, State};
+use crate::outcome::{Decision, OwnedDecision, Status};
 use crate::port::{Journal, JournalError, RecordKind};
-use crate::progress::Outstanding;
+use crate::progress::{Outstanding, Rescued};
 use crate::stage::Stage;
 use crate::stats::Stats;
+use crate::status::{winner_key, StatusBoard};
 
 /// How often the checkpoint may move (it costs a file write and fsyncs).
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
@@ -20,6 +22,12 @@ pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 /// It also keeps the bookkeeping of unfinished work (pending decisions,
 /// wins not yet acknowledged by Kafka) and moves the checkpoint up to the
 /// lowest of them, at most once a second.
+///
+/// A failed write turns the journal's health `down`. The wins of the
+/// failed batch were taken in Redis already: they are held here (bounded,
+/// [`HELD_MAX`]) and written as soon as a write succeeds — retried on the
+/// next batch or every [`HELD_RETRY_INTERVAL`] while idle — then handed on
+/// to be published ([`Rescued`]).
 pub struct JournalStage {
     journal: Box<dyn Journal>,
     stats: Arc<Stats>,
@@ -29,7 +37,22 @@ pub struct JournalStage {
     checkpointed: u64,
     /// When the checkpoint last moved ([`crate::Clock::monotonic`]).
     last_checkpoint: Duration,
+    health: Arc<Health>,
+    rescued: Arc<Rescued>,
+    /// Where a held win's answer goes once it is written.
+    board: Arc<StatusBoard>,
+    key: String,
+    /// Wins of failed batches, not yet on disk.
+    held: Vec<OwnedDecision>,
+    last_held_retry: Duration,
 }
+
+/// Most wins held in memory after failed writes. The deduct stage takes no
+/// stock while the journal is down (but for one probe batch), so a few
+/// batches' worth is what a full disk leaves here.
+pub const HELD_MAX: usize = 65_536;
+/// While idle, how often held wins are tried again.
+pub const HELD_RETRY_INTERVAL: Duration = Duration::from_millis(200);
 
 impl JournalStage {
     pub fn new(
@@ -46,7 +69,115 @@ impl JournalStage {
             clock,
             last_lsn: 0,
             checkpointed: 0,
+            health: Arc::new(Health::new("journal", State::Up)),
+            rescued: Arc::default(),
+            board: Arc::default(),
+            key: String::new(),
+            held: Vec::new(),
+            last_held_retry: Duration::ZERO,
         }
+    }
+
+    /// Where the stage reports the journal's health and its held wins, and
+    /// the status board that answers a held win's retries once it is
+    /// written.
+    pub fn report_to(
+        &mut self,
+        health: Arc<Health>,
+        rescued: Arc<Rescued>,
+        board: Arc<StatusBoard>,
+    ) {
+        self.health = health;
+        self.rescued = rescued;
+        self.board = board;
+    }
+
+    /// Keeps the wins of a batch the journal could not write.
+    fn hold(&mut self, events: &[&Event]) {
+        for e in events.iter().filter(|e| !e.is_replayed()) {
+            // A re-driven intent stays pending and is re-driven again (the
+            // script returns the stored outcome): only a client's win would
+            // be left in Redis alone.
+            if !e.status().is_win() || !e.is_client() {
+                continue;
+            }
+            if self.held.len() >= HELD_MAX {
+                let n = self.rescued.note_overflow();
+                tracing::error!(overflowed = n, request_id = %e.request_id,
+                    "journal down too long: a win is left in Redis only (found by a reconcile)");
+                continue;
+            }
+            // The deduct stage counted the win for the per-user hint: a
+            // retry must reach Redis (and hear 503 until the win is
+            // written), not be called a duplicate.
+            winner_key(&mut self.key, &e.sale_id, &e.item_id, &e.user_id);
+            self.board.remove_win(&self.key);
+            self.held.push(OwnedDecision {
+                status: e.status(),
+                order_id: e.order_id(),
+                price_cents: e.price_cents,
+                quantity: e.quantity,
+                per_user_limit: e.per_user_limit,
+                received_ms: if e.received_ms == 0 {
+                    self.clock.now_ms()
+                } else {
+                    e.received_ms
+                },
+                sale_id: e.sale_id.clone(),
+                item_id: e.item_id.clone(),
+                user_id: e.user_id.clone(),
+                request_id: e.request_id.clone(),
+            });
+        }
+        self.rescued.set_held(self.held.len() as u64);
+    }
+
+    /// Writes the held wins in one commit; on success they are outstanding
+    /// (Kafka must acknowledge them) and handed on to be published.
+    fn held_retry_due(&self) -> bool {
+        !self.held.is_empty()
+            && self.clock.monotonic().saturating_sub(self.last_held_retry) >= HELD_RETRY_INTERVAL
+    }
+
+    /// True when it wrote anything.
+    fn write_held(&mut self) -> Result<bool, JournalError> {
+        if self.held.is_empty() {
+            return Ok(false);
+        }
+        self.last_held_retry = self.clock.monotonic();
+        let mut lsns = Vec::with_capacity(self.held.len());
+        for d in &self.held {
+            lsns.push(
+                self.journal
+                    .append(RecordKind::Decision, &d.as_decision())?,
+            );
+        }
+        self.journal.commit()?;
+        if let Some(&last) = lsns.last() {
+            self.last_lsn = last;
+        }
+        let n = self.held.len();
+        for (lsn, d) in lsns.into_iter().zip(self.held.drain(..)) {
+            self.outstanding.add(lsn);
+            // Durable now: a retry gets `success` again.
+            winner_key(&mut self.key, &d.sale_id, &d.item_id, &d.user_id);
+            self.board.add_win(&self.key);
+            self.board.advance_ids(
+                &d.request_id,
+                d.status,
+                d.order_id,
+                &d.sale_id,
+                &d.item_id,
+                &d.user_id,
+            );
+            self.rescued.push(lsn, d);
+        }
+        self.rescued.set_held(0);
+        tracing::warn!(
+            wins = n,
+            "wins of failed journal writes written late; publishing them"
+        );
+        Ok(true)
     }
 
     fn write(&mut self, events: &[&Event]) -> Result<bool, JournalError> {
@@ -54,6 +185,11 @@ impl JournalStage {
         let now = self.clock.now_ms();
         for e in events.iter().filter(|e| !e.is_replayed()) {
             let status = e.status();
+            if status == Status::Unavailable {
+                // Refused before a decision (the journal was down): there
+                // is nothing to record.
+                continue;
+            }
             let kind = match e.origin {
                 Origin::Client => RecordKind::Decision,
                 // Still pending (Redis down again): the intent is already
@@ -144,11 +280,28 @@ impl Stage for JournalStage {
     }
 
     fn on_batch(&mut self, events: &[&Event]) {
-        match self.write(events) {
-            Ok(_) => self.account(events),
+        // Held wins are tried at most every HELD_RETRY_INTERVAL: on a full
+        // disk each try is a failed segment preparation.
+        let result = if self.held_retry_due() {
+            self.write_held()
+        } else {
+            Ok(false)
+        }
+        .and_then(|held| Ok(self.write(events)? || held));
+        match result {
+            Ok(wrote) => {
+                self.account(events);
+                if wrote && self.held.is_empty() {
+                    self.health
+                        .transition(&[State::Down], State::Up, "journal writes again");
+                }
+            }
             Err(err) => {
-                tracing::error!(error = %err, "journal failed; batch answered unavailable");
+                if self.health.fail(&err.to_string()) {
+                    tracing::error!(error = %err, "journal failed; purchases answered unavailable until it writes again");
+                }
                 self.stats.record_journal_error();
+                self.hold(events);
                 for e in events.iter().filter(|e| !e.is_replayed()) {
                     if e.is_client() {
                         e.set_lsn(0);
@@ -167,6 +320,18 @@ impl Stage for JournalStage {
     }
 
     fn on_idle(&mut self) {
+        if self.held_retry_due() {
+            match self.write_held() {
+                Ok(_) => {
+                    self.outstanding.set_next_lsn(self.last_lsn + 1);
+                    self.health
+                        .transition(&[State::Down], State::Up, "journal writes again");
+                }
+                Err(err) => {
+                    tracing::debug!(error = %err, held = self.held.len(), "journal still failing")
+                }
+            }
+        }
         self.maybe_checkpoint(false);
     }
 

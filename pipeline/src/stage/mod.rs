@@ -7,7 +7,7 @@ mod journal;
 mod publish;
 mod reply;
 
-pub use deduct::{Deduct, DeductShared};
+pub use deduct::{Deduct, DeductShared, JOURNAL_PROBE_INTERVAL};
 pub use dedupe::Dedupe;
 pub use journal::{JournalStage, CHECKPOINT_INTERVAL};
 pub use publish::Publish;

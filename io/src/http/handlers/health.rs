@@ -17,8 +17,10 @@ pub fn readyz(app: &App) -> Resp {
     let accepting = app.accepting.load(Ordering::Relaxed);
     let redis = app.shared.redis.state();
     let kafka = app.kafka.state();
-    // Ready means: purchases are decided now, not parked as pending.
-    let ready = accepting && redis == State::Up;
+    let journal = app.shared.journal.state();
+    // Ready means: purchases are decided now, not parked as pending nor
+    // refused for a journal that cannot write (a full disk).
+    let ready = accepting && redis == State::Up && journal == State::Up;
     let code = if ready {
         StatusCode::OK
     } else {
@@ -28,6 +30,9 @@ pub fn readyz(app: &App) -> Resp {
         code,
         &serde_json::json!({"ready": ready, "accepting": accepting,
             "redis": redis.as_str(), "kafka": kafka.as_str(),
+            "journal": journal.as_str(),
+            "journal_held_wins": app.shared.rescued.held(),
+            "journal_last_error": app.shared.journal.last_error(),
             "pending_backlog": app.shared.backlog.total(),
             "redis_last_error": app.shared.redis.last_error()}),
     )

@@ -109,6 +109,11 @@ pub async fn purchase(
     let quantity = p.quantity.unwrap_or(1);
     let now = app.clock.now_ms();
     check_purchase(app, sale, item_id, &p.user_id, p.token.as_deref(), now)?;
+    // A request id decided already gets its answer again, even after the
+    // sale ended.
+    if let Some((status, order_id)) = app.board.final_answer(&p.request_id) {
+        return Ok(answer(&p.request_id, status, order_id));
+    }
     // Cheap rejects: answered without touching the ring.
     if now < item.start_ms {
         return Ok(answer(&p.request_id, Status::NotStarted, None));
@@ -119,10 +124,7 @@ pub async fn purchase(
     if quantity > item.per_user_limit {
         return Ok(answer(&p.request_id, Status::LimitExceeded, None));
     }
-    if let Some((status, order_id)) = app.board.final_answer(&p.request_id) {
-        return Ok(answer(&p.request_id, status, order_id));
-    }
-    if item.is_sold_out() {
+    if item.answers_sold_out() {
         return Ok(answer(&p.request_id, Status::SoldOut, None));
     }
     if !app.accepting.load(Ordering::Relaxed) {

@@ -1,7 +1,12 @@
 //! A request's state, for clients polling after a `pending` answer or
 //! checking a win: from the status board, and for a won request the
-//! order's later state (paid, cancelled, expired) from Redis.
+//! order's later state (paid, cancelled, expired) from Redis. A request the
+//! board does not know (it let go of it under its bound, or another daemon
+//! decided it) is looked up in the outcomes the stock script stored: one
+//! pipelined round trip over the catalog's items, under the rate limits,
+//! a miss remembered for a second.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use hyper::StatusCode;
@@ -10,9 +15,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::orders::order_status;
-use crate::app::App;
+use crate::app::{blocking, App};
 use crate::http::codec::{self, check_id, json, Resp};
 use crate::http::error::{ApiError, ErrorBody, ErrorCode};
+use crate::http::extract::admit;
 
 /// A request's current state.
 #[derive(Debug, Serialize, ToSchema)]
@@ -29,19 +35,31 @@ pub struct RequestView {
 
 #[utoipa::path(get, path = "/api/v1/requests/{request_id}", tag = "public",
     params(("request_id" = String, Path)),
-    responses((status = 200, body = RequestView), (status = 404, body = ErrorBody)))]
-pub async fn request_status(app: &Arc<App>, id: &str) -> Result<Resp, ApiError> {
+    responses((status = 200, body = RequestView), (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn request_status(app: &Arc<App>, ip: IpAddr, id: &str) -> Result<Resp, ApiError> {
     check_id("request_id", id, codec::CLIENT_ID_LEN_MAX)?;
-    let s = app
-        .board
-        .get(id)
-        .ok_or_else(|| ApiError::new(ErrorCode::UnknownRequest, format!("no request {id}")))?;
-    let order_id = s.order_id.map(|o| o.to_string());
-    let mut status = s.status;
+    let known = match app.board.get(id) {
+        Some(s) => Known {
+            status: s.status,
+            order_id: s.order_id.map(|o| o.to_string()),
+            sale_id: s.sale_id().to_string(),
+            item_id: s.item_id().to_string(),
+            user_id: s.user_id().to_string(),
+        },
+        None => stored(app, ip, id).await?,
+    };
+    let Known {
+        mut status,
+        order_id,
+        sale_id,
+        item_id,
+        user_id,
+    } = known;
     // A won request's order may since be paid, cancelled or expired (on
     // any daemon): only winners pay for this lookup.
     if let (Status::Success | Status::OrderCreated, Some(oid)) = (status, &order_id) {
-        if let Some(later) = order_status(app, s.sale_id(), s.item_id(), oid).await {
+        if let Some(later) = order_status(app, &sale_id, &item_id, oid).await {
             status = later;
         }
     }
@@ -51,9 +69,67 @@ pub async fn request_status(app: &Arc<App>, id: &str) -> Result<Resp, ApiError> 
             request_id: id.to_string(),
             status: status.as_str().to_string(),
             order_id,
-            sale_id: s.sale_id().to_string(),
-            item_id: s.item_id().to_string(),
-            user_id: s.user_id().to_string(),
+            sale_id,
+            item_id,
+            user_id,
         },
     ))
+}
+
+/// What is known of a request, from the board or from Redis.
+struct Known {
+    status: Status,
+    order_id: Option<String>,
+    sale_id: String,
+    item_id: String,
+    user_id: String,
+}
+
+fn unknown_request(id: &str) -> ApiError {
+    ApiError::new(ErrorCode::UnknownRequest, format!("no request {id}"))
+}
+
+/// The stock script's stored outcome of a request the board does not know.
+async fn stored(app: &Arc<App>, ip: IpAddr, id: &str) -> Result<Known, ApiError> {
+    let now = app.clock.now_ms();
+    if app.request_misses.recent(id, now) {
+        return Err(unknown_request(id));
+    }
+    admit(app, ip)?;
+    let items = app.items_with_orders(true);
+    let r = app.redis.clone();
+    let rid = id.to_string();
+    let found = blocking(move || -> Result<_, redis::RedisError> {
+        let Some(((sale, item), outcome)) = r.stored_outcome(&rid, &items)? else {
+            return Ok(None);
+        };
+        let (sale, item) = (sale.clone(), item.clone());
+        let Some(oid) = outcome.strip_prefix("ok:") else {
+            return Ok(Some((sale, item, outcome, None)));
+        };
+        let rec = r.order(&sale, &item, oid)?;
+        Ok(Some((sale, item, outcome.clone(), rec)))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::redis_down)?;
+    let Some((sale_id, item_id, outcome, order)) = found else {
+        app.request_misses.remember(id, now);
+        return Err(unknown_request(id));
+    };
+    let status = match outcome.as_str() {
+        "sold_out" => Status::SoldOut,
+        "duplicate" => Status::Duplicate,
+        "limit_exceeded" => Status::LimitExceeded,
+        "unknown_item" => Status::Rejected,
+        _ if outcome.starts_with("ok:") => Status::Success,
+        _ => return Err(unknown_request(id)),
+    };
+    Ok(Known {
+        status,
+        order_id: outcome.strip_prefix("ok:").map(str::to_string),
+        sale_id,
+        item_id,
+        user_id: order.map(|o| o.user_id).unwrap_or_default(),
+    })
 }
