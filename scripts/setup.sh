@@ -4,6 +4,7 @@
 #     the layout check and the benchmark scripts, nginx for the proxy tests,
 #     promtool (prometheus) for the metrics test (Debian packages)
 #   - tansu, a Kafka-protocol broker (cargo install; ~9 minutes the first time)
+#   - the Python packages of the OpenAPI and fuzz tests, in target/pyenv (pip)
 # Sourced by demo.sh and test.sh; safe to run again (it skips what is there).
 set -euo pipefail
 
@@ -21,6 +22,8 @@ ensure_packages() {
   command -v make >/dev/null 2>&1 || missing+=(make)
   command -v perl >/dev/null 2>&1 || missing+=(perl)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  # The OpenAPI and black-box fuzz tests run in a virtualenv.
+  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
   # nginx: the proxy tests put the daemon behind a real one.
   command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
   # promtool (package prometheus): a test lints a live /metrics scrape.
@@ -55,10 +58,26 @@ ensure_tansu() {
   fi
 }
 
+# The Python packages of the OpenAPI and fuzz tests (openapi-spec-validator,
+# openapi-python-client), in target/pyenv; re-installed when
+# scripts/requirements-test.txt changes.
+ensure_pyenv() {
+  local root req env stamp
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  req="$root/scripts/requirements-test.txt" env="$root/target/pyenv"
+  stamp="$env/.requirements"
+  if [ -x "$env/bin/python" ] && cmp -s "$req" "$stamp"; then return; fi
+  say "installing the Python test packages into target/pyenv (pip)"
+  python3 -m venv "$env"
+  "$env/bin/pip" install --quiet --disable-pip-version-check -r "$req"
+  cp "$req" "$stamp"
+}
+
 ensure_all() {
   command -v cargo >/dev/null 2>&1 || { echo "cargo is required (install Rust first)" >&2; exit 1; }
   ensure_packages
   ensure_tansu
+  ensure_pyenv
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then

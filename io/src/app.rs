@@ -47,6 +47,8 @@ pub struct App {
     pub order_misses: Misses,
     /// Request ids recently looked up (status) and found nowhere.
     pub request_misses: Misses,
+    /// The process-wide metric collectors (`/metrics` adds the daemon's).
+    pub metrics: prometheus::Registry,
 }
 
 impl App {

@@ -146,6 +146,7 @@ impl Daemon {
             order_wake: Default::default(),
             order_index: Default::default(),
             request_misses: Default::default(),
+            metrics: crate::metrics::registry(),
             order_misses: Default::default(),
         });
         let (stop, stop_rx) = shutdown::channel();

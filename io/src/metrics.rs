@@ -1,15 +1,20 @@
-//! `/metrics`: the Prometheus text exposition of the daemon's counters,
-//! histograms and dependency states. Every family has its `# HELP` and
-//! `# TYPE`, counters end in `_total`, and no counter shares its family
-//! name with a histogram (OpenMetrics reads `x_total` as family `x`); a
-//! test runs `promtool check metrics` on a live scrape.
-//!
-//! The hot path only bumps atomics (`pipeline::stats`); they are read here,
-//! at scrape time.
+//! `/metrics`: the Prometheus text exposition, through the `prometheus`
+//! crate (rust-prometheus): its process collector (CPU seconds, resident
+//! and virtual memory, open and maximum file descriptors, threads, start
+//! time) and this module's collector, which reads the hot path's atomics
+//! (`pipeline::stats`, the status board, the dependencies' health) at
+//! scrape time — the hot path only ever bumps an atomic. Every family has
+//! its `# HELP` and `# TYPE`, counters end in `_total`, no counter shares
+//! its family name with a histogram (OpenMetrics reads `x_total` as family
+//! `x`), and a test runs `promtool check metrics` on a live scrape.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use prometheus::proto::{
+    Bucket, Counter as CounterValue, Gauge as GaugeValue, Histogram as HistogramValue, LabelPair,
+    Metric, MetricFamily, MetricType,
+};
+use prometheus::{Registry, TextEncoder};
 use seckill_pipeline::health::State;
 use seckill_pipeline::Status;
 
@@ -20,85 +25,172 @@ use crate::app::App;
 enum Kind {
     Counter,
     Gauge,
-    Histogram,
 }
 
-/// Writes the `# HELP` and `# TYPE` lines of a family.
-fn family(out: &mut String, name: &str, kind: Kind, help: &str) {
-    let kind = match kind {
-        Kind::Counter => "counter",
-        Kind::Gauge => "gauge",
-        Kind::Histogram => "histogram",
-    };
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-/// One family with one unlabelled sample.
-fn single(out: &mut String, name: &str, kind: Kind, help: &str, value: impl std::fmt::Display) {
-    family(out, name, kind, help);
-    let _ = writeln!(out, "{name} {value}");
-}
-
-/// The samples of one histogram series: cumulative buckets, sum, count.
-/// `labels` is `""` or `key="value"`; bucket bounds and the sum are divided
-/// by `scale` (1e6 turns recorded µs into seconds).
-fn series(
-    out: &mut String,
-    name: &str,
-    labels: &str,
-    (buckets, sum, count): (Vec<(Option<u64>, u64)>, u64, u64),
-    scale: f64,
-) {
-    let sep = if labels.is_empty() { "" } else { "," };
-    for (le, n) in buckets {
-        let le = le.map_or_else(|| "+Inf".to_string(), |b| (b as f64 / scale).to_string());
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {n}");
+/// The registry of the process-wide collectors (the process collector on
+/// Linux); the daemon's own families are added at scrape time.
+pub fn registry() -> Registry {
+    let r = Registry::new();
+    #[cfg(target_os = "linux")]
+    {
+        let process = prometheus::process_collector::ProcessCollector::for_self();
+        if let Err(e) = r.register(Box::new(process)) {
+            tracing::warn!(error = %e, "process metrics unavailable");
+        }
     }
-    let braced = if labels.is_empty() {
-        String::new()
-    } else {
-        format!("{{{labels}}}")
-    };
-    let _ = writeln!(out, "{name}_sum{braced} {}", sum as f64 / scale);
-    let _ = writeln!(out, "{name}_count{braced} {count}");
+    r
 }
 
-/// Prometheus text exposition of the counters.
-pub fn render(app: &App) -> String {
-    let mut out = String::with_capacity(8192);
-    let s = &app.shared.stats;
-    let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    use Kind::{Counter, Gauge, Histogram};
+/// A histogram's cumulative buckets (`None`: `+Inf`), sum and count.
+type Snapshot = (Vec<(Option<u64>, u64)>, u64, u64);
 
-    family(
-        &mut out,
+/// The families one scrape collects from the daemon's atomics.
+#[derive(Default)]
+struct Families(Vec<MetricFamily>);
+
+fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            let mut l = LabelPair::default();
+            l.set_name((*k).to_string());
+            l.set_value((*v).to_string());
+            l
+        })
+        .collect()
+}
+
+fn value(kind: Kind, labels: Vec<LabelPair>, v: f64) -> Metric {
+    let mut m = Metric::default();
+    m.set_label(labels);
+    match kind {
+        Kind::Counter => {
+            let mut c = CounterValue::default();
+            c.set_value(v);
+            m.set_counter(c);
+        }
+        Kind::Gauge => {
+            let mut g = GaugeValue::default();
+            g.set_value(v);
+            m.set_gauge(g);
+        }
+    }
+    m
+}
+
+impl Families {
+    fn push(&mut self, name: &str, help: &str, kind: MetricType, metrics: Vec<Metric>) {
+        let mut f = MetricFamily::default();
+        f.set_name(name.to_string());
+        f.set_help(help.to_string());
+        f.set_field_type(kind);
+        f.set_metric(metrics);
+        self.0.push(f);
+    }
+
+    /// One family with one unlabelled sample.
+    fn single(&mut self, name: &str, kind: Kind, help: &str, v: f64) {
+        self.labelled(name, kind, help, vec![(Vec::new(), v)]);
+    }
+
+    /// One family, one sample per label set.
+    fn labelled(
+        &mut self,
+        name: &str,
+        kind: Kind,
+        help: &str,
+        samples: Vec<(Vec<LabelPair>, f64)>,
+    ) {
+        let t = match kind {
+            Kind::Counter => MetricType::COUNTER,
+            Kind::Gauge => MetricType::GAUGE,
+        };
+        let metrics = samples
+            .into_iter()
+            .map(|(l, v)| value(kind, l, v))
+            .collect();
+        self.push(name, help, t, metrics);
+    }
+
+    /// One histogram family: per label set, the cumulative buckets, sum
+    /// and count of a snapshot; bounds and sum are divided by `scale` (1e6
+    /// turns recorded µs into seconds). The `+Inf` bucket is the count.
+    fn histogram(
+        &mut self,
+        name: &str,
+        help: &str,
+        series: Vec<(Vec<LabelPair>, Snapshot)>,
+        scale: f64,
+    ) {
+        let metrics = series
+            .into_iter()
+            .map(|(l, (buckets, sum, count))| {
+                let mut h = HistogramValue::default();
+                h.set_sample_count(count);
+                h.set_sample_sum(sum as f64 / scale);
+                h.set_bucket(
+                    buckets
+                        .into_iter()
+                        .filter_map(|(le, n)| {
+                            let le = le?;
+                            let mut b = Bucket::default();
+                            b.set_upper_bound(le as f64 / scale);
+                            b.set_cumulative_count(n);
+                            Some(b)
+                        })
+                        .collect(),
+                );
+                let mut m = Metric::default();
+                m.set_label(l);
+                m.set_histogram(h);
+                m
+            })
+            .collect();
+        self.push(name, help, MetricType::HISTOGRAM, metrics);
+    }
+}
+
+/// The text exposition: the process collector's families and the
+/// daemon's, sorted by name.
+pub fn render(app: &App) -> String {
+    let mut families = app.metrics.gather();
+    families.extend(collect(app).0);
+    families.sort_by(|a, b| a.name().cmp(b.name()));
+    let mut out = String::with_capacity(16 * 1024);
+    if let Err(e) = TextEncoder::new().encode_utf8(&families, &mut out) {
+        tracing::error!(error = %e, "cannot encode the metrics");
+    }
+    out
+}
+
+/// The daemon's own families, read from its atomics.
+fn collect(app: &App) -> Families {
+    let mut f = Families::default();
+    let s = &app.shared.stats;
+    use Kind::{Counter, Gauge};
+
+    f.labelled(
         "seckill_build_info",
         Gauge,
         "The running build (always 1).",
+        vec![(labels(&[("version", env!("CARGO_PKG_VERSION"))]), 1.0)],
     );
-    let _ = writeln!(
-        out,
-        "seckill_build_info{{version=\"{}\"}} 1",
-        env!("CARGO_PKG_VERSION")
-    );
-    family(
-        &mut out,
+    f.labelled(
         "seckill_requests",
         Gauge,
         "Requests known to the status board, by their current state.",
+        Status::ALL
+            .into_iter()
+            .filter(|st| *st != Status::Undecided)
+            .map(|st| {
+                (
+                    labels(&[("status", st.as_str())]),
+                    app.board.count(st) as f64,
+                )
+            })
+            .collect(),
     );
-    for st in Status::ALL {
-        if st == Status::Undecided {
-            continue;
-        }
-        let _ = writeln!(
-            out,
-            "seckill_requests{{status=\"{}\"}} {}",
-            st.as_str(),
-            app.board.count(st)
-        );
-    }
+    let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
     for (name, kind, help, v) in [
         (
             "seckill_ring_batches_total",
@@ -263,8 +355,9 @@ pub fn render(app: &App) -> String {
             app.shared.rescued.overflowed(),
         ),
     ] {
-        single(&mut out, name, kind, help, v);
+        f.single(name, kind, help, v as f64);
     }
+
     for (name, help, h) in [
         (
             "seckill_ring_batch_events",
@@ -277,72 +370,56 @@ pub fn render(app: &App) -> String {
             &s.store_batch,
         ),
     ] {
-        family(&mut out, name, Histogram, help);
-        series(&mut out, name, "", h.snapshot(), 1.0);
+        f.histogram(name, help, vec![(Vec::new(), h.snapshot())], 1.0);
     }
-    let name = "seckill_stage_latency_seconds";
-    family(
-        &mut out,
-        name,
-        Histogram,
+    f.histogram(
+        "seckill_stage_latency_seconds",
         "Time from entering the ring to leaving each stage.",
+        seckill_pipeline::stats::STAGES
+            .iter()
+            .zip(&s.stage_latency)
+            // Recorded in µs, exposed in seconds.
+            .map(|(stage, h)| (labels(&[("stage", stage)]), h.snapshot()))
+            .collect(),
+        1e6,
     );
-    for (stage, h) in seckill_pipeline::stats::STAGES.iter().zip(&s.stage_latency) {
-        // Recorded in µs, exposed in seconds.
-        series(
-            &mut out,
-            name,
-            &format!("stage=\"{stage}\""),
-            h.snapshot(),
-            1e6,
-        );
-    }
-    single(
-        &mut out,
+    f.single(
         "seckill_wal_commit_seconds_total",
         Counter,
         "Time spent in WAL commits.",
         r(&s.journal_commit_ns) as f64 / 1e9,
     );
-    single(
-        &mut out,
+    f.single(
         "seckill_redis_call_seconds_total",
         Counter,
         "Time spent in stock-script round trips.",
         r(&s.store_call_ns) as f64 / 1e9,
     );
-    family(
-        &mut out,
+    let deps = [&app.shared.redis, &app.kafka, &app.shared.journal];
+    f.labelled(
         "seckill_dependency_state",
         Gauge,
         "1 for the state each dependency is in.",
+        deps.iter()
+            .flat_map(|h| {
+                let state = h.state();
+                [State::Up, State::Down, State::Draining].map(|st| {
+                    (
+                        labels(&[("dependency", h.name()), ("state", st.as_str())]),
+                        f64::from(u8::from(state == st)),
+                    )
+                })
+            })
+            .collect(),
     );
-    for h in [&app.shared.redis, &app.kafka, &app.shared.journal] {
-        let state = h.state();
-        for st in [State::Up, State::Down, State::Draining] {
-            let _ = writeln!(
-                out,
-                "seckill_dependency_state{{dependency=\"{}\",state=\"{}\"}} {}",
-                h.name(),
-                st.as_str(),
-                u8::from(state == st)
-            );
-        }
-    }
-    family(
-        &mut out,
+    f.labelled(
         "seckill_dependency_transitions_total",
         Counter,
         "State changes of each dependency.",
+        deps.iter()
+            .map(|h| (labels(&[("dependency", h.name())]), h.transitions() as f64))
+            .collect(),
     );
-    for h in [&app.shared.redis, &app.kafka, &app.shared.journal] {
-        let _ = writeln!(
-            out,
-            "seckill_dependency_transitions_total{{dependency=\"{}\"}} {}",
-            h.name(),
-            h.transitions()
-        );
-    }
     let o = &app.order_stats;
     for (name, help, v) in [
         (
@@ -376,25 +453,27 @@ pub fn render(app: &App) -> String {
             &o.reopened,
         ),
     ] {
-        single(&mut out, name, Counter, help, r(v));
+        f.single(name, Counter, help, r(v) as f64);
     }
     let (ips, users) = app.limits.tracked();
-    family(
-        &mut out,
+    f.labelled(
         "seckill_rate_limit_keys",
         Gauge,
         "Addresses and users with a rate-limit bucket.",
+        vec![
+            (labels(&[("limit", "ip")]), ips as f64),
+            (labels(&[("limit", "user")]), users as f64),
+        ],
     );
-    let _ = writeln!(out, "seckill_rate_limit_keys{{limit=\"ip\"}} {ips}");
-    let _ = writeln!(out, "seckill_rate_limit_keys{{limit=\"user\"}} {users}");
-    family(
-        &mut out,
+    f.labelled(
         "seckill_rate_limited_total",
         Counter,
         "Requests refused by a rate limit.",
+        app.limits
+            .refusals()
+            .into_iter()
+            .map(|(limit, v)| (labels(&[("limit", limit)]), v as f64))
+            .collect(),
     );
-    for (limit, v) in app.limits.refusals() {
-        let _ = writeln!(out, "seckill_rate_limited_total{{limit=\"{limit}\"}} {v}");
-    }
-    out
+    f
 }

@@ -204,3 +204,53 @@ async fn a_sale_past_its_retention_leaves_memory() {
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     assert!(app.catalog.item("old", "i").is_none(), "not re-loaded");
 }
+
+/// Sends raw bytes on a new connection; returns everything read back until
+/// the connection closes or 10 s pass.
+fn raw(addr: &str, bytes: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let _ = s.write_all(bytes);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_never_grow_with_the_input_and_a_declared_huge_body_is_refused_at_once() {
+    let Stack {
+        redis: _redis,
+        broker: _broker,
+        daemon,
+        base: _base,
+        wal: _wal,
+        client: _client,
+    } = Stack::start(false, |_| {}).await;
+    let addr = daemon.addr.to_string();
+    let answers = tokio::task::spawn_blocking(move || {
+        let mut method = vec![b'A'; 70_000];
+        method.extend_from_slice(b" /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let long_method = raw(&addr, &method);
+        // Only part of the declared terabyte is sent: the daemon must not
+        // wait for the rest (the header timeout would answer 408).
+        let huge = raw(
+            &addr,
+            b"POST /api/v1/sales/s/items/i/purchase HTTP/1.1\r\nHost: x\r\n\
+              Content-Type: application/json\r\nContent-Length: 1000000000000\r\n\r\n{\"user_id\":",
+        );
+        (long_method, huge)
+    })
+    .await
+    .expect("join");
+    let (long_method, huge) = answers;
+    let head = String::from_utf8_lossy(&long_method[..long_method.len().min(200)]).into_owned();
+    assert!(
+        long_method.is_empty() || long_method.len() < 4_096,
+        "a {}-byte answer to a long method: {head}",
+        long_method.len()
+    );
+    let huge = String::from_utf8_lossy(&huge).into_owned();
+    assert!(huge.starts_with("HTTP/1.1 413"), "{huge}");
+    assert!(huge.contains("body_too_large"), "{huge}");
+}

@@ -1,6 +1,7 @@
 //! `/metrics` as a scraper takes it: `promtool check metrics` (the
 //! Prometheus project's own linter, Debian package `prometheus`) accepts a
-//! live scrape taken after a sale, with every family typed and described.
+//! live scrape taken after a sale, with every family typed and described,
+//! the process's own families among them.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -43,6 +44,24 @@ async fn a_live_scrape_passes_promtool() {
     let text = String::from_utf8(text.to_vec()).expect("utf-8");
     assert!(text.contains("seckill_build_info{version="), "{text}");
     assert!(text.contains("seckill_ring_batch_events_sum "), "{text}");
+    // The process collector's families (CPU, memory, descriptors).
+    for family in [
+        "process_cpu_seconds_total ",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "process_start_time_seconds ",
+    ] {
+        assert!(text.contains(family), "no {family}in {text}");
+    }
+    assert!(
+        text.contains("seckill_requests{status=\"success\"} ")
+            || text.contains("seckill_requests{status=\"order_created\"} "),
+        "{text}"
+    );
+    assert!(
+        text.contains("seckill_stage_latency_seconds_bucket{stage=\"journal\",le=\"+Inf\"} "),
+        "{text}"
+    );
 
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])

@@ -22,6 +22,15 @@ use crate::app::App;
 pub const USER_BODY_BYTES_MAX: usize = 1024;
 
 pub async fn read_body(app: &App, req: Request<Incoming>, max: usize) -> Result<Bytes, ApiError> {
+    // A declared length past the bound is refused before waiting for it.
+    let declared = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(body_too_large(max));
+    }
     let limited = Limited::new(req.into_body(), max);
     let timeout = Duration::from_millis(app.cfg.header_timeout_ms.max(1));
     match tokio::time::timeout(timeout, limited.collect()).await {
@@ -29,13 +38,17 @@ pub async fn read_body(app: &App, req: Request<Incoming>, max: usize) -> Result<
             ErrorCode::BodyTimeout,
             "the request body did not arrive in time",
         )),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::new(
-            ErrorCode::BodyTooLarge,
-            format!("the body may be at most {max} bytes"),
-        )),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(body_too_large(max)),
         Ok(Err(e)) => Err(ApiError::new(ErrorCode::BodyRead, e.to_string())),
         Ok(Ok(c)) => Ok(c.to_bytes()),
     }
+}
+
+fn body_too_large(max: usize) -> ApiError {
+    ApiError::new(
+        ErrorCode::BodyTooLarge,
+        format!("the body may be at most {max} bytes"),
+    )
 }
 
 /// The client's address: the TCP peer, or behind trusted proxies the

@@ -109,7 +109,8 @@ async fn route(
         (_, path) => match allowed(path) {
             Some(allow) => Err(ApiError::new(
                 ErrorCode::MethodNotAllowed,
-                format!("{} is not allowed here", req.method()),
+                // The method is the client's: never echoed at any length.
+                format!("this method is not allowed here (allowed: {allow})"),
             )
             .allow(allow)),
             None => Err(not_found()),
