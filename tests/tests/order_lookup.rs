@@ -193,3 +193,35 @@ async fn order_calls_reuse_pooled_redis_connections() {
         opened - opened_before
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_connections_to_a_restarted_redis_are_replaced_not_waited_on() {
+    let Stack {
+        mut redis,
+        broker: _broker,
+        daemon: _daemon,
+        base,
+        wal: _wal,
+        client,
+    } = Stack::start(false, |_| {}).await;
+    sale(&client, &base).await;
+    // A few lookups leave connections in the pool.
+    for n in 0..3 {
+        assert_eq!(get_order(&client, &base, &format!("{n:016x}")).await, 404);
+    }
+    // Every kept connection now leads to a Redis that is gone; once they
+    // have been idle past the check, a call must replace them, not hang.
+    redis.restart();
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    for n in 10..14 {
+        let code = tokio::time::timeout(
+            Duration::from_secs(10),
+            get_order(&client, &base, &format!("{n:016x}")),
+        )
+        .await
+        .expect("an order lookup after a Redis restart hung");
+        assert!(code == 404 || code == 503, "{code}");
+    }
+    let code = get_order(&client, &base, "00000000000000ff").await;
+    assert_eq!(code, 404, "the pool reconnects");
+}

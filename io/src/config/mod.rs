@@ -148,7 +148,8 @@ settings! {
     trusted_proxies: String = String::new(), "SECKILL_TRUSTED_PROXIES";
     /// Most requests the status board remembers; past it the decided ones
     /// go first (oldest first): a retry or a status poll is then answered
-    /// from the outcome Redis stored. About 100 bytes each.
+    /// from the outcome Redis stored. About 300 bytes each with the
+    /// winners hint (the default holds at ~380 MB resident).
     status_board_len_max: usize = 1_000_000, "SECKILL_STATUS_BOARD_LEN_MAX";
     /// How long after its end a sale stays in memory (catalog, status
     /// board), ms; its Redis keys expire a day after the end.

@@ -20,20 +20,21 @@ pub const CLIENT_ID_LEN_MAX: usize = 128;
 /// Most units one purchase may ask for, whatever the item's limit.
 pub const QUANTITY_MAX: u32 = 1000;
 
-/// A purchase. `Cow` borrows from the body unless the JSON string had
-/// escapes.
+/// A purchase.
+// `Cow` borrows from the body unless the JSON string had escapes.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct PurchaseBody<'a> {
     #[serde(borrow)]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_.:@-]+$")]
     pub user_id: Cow<'a, str>,
     /// The client's id for this click: a retry with the same id gets the
     /// same answer.
     #[serde(borrow)]
-    #[schema(value_type = String)]
+    #[schema(value_type = String, min_length = 1, max_length = 128, pattern = "^[A-Za-z0-9_.:@-]+$")]
     pub request_id: Cow<'a, str>,
     /// Units (default 1, at most the item's per-user limit).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000)]
     pub quantity: Option<u32>,
     /// The purchase token from the token endpoint (the hidden URL);
     /// required unless `require_token = false`.

@@ -59,6 +59,7 @@ error_codes! {
     InvalidStock = "invalid_stock", BAD_REQUEST, "stock may be at most 1000000000.";
     InvalidLimit = "invalid_limit", BAD_REQUEST, "per_user_limit must be 1 to 1000.";
     InvalidTitle = "invalid_title", BAD_REQUEST, "title may be at most 512 bytes.";
+    InvalidPrice = "invalid_price", BAD_REQUEST, "price_cents may be at most 1000000000000.";
     BodyRead = "body_read", BAD_REQUEST, "The body could not be read.";
     BadToken = "bad_token", UNAUTHORIZED, "Missing or wrong admin bearer token.";
     AdminDisabled = "admin_disabled", FORBIDDEN, "No admin token is configured: the admin API is off.";

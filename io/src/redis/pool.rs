@@ -42,19 +42,17 @@ impl Pool {
     /// A kept connection, or a new one (connect, read and write bounded
     /// by `timeout`).
     pub fn get(self: &Arc<Self>, client: &Client, timeout: Duration) -> Result<Pooled, RedisError> {
-        let kept = self
-            .idle
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-            .and_then(|(mut c, since)| {
-                if since.elapsed() < CHECK_AFTER_IDLE || c.check_connection() {
-                    Some(c)
-                } else {
-                    self.clear();
-                    None
-                }
-            });
+        // Taken out in a statement of its own: the lock is released before
+        // the check (a round trip) and before `clear` locks again.
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let kept = idle.and_then(|(mut c, since)| {
+            if since.elapsed() < CHECK_AFTER_IDLE || c.check_connection() {
+                Some(c)
+            } else {
+                self.clear();
+                None
+            }
+        });
         let conn = match kept {
             Some(c) => {
                 self.stats.reused.fetch_add(1, Ordering::Relaxed);

@@ -20,25 +20,34 @@ use crate::redis::{utc_date, ItemLoad, SALE_END_MS_MAX};
 const ADMIN_BODY_BYTES_MAX: usize = 1 << 20;
 const ITEMS_PER_SALE_MAX: usize = 10_000;
 const STOCK_MAX: u64 = 1_000_000_000;
+/// Ten billion in major units: every client's 64-bit signed integer holds it.
+const PRICE_CENTS_MAX: u64 = 1_000_000_000_000;
 
 /// A sale as the admin API takes it.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SaleBody {
     pub start_ms: u64,
+    #[schema(maximum = 253_402_300_799_999_u64)]
     pub end_ms: u64,
+    #[schema(min_items = 1, max_items = 10_000)]
     pub items: Vec<ItemBody>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ItemBody {
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_.:@-]+$")]
     pub item_id: String,
     #[serde(default)]
+    #[schema(max_length = 512)]
     pub title: String,
+    #[schema(maximum = 1_000_000_000_000_u64)]
     pub price_cents: u64,
+    #[schema(maximum = 1_000_000_000_u64)]
     pub stock: u64,
     #[serde(default = "one")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub per_user_limit: u32,
 }
 
@@ -83,46 +92,7 @@ pub async fn put_sale(
     check_id("sale", sale, ID_LEN_MAX)?;
     let body = read_body(app, req, ADMIN_BODY_BYTES_MAX).await?;
     let s: SaleBody = serde_json::from_slice(&body).map_err(|e| codec::json_error(&e))?;
-    if s.end_ms <= s.start_ms || s.end_ms > SALE_END_MS_MAX {
-        return Err(ApiError::new(
-            ErrorCode::InvalidWindow,
-            "end_ms must be after start_ms and before the year 10000",
-        ));
-    }
-    if s.items.is_empty() || s.items.len() > ITEMS_PER_SALE_MAX {
-        return Err(ApiError::new(
-            ErrorCode::InvalidItems,
-            format!("a sale has 1 to {ITEMS_PER_SALE_MAX} items"),
-        ));
-    }
-    let mut seen = std::collections::HashSet::new();
-    for it in &s.items {
-        check_id("item_id", &it.item_id, ID_LEN_MAX)?;
-        if !seen.insert(it.item_id.as_str()) {
-            return Err(ApiError::new(
-                ErrorCode::InvalidItems,
-                format!("item {} twice", it.item_id),
-            ));
-        }
-        if it.stock > STOCK_MAX {
-            return Err(ApiError::new(
-                ErrorCode::InvalidStock,
-                format!("stock may be at most {STOCK_MAX}"),
-            ));
-        }
-        if it.per_user_limit == 0 || it.per_user_limit > codec::QUANTITY_MAX {
-            return Err(ApiError::new(
-                ErrorCode::InvalidLimit,
-                format!("per_user_limit must be 1 to {}", codec::QUANTITY_MAX),
-            ));
-        }
-        if it.title.len() > 512 {
-            return Err(ApiError::new(
-                ErrorCode::InvalidTitle,
-                "title may be at most 512 bytes",
-            ));
-        }
-    }
+    check_sale(&s)?;
     let now = app.clock.now_ms();
     if let Some(items) = app.catalog.sale_items(sale) {
         if items.iter().any(|i| i.start_ms <= now) {
@@ -184,10 +154,61 @@ pub async fn put_sale(
     ))
 }
 
+/// The bounds of a sale body (window, items, each item's fields).
+fn check_sale(s: &SaleBody) -> Result<(), ApiError> {
+    if s.end_ms <= s.start_ms || s.end_ms > SALE_END_MS_MAX {
+        return Err(ApiError::new(
+            ErrorCode::InvalidWindow,
+            "end_ms must be after start_ms and before the year 10000",
+        ));
+    }
+    if s.items.is_empty() || s.items.len() > ITEMS_PER_SALE_MAX {
+        return Err(ApiError::new(
+            ErrorCode::InvalidItems,
+            format!("a sale has 1 to {ITEMS_PER_SALE_MAX} items"),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for it in &s.items {
+        check_id("item_id", &it.item_id, ID_LEN_MAX)?;
+        if !seen.insert(it.item_id.as_str()) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidItems,
+                format!("item {} twice", it.item_id),
+            ));
+        }
+        if it.price_cents > PRICE_CENTS_MAX {
+            return Err(ApiError::new(
+                ErrorCode::InvalidPrice,
+                format!("price_cents may be at most {PRICE_CENTS_MAX}"),
+            ));
+        }
+        if it.stock > STOCK_MAX {
+            return Err(ApiError::new(
+                ErrorCode::InvalidStock,
+                format!("stock may be at most {STOCK_MAX}"),
+            ));
+        }
+        if it.per_user_limit == 0 || it.per_user_limit > codec::QUANTITY_MAX {
+            return Err(ApiError::new(
+                ErrorCode::InvalidLimit,
+                format!("per_user_limit must be 1 to {}", codec::QUANTITY_MAX),
+            ));
+        }
+        if it.title.len() > 512 {
+            return Err(ApiError::new(
+                ErrorCode::InvalidTitle,
+                "title may be at most 512 bytes",
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[utoipa::path(get, path = "/admin/v1/sales/{sale_id}", tag = "admin",
     params(("sale_id" = String, Path)),
     responses((status = 200, description = "the sale with each item's stock hash from Redis"),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get_sale(
@@ -229,7 +250,8 @@ pub async fn get_sale(
 }
 
 #[utoipa::path(get, path = "/admin/v1/sales", tag = "admin",
-    responses((status = 200, body = SaleList), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = SaleList), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub fn list_sales(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> {
     authorize(app, req)?;
@@ -252,7 +274,9 @@ pub fn list_sales(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> 
 }
 
 #[utoipa::path(get, path = "/admin/v1/blacklist", tag = "admin",
-    responses((status = 200, body = Blacklist)), security(("bearer" = [])))]
+    responses((status = 200, body = Blacklist), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
 pub fn blacklist(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> {
     authorize(app, req)?;
     let (users, ips) = app.limits.blacklist();
@@ -308,7 +332,7 @@ async fn set_blocked(
 #[utoipa::path(put, path = "/admin/v1/blacklist/users/{user_id}", tag = "admin",
     params(("user_id" = String, Path)),
     responses((status = 200), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 503, body = ErrorBody)),
+        (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn block_user(
     app: &Arc<App>,
@@ -321,7 +345,7 @@ pub async fn block_user(
 #[utoipa::path(delete, path = "/admin/v1/blacklist/users/{user_id}", tag = "admin",
     params(("user_id" = String, Path)),
     responses((status = 200), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 503, body = ErrorBody)),
+        (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn unblock_user(
     app: &Arc<App>,
@@ -334,7 +358,7 @@ pub async fn unblock_user(
 #[utoipa::path(put, path = "/admin/v1/blacklist/ips/{ip}", tag = "admin",
     params(("ip" = String, Path)),
     responses((status = 200), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 503, body = ErrorBody)),
+        (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn block_ip(app: &Arc<App>, req: &Request<Incoming>, ip: &str) -> Result<Resp, ApiError> {
     set_blocked(app, req, "ips", ip, true).await
@@ -343,7 +367,7 @@ pub async fn block_ip(app: &Arc<App>, req: &Request<Incoming>, ip: &str) -> Resu
 #[utoipa::path(delete, path = "/admin/v1/blacklist/ips/{ip}", tag = "admin",
     params(("ip" = String, Path)),
     responses((status = 200), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 503, body = ErrorBody)),
+        (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn unblock_ip(
     app: &Arc<App>,
@@ -351,4 +375,35 @@ pub async fn unblock_ip(
     ip: &str,
 ) -> Result<Resp, ApiError> {
     set_blocked(app, req, "ips", ip, false).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sale(price_cents: u64, stock: u64) -> SaleBody {
+        SaleBody {
+            start_ms: 1,
+            end_ms: 2,
+            items: vec![ItemBody {
+                item_id: "i".into(),
+                title: String::new(),
+                price_cents,
+                stock,
+                per_user_limit: 1,
+            }],
+        }
+    }
+
+    #[test]
+    fn prices_and_stock_past_their_bounds_are_refused() {
+        assert!(check_sale(&sale(PRICE_CENTS_MAX, STOCK_MAX)).is_ok());
+        let code = |s: SaleBody| check_sale(&s).err().map(|e| e.code);
+        assert_eq!(
+            code(sale(PRICE_CENTS_MAX + 1, 1)),
+            Some(ErrorCode::InvalidPrice)
+        );
+        assert_eq!(code(sale(u64::MAX, 1)), Some(ErrorCode::InvalidPrice));
+        assert_eq!(code(sale(1, STOCK_MAX + 1)), Some(ErrorCode::InvalidStock));
+    }
 }

@@ -114,9 +114,9 @@ async fn locate(app: &Arc<App>, order_id: &str) -> Result<(String, String), ApiE
 
 #[utoipa::path(get, path = "/api/v1/orders/{order_id}", tag = "orders",
     params(("order_id" = String, Path), OrderQuery),
-    responses((status = 200, body = OrderView), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 429, body = ErrorBody),
-        (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = OrderView), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn get_order(
     app: &Arc<App>,
     ip: IpAddr,
@@ -210,8 +210,10 @@ async fn order_action(
     params(("order_id" = String, Path)), request_body = UserBody,
     responses(
         (status = 200, description = "paid (again: idempotent)", body = OrderView),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 408, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn pay_order(
     app: &Arc<App>,
     ip: IpAddr,
@@ -225,8 +227,10 @@ pub async fn pay_order(
     params(("order_id" = String, Path)), request_body = UserBody,
     responses(
         (status = 200, description = "cancelled (again: idempotent); the unit is back on sale", body = OrderView),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 408, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn cancel_order(
     app: &Arc<App>,
     ip: IpAddr,

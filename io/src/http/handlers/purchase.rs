@@ -168,8 +168,12 @@ pub async fn purchase(
     request_body = UserBody,
     responses(
         (status = 200, body = TokenView),
+        (status = 400, body = ErrorBody),
         (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
+        (status = 408, body = ErrorBody),
+        (status = 409, description = "tokens_disabled, not_started, ended", body = ErrorBody),
+        (status = 413, body = ErrorBody),
         (status = 429, body = ErrorBody)))]
 pub async fn issue_token(
     app: &Arc<App>,

@@ -35,7 +35,8 @@ pub struct RequestView {
 
 #[utoipa::path(get, path = "/api/v1/requests/{request_id}", tag = "public",
     params(("request_id" = String, Path)),
-    responses((status = 200, body = RequestView), (status = 404, body = ErrorBody),
+    responses((status = 200, body = RequestView), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn request_status(app: &Arc<App>, ip: IpAddr, id: &str) -> Result<Resp, ApiError> {
     check_id("request_id", id, codec::CLIENT_ID_LEN_MAX)?;

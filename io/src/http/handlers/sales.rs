@@ -127,7 +127,8 @@ pub fn rounds(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> {
 
 #[utoipa::path(get, path = "/api/v1/sales/{sale_id}", tag = "public",
     params(("sale_id" = String, Path)),
-    responses((status = 200, body = SaleView), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = SaleView), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 pub fn sale_page(app: &App, sale: &str) -> Result<Resp, ApiError> {
     check_id("sale", sale, ID_LEN_MAX)?;
     let mut items = app.catalog.sale_items(sale).unwrap_or_default();
