@@ -384,6 +384,26 @@ fn collect(app: &App) -> Families {
         1e6,
     );
     f.single(
+        "seckill_oldest_unfinished_seconds",
+        Gauge,
+        "Age of the oldest journal position not finished: a pending intent, or a win Kafka has not acknowledged.",
+        app.shared.outstanding.oldest_age().as_secs_f64(),
+    );
+    if let Ok(fs) = rustix::fs::statvfs(&app.cfg.wal_dir) {
+        f.single(
+            "seckill_wal_disk_free_bytes",
+            Gauge,
+            "Bytes free for the WAL on its filesystem.",
+            (fs.f_bavail.saturating_mul(fs.f_frsize)) as f64,
+        );
+        f.single(
+            "seckill_wal_disk_size_bytes",
+            Gauge,
+            "Size of the WAL's filesystem.",
+            (fs.f_blocks.saturating_mul(fs.f_frsize)) as f64,
+        );
+    }
+    f.single(
         "seckill_wal_commit_seconds_total",
         Counter,
         "Time spent in WAL commits.",

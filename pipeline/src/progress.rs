@@ -8,9 +8,10 @@
 //!   decisions not yet resolved, wins not yet acknowledged by Kafka. The
 //!   checkpoint may move up to the lowest of them, never past.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::outcome::OwnedDecision;
 
@@ -72,10 +73,11 @@ impl Backlog {
     }
 }
 
-/// LSNs not yet finished, and the next LSN the journal will write.
+/// LSNs not yet finished (with when each became outstanding), and the next
+/// LSN the journal will write.
 #[derive(Debug, Default)]
 pub struct Outstanding {
-    lsns: Mutex<BTreeSet<u64>>,
+    lsns: Mutex<BTreeMap<u64, Instant>>,
     next_lsn: AtomicU64,
 }
 
@@ -84,7 +86,8 @@ impl Outstanding {
         self.lsns
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(lsn);
+            .entry(lsn)
+            .or_insert_with(Instant::now);
     }
 
     pub fn finish(&self, lsn: u64) {
@@ -98,7 +101,7 @@ impl Outstanding {
         self.lsns
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .contains(&lsn)
+            .contains_key(&lsn)
     }
 
     pub fn set_next_lsn(&self, next: u64) {
@@ -113,14 +116,25 @@ impl Outstanding {
         self.len() == 0
     }
 
+    /// How long the oldest unfinished position (a pending intent, or a win
+    /// Kafka has not acknowledged) has waited; zero when none does.
+    pub fn oldest_age(&self) -> Duration {
+        self.lsns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .min()
+            .map_or(Duration::ZERO, Instant::elapsed)
+    }
+
     /// Everything below this LSN is decided and published: the checkpoint.
     pub fn safe_lsn(&self) -> u64 {
         let next = self.next_lsn.load(Ordering::Acquire).max(1);
         self.lsns
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .first()
-            .copied()
+            .first_key_value()
+            .map(|(&lsn, _)| lsn)
             .map_or(next, |first| first.min(next))
     }
 }

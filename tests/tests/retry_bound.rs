@@ -58,6 +58,10 @@ async fn orders_past_the_retry_bound_are_re_read_from_the_wal_and_published() {
         stats.queued.load(Ordering::Relaxed) <= 5,
         "the queue holds more than its bound"
     );
+    assert!(
+        daemon.app.shared.outstanding.oldest_age() > Duration::ZERO,
+        "unacknowledged wins have an age"
+    );
     broker.restart();
     let brokers = broker.brokers();
     let orders = tokio::task::spawn_blocking(move || {
@@ -79,5 +83,6 @@ async fn orders_past_the_retry_bound_are_re_read_from_the_wal_and_published() {
         assert!(Instant::now() < deadline, "orders never acknowledged");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert_eq!(daemon.app.shared.outstanding.oldest_age(), Duration::ZERO);
     daemon.shutdown().await.expect("shutdown");
 }
