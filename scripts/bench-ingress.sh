@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The proof for the whole system: plays a named flash sale (seckill-load
-# --scenario) against seckilld, then the same load against seckill-bare (a
-# bare hyper server answering a constant JSON: the ingress ceiling), in the
-# same run on the same box, and prints both and the ratio.
+# --scenario) against seckilld, then against seckill-naive (the idiomatic
+# baseline: one EVALSHA per request on a multiplexed connection, one
+# awaited Kafka send per win, no ring, no journal), then the same load
+# against seckill-bare (a bare hyper server answering a constant JSON: the
+# ingress ceiling), in the same run on the same box, and prints all three
+# and the ratios.
 #
 #   ./scripts/bench-ingress.sh [hot-item|sold-out-storm|many-items] ...
 set -euo pipefail
@@ -20,6 +23,7 @@ CONC=${BENCH_CONCURRENCY:-256}
 HALF_CONC=${BENCH_HALF_CONCURRENCY:-64}
 HTTP_PORT=${BENCH_HTTP_PORT:-18090}
 BARE_PORT=${BENCH_BARE_PORT:-18091}
+NAIVE_PORT=${BENCH_NAIVE_PORT:-18092}
 TOKEN=bench-admin-token
 TOKEN_KEY=$(od -An -N32 -tx1 /dev/urandom | tr -d " \n")
 source scripts/services.sh
@@ -33,8 +37,13 @@ SECKILL_ADMIN_TOKEN="$TOKEN" SECKILL_TOKEN_KEY="$TOKEN_KEY" SECKILL_LOG=warn \
 pids+=($!)
 target/release/seckill-bare --listen "127.0.0.1:$BARE_PORT" >/dev/null 2>&1 &
 pids+=($!)
+SECKILL_LISTEN="127.0.0.1:$NAIVE_PORT" SECKILL_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" \
+SECKILL_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" SECKILL_ADMIN_TOKEN="$TOKEN" \
+  target/release/seckill-naive >"$STATE/bench-naive.log" 2>&1 &
+pids+=($!)
 wait_port "$HTTP_PORT"
 wait_port "$BARE_PORT"
+wait_port "$NAIVE_PORT"
 
 load() { # target, scenario, extra args
   target/release/seckill-load --target "http://127.0.0.1:$1" --admin-token "$TOKEN" \
@@ -49,7 +58,7 @@ metric() { # name: its value on seckilld's /metrics
   exec 3<&-
 }
 
-printf '\n%-16s %12s %12s %8s %10s %10s %9s %12s %12s %s\n' scenario "seckilld" "bare hyper" ratio "p99 ms" "bare p99" "req/call" "p99 @ half" "bare @ half" invariants
+printf '\n%-16s %12s %12s %12s %8s %8s %10s %10s %10s %9s %12s %12s %s\n' scenario "seckilld" "naive" "bare hyper" ratio "naive/b" "p99 ms" "naive p99" "bare p99" "req/call" "p99 @ half" "bare @ half" invariants
 for sc in "${SCENARIOS[@]}"; do
   if [ "$sc" = degraded ]; then
     continue  # reported below: no bare-server comparison for an outage
@@ -58,7 +67,11 @@ for sc in "${SCENARIOS[@]}"; do
   s=$(load "$HTTP_PORT" "$sc")
   calls1=$(metric seckill_redis_calls_total); reqs1=$(metric seckill_redis_requests_total)
   per_call=$(python3 -c "c=$calls1-$calls0; print(f'{($reqs1-$reqs0)/c:.1f}' if c else '-')")
+  n=$(load "$NAIVE_PORT" "$sc")
   b=$(load "$BARE_PORT" "$sc" --no-check)
+  n_rps=$(echo "$n" | field "round(d['report']['requests_per_sec'])")
+  n_p99=$(echo "$n" | field "d['report']['latency']['p99_us']/1000")
+  ok_n=$(echo "$n" | field "'OK' if not d['check']['violations'] else 'VIOLATED'")
   s_rps=$(echo "$s" | field "round(d['report']['requests_per_sec'])")
   b_rps=$(echo "$b" | field "round(d['report']['requests_per_sec'])")
   s_p99=$(echo "$s" | field "d['report']['latency']['p99_us']/1000")
@@ -72,7 +85,8 @@ for sc in "${SCENARIOS[@]}"; do
   hb_p99=$(echo "$hb" | field "d['report']['latency']['p99_us']/1000")
   ok_h=$(echo "$h" | field "'OK' if not d['check']['violations'] else 'VIOLATED'")
   ratio=$(python3 -c "print(f'{$s_rps/$b_rps:.2f}x')")
-  printf '%-16s %10s/s %10s/s %8s %10s %10s %9s %12s %12s %s\n' "$sc" "$s_rps" "$b_rps" "$ratio" "$s_p99" "$b_p99" "$per_call" "$h_p99" "$hb_p99" "$ok/$ok_h"
+  n_ratio=$(python3 -c "print(f'{$n_rps/$b_rps:.2f}x')")
+  printf '%-16s %10s/s %10s/s %10s/s %8s %8s %10s %10s %10s %9s %12s %12s %s\n' "$sc" "$s_rps" "$n_rps" "$b_rps" "$ratio" "$n_ratio" "$s_p99" "$n_p99" "$b_p99" "$per_call" "$h_p99" "$hb_p99" "$ok/$ok_h (naive $ok_n)"
 done
 for sc in "${SCENARIOS[@]}"; do
   [ "$sc" = degraded ] || continue

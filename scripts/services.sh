@@ -54,7 +54,7 @@ trap cleanup EXIT
 
 # Builds the release binaries and starts the services.
 prepare() {
-  say "building seckilld, seckill-load, seckill-bare and seckill-replay (release)"
+  say "building seckilld, seckill-load, seckill-bare, seckill-naive and seckill-replay (release)"
   cargo build --release --quiet -p seckill-io -p seckill-benches -p seckill-replay-cli --bins
   start_services
 }

@@ -13,4 +13,4 @@ pub use catalog::{ItemLoad, RedisAdmin, StockHash, StoredSale, StoredWin, SALE_E
 pub use keys::{item_keys, utc_date, ItemKeys, RELEASED_CHANNEL};
 pub use orders::{OrderAction, OrderRecord, OrderState, OutboxEntry};
 pub use pool::PoolStats;
-pub use stock::RedisStockStore;
+pub use stock::{RedisStockStore, DEDUCT_LUA};

@@ -9,7 +9,8 @@ use seckill_pipeline::OrderId;
 
 use super::keys;
 
-const DEDUCT_LUA: &str = include_str!("deduct.lua");
+/// The stock script (see its header for KEYS and ARGV).
+pub const DEDUCT_LUA: &str = include_str!("deduct.lua");
 
 fn classify(err: &RedisError) -> StoreError {
     if err.is_timeout() {

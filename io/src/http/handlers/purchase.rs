@@ -44,7 +44,10 @@ pub struct PurchaseAnswer<'a> {
     pub order_id: Option<String>,
 }
 
-fn answer(request_id: &str, status: Status, order_id: Option<OrderId>) -> Resp {
+/// The purchase answer: its status code (202 pending, 503 unavailable with
+/// `Retry-After`, else 200) and JSON body; `seckill-naive` answers with it
+/// too.
+pub fn answer(request_id: &str, status: Status, order_id: Option<OrderId>) -> Resp {
     let code = match status {
         Status::Pending => StatusCode::ACCEPTED,
         Status::Unavailable | Status::Undecided => StatusCode::SERVICE_UNAVAILABLE,
