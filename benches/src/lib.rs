@@ -13,3 +13,5 @@
 
 pub mod check;
 pub mod load;
+pub mod progress;
+pub mod settle;

@@ -185,6 +185,16 @@ pub async fn fetch_tokens(
     within: Duration,
 ) -> Vec<Option<Arc<str>>> {
     let deadline = Instant::now() + within;
+    let users = plan.users.saturating_sub(plan.first_user);
+    // A daemon without tokens (turned off, or no token endpoint) says so
+    // to the first user: nobody else needs to ask.
+    if users > 0 {
+        let item = &plan.items[plan.first_user % plan.items.len().max(1)];
+        let user = format!("user-{}", plan.first_user);
+        if let Ok(None) = token(client, &plan.base, &plan.sale_id, item, &user).await {
+            return vec![None; users];
+        }
+    }
     let sem = Arc::new(Semaphore::new(plan.concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for u in plan.first_user..plan.users {
@@ -211,7 +221,7 @@ pub async fn fetch_tokens(
             (u, got)
         });
     }
-    let mut out = vec![None; plan.users.saturating_sub(plan.first_user)];
+    let mut out = vec![None; users];
     while let Some(r) = tasks.join_next().await {
         if let Ok((u, t)) = r {
             if let Some(slot) = out.get_mut(u - plan.first_user) {
@@ -222,7 +232,7 @@ pub async fn fetch_tokens(
     out
 }
 
-fn purchase_body(user: &str, request_id: &str, token: Option<&str>) -> Vec<u8> {
+pub(crate) fn purchase_body(user: &str, request_id: &str, token: Option<&str>) -> Vec<u8> {
     match token {
         Some(t) => format!(r#"{{"user_id":"{user}","request_id":"{request_id}","token":"{t}"}}"#),
         None => format!(r#"{{"user_id":"{user}","request_id":"{request_id}"}}"#),
@@ -287,6 +297,17 @@ pub async fn run_with_tokens(
     plan: &Plan,
     tokens: &[Option<Arc<str>>],
 ) -> Report {
+    run_with_progress(client, plan, tokens, None).await
+}
+
+/// [`run_with_tokens`], each answer also counted in `progress` as it
+/// arrives (the live line of `seckill-load`).
+pub async fn run_with_progress(
+    client: &HttpClient,
+    plan: &Plan,
+    tokens: &[Option<Arc<str>>],
+    progress: Option<Arc<crate::progress::Progress>>,
+) -> Report {
     let sem = Arc::new(Semaphore::new(plan.concurrency.max(1)));
     let limiter = plan.rate_per_sec.map(|r| {
         Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(
@@ -315,6 +336,7 @@ pub async fn run_with_tokens(
             if let Some(l) = &limiter {
                 l.until_ready().await;
             }
+            let progress = progress.clone();
             tasks.spawn(async move {
                 let user = format!("user-{u}");
                 let request_id = format!("{prefix}{sale}-{user}-{c}");
@@ -330,6 +352,9 @@ pub async fn run_with_tokens(
                         token.clone(),
                     )
                     .await;
+                    if let Some(p) = &progress {
+                        p.record(&a);
+                    }
                     let retry_later = a.http == 503 || a.http == 429 || a.http == 0;
                     answers.push(a);
                     if retry_later {
@@ -385,98 +410,4 @@ pub fn report(answers: Vec<Answer>, elapsed: Duration) -> Report {
         by_http,
         answers,
     }
-}
-
-// Settling: what a patient client does after the burst — poll the status of
-// every `pending` answer, resend (same request id) what got no answer or a
-// 5xx.
-
-async fn status_of(
-    client: &HttpClient,
-    base: &str,
-    request_id: &str,
-) -> Option<(String, Option<String>)> {
-    let url = format!("{base}/api/v1/requests/{request_id}");
-    let (code, body) = send(client, Method::GET, &url, None, vec![]).await.ok()?;
-    if code != 200 {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
-    let status = v["status"].as_str()?.to_string();
-    let order = v["order_id"].as_str().map(str::to_string);
-    Some((status, order))
-}
-
-async fn resend(client: &HttpClient, base: &str, sale: &str, a: &Answer) -> Option<Answer> {
-    let url = format!("{base}/api/v1/sales/{sale}/items/{}/purchase", a.item_id);
-    let body = purchase_body(&a.user_id, &a.request_id, a.token.as_deref());
-    let (code, body) = send(client, Method::POST, &url, None, body).await.ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
-    let status = v["status"].as_str().or(v["error"].as_str())?.to_string();
-    Some(Answer {
-        http: code,
-        status,
-        order_id: v["order_id"].as_str().map(str::to_string),
-        ..a.clone()
-    })
-}
-
-/// Returns one final answer per request id (wins as `success` with
-/// their order id). Gives up at `deadline`; what is still open then
-/// keeps its last answer (and the checker will flag it).
-pub async fn settle(
-    client: &HttpClient,
-    base: &str,
-    sale: &str,
-    answers: &[Answer],
-    within: Duration,
-) -> Vec<Answer> {
-    let deadline = Instant::now() + within;
-    let mut out = Vec::with_capacity(answers.len());
-    let mut seen = std::collections::HashSet::new();
-    for a in answers {
-        if !seen.insert(a.request_id.clone()) {
-            continue;
-        }
-        let mut cur = a.clone();
-        while Instant::now() < deadline {
-            let open = |a: &Answer| a.http == 0 || a.http == 429 || a.http >= 500;
-            if open(&cur) {
-                if let Some(n) = resend(client, base, sale, &cur).await {
-                    cur = n;
-                }
-                if open(&cur) {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                continue;
-            }
-            if cur.status != "pending" {
-                break;
-            }
-            match status_of(client, base, &cur.request_id).await {
-                Some((s, order)) if s != "pending" => {
-                    let win = matches!(s.as_str(), "success" | "order_created" | "paid");
-                    cur.status = if win { "success".into() } else { s };
-                    cur.order_id = order;
-                    break;
-                }
-                _ => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-        out.push(cur);
-    }
-    out
-}
-
-/// Waits until `/readyz` answers 200.
-pub async fn ready(client: &HttpClient, base: &str, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        let url = format!("{base}/readyz");
-        if let Ok((200, _)) = send(client, Method::GET, &url, None, vec![]).await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
 }

@@ -49,6 +49,8 @@ pub struct App {
     pub request_misses: Misses,
     /// The process-wide metric collectors (`/metrics` adds the daemon's).
     pub metrics: prometheus::Registry,
+    /// Sales forgotten after their retention (bounded; see `tasks::bounds`).
+    pub forgotten_sales: Mutex<std::collections::VecDeque<String>>,
 }
 
 impl App {

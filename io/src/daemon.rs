@@ -147,6 +147,7 @@ impl Daemon {
             order_index: Default::default(),
             request_misses: Default::default(),
             metrics: crate::metrics::registry(),
+            forgotten_sales: Default::default(),
             order_misses: Default::default(),
         });
         let (stop, stop_rx) = shutdown::channel();

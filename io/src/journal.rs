@@ -45,4 +45,8 @@ impl Journal for WalJournal {
     fn checkpoint(&mut self, lsn: u64) -> Result<(), JournalError> {
         self.wal.checkpoint(lsn).map_err(map_err)
     }
+
+    fn probe(&mut self) -> Result<(), JournalError> {
+        self.wal.wait_for_spare().map_err(map_err)
+    }
 }

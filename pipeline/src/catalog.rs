@@ -149,6 +149,15 @@ impl Catalog {
                         && o.per_user_limit == i.per_user_limit
                         && o.stock == i.stock
                 });
+                // Whatever the terms, what the board forgot stays forgotten.
+                if let Some(o) = old.get(&i.item_id) {
+                    if o.wins_forgotten() {
+                        i.forget_wins();
+                    }
+                    if o.touched() {
+                        i.touch();
+                    }
+                }
                 let item = match keep {
                     Some(o) => {
                         o.set_remaining(i.remaining());

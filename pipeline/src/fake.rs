@@ -241,6 +241,13 @@ impl Journal for FakeJournal {
         Ok(Duration::ZERO)
     }
 
+    fn probe(&mut self) -> Result<(), JournalError> {
+        if self.full.load(Ordering::SeqCst) {
+            return Err(JournalError::DiskFull);
+        }
+        Ok(())
+    }
+
     fn checkpoint(&mut self, lsn: u64) -> Result<(), JournalError> {
         *self.checkpoint.lock().unwrap_or_else(|e| e.into_inner()) = lsn;
         Ok(())

@@ -141,4 +141,9 @@ pub trait Journal: Send {
     /// Records that everything below `lsn` is decided and published, and
     /// lets the journal drop what lies wholly below it.
     fn checkpoint(&mut self, lsn: u64) -> Result<(), JournalError>;
+    /// After a failed write, whether the journal could write now (a WAL
+    /// prepares its next segment), without writing a record.
+    fn probe(&mut self) -> Result<(), JournalError> {
+        Ok(())
+    }
 }

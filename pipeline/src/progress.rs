@@ -122,9 +122,10 @@ impl Outstanding {
         self.lsns
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .min()
-            .map_or(Duration::ZERO, Instant::elapsed)
+            // LSNs grow with time; a held win written late is younger than
+            // its LSN says, never older.
+            .first_key_value()
+            .map_or(Duration::ZERO, |(_, at)| at.elapsed())
     }
 
     /// Everything below this LSN is decided and published: the checkpoint.

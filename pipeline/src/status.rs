@@ -238,10 +238,18 @@ impl StatusBoard {
     /// Keeps the board bounded. First every entry of a sale `gone` says is
     /// gone (it ended, plus a retention); then, while more than `len_max`
     /// requests are known, the evictable ones made before the previous
-    /// pass (an epoch, so the newest stay); the winners hint (the stock
-    /// script enforces the per-user limit anyway) is cleared past
-    /// `len_max` too.
-    pub fn evict(&self, gone: impl Fn(&str) -> bool, len_max: usize) -> Evicted {
+    /// pass (an epoch, so the newest stay). A win goes only if
+    /// `may_forget_win(sale, item)` agrees — it is asked before the entry
+    /// goes, so the item is marked (no `sold_out` from its flag for ids the
+    /// board does not know) before any of its wins is let go of. The
+    /// winners hint (the stock script enforces the per-user limit anyway)
+    /// is cleared past `len_max` too.
+    pub fn evict(
+        &self,
+        gone: impl Fn(&str) -> bool,
+        may_forget_win: impl Fn(&str, &str) -> bool,
+        len_max: usize,
+    ) -> Evicted {
         let mut out = Evicted::default();
         let mut forgotten: HashSet<String> = HashSet::new();
         let over = self.requests.len() > len_max;
@@ -251,13 +259,25 @@ impl StatusBoard {
             u32::MAX
         };
         self.requests.retain(|_, s| {
-            let drop = gone(s.sale_id()) || (over && s.epoch != epoch && s.evictable());
+            let drop = if gone(s.sale_id()) {
+                true
+            } else if over && s.epoch != epoch && s.evictable() {
+                !s.status.is_win() || {
+                    let key = s.item_key();
+                    forgotten.contains(key) || {
+                        let ok = may_forget_win(s.sale_id(), s.item_id());
+                        if ok {
+                            forgotten.insert(key.to_string());
+                        }
+                        ok
+                    }
+                }
+            } else {
+                false
+            };
             if drop {
                 out.requests += 1;
                 self.by_status[s.status as usize].fetch_sub(1, Ordering::Relaxed);
-                if s.status.is_win() && !forgotten.contains(s.item_key()) {
-                    forgotten.insert(s.item_key().to_string());
-                }
             }
             !drop
         });
@@ -272,7 +292,7 @@ impl StatusBoard {
             .into_iter()
             .filter_map(|k| {
                 let (sale, item) = k.split_once(ID_SEP)?;
-                (!gone(sale)).then(|| (sale.to_string(), item.to_string()))
+                Some((sale.to_string(), item.to_string()))
             })
             .collect();
         self.evicted
@@ -365,13 +385,13 @@ mod tests {
         b.advance_ids("old-pending", Status::Pending, None, "s", "i", "u2");
         b.advance_ids("old-win", Status::Success, Some(OrderId(1)), "s", "i", "u3");
         b.order_acknowledged("old-acked", OrderId(2), "s", "i", "u4");
-        let e = b.evict(|_| false, 100);
+        let e = b.evict(|_| false, |_, _| true, 100);
         assert_eq!(e.requests, 0, "under the bound nothing goes");
         // The first pass over the bound only starts an epoch; the next one
         // lets go of what was made before it.
-        assert_eq!(b.evict(|_| false, 2).requests, 0);
+        assert_eq!(b.evict(|_| false, |_, _| true, 2).requests, 0);
         b.advance_ids("new", Status::SoldOut, None, "s", "i", "u5");
-        let e = b.evict(|_| false, 2);
+        let e = b.evict(|_| false, |_, _| true, 2);
         assert_eq!(e.requests, 2, "{e:?}");
         assert!(b.get("old-sold-out").is_none());
         assert!(b.get("old-acked").is_none());
@@ -385,6 +405,34 @@ mod tests {
     }
 
     #[test]
+    fn a_win_goes_only_when_its_item_may_forget_it() {
+        let b = StatusBoard::default();
+        b.order_acknowledged("won", OrderId(1), "s", "sold-out", "u1");
+        b.advance_ids("lost", Status::SoldOut, None, "s", "sold-out", "u2");
+        b.advance_ids("x", Status::SoldOut, None, "s", "sold-out", "u3");
+        assert_eq!(b.evict(|_| false, |_, _| false, 1).requests, 0);
+        let asked = std::sync::Mutex::new(Vec::new());
+        let e = b.evict(
+            |_| false,
+            |sale, item| {
+                asked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(format!("{sale}/{item}"));
+                false
+            },
+            1,
+        );
+        assert_eq!(e.requests, 2, "the sold-out answers go");
+        assert!(b.get("won").is_some(), "the win stays: its item keeps it");
+        assert!(e.forgotten_items.is_empty());
+        assert_eq!(
+            *asked.lock().unwrap_or_else(|e| e.into_inner()),
+            vec!["s/sold-out"]
+        );
+    }
+
+    #[test]
     fn a_gone_sale_leaves_the_board_whole() {
         let b = StatusBoard::default();
         b.advance_ids("a", Status::Pending, None, "ended", "i", "u");
@@ -392,7 +440,7 @@ mod tests {
         let mut k = String::new();
         winner_key(&mut k, "ended", "i", "u");
         b.add_win(&k);
-        let e = b.evict(|sale| sale == "ended", 1_000);
+        let e = b.evict(|sale| sale == "ended", |_, _| true, 1_000);
         assert_eq!((e.requests, e.winners), (1, 1));
         assert!(b.get("a").is_none() && b.get("b").is_some());
         assert_eq!(b.wins(&k), 0);

@@ -142,3 +142,36 @@ fn while_the_journal_is_down_no_stock_is_taken_but_for_a_probe() {
     );
     assert_eq!(store.calls(), 1);
 }
+
+#[test]
+fn a_journal_down_with_no_held_win_probes_itself_back_up() {
+    let clock = ManualClock::at(1_000);
+    let journal = FakeJournal::default();
+    let shared = Shared::default();
+    let mut stage = JournalStage::new(
+        Box::new(journal.clone()),
+        Arc::new(Stats::default()),
+        Arc::clone(&shared.outstanding),
+        clock.clone(),
+    );
+    stage.report_to(
+        Arc::clone(&shared.journal),
+        Arc::clone(&shared.rescued),
+        Arc::clone(&shared.board),
+    );
+    let it = item();
+    journal.full.store(true, Ordering::SeqCst);
+    let lost = slot(&it, "u1", "r1");
+    lost.decide(Status::SoldOut, None);
+    stage.on_batch(&[&lost]);
+    assert_eq!(shared.journal.state(), State::Down);
+    assert_eq!(shared.rescued.held(), 0);
+    clock.advance(JOURNAL_PROBE_INTERVAL);
+    stage.on_idle();
+    assert_eq!(shared.journal.state(), State::Down, "still full");
+    // No purchase arrives (the daemon is unready), yet it comes back.
+    journal.full.store(false, Ordering::SeqCst);
+    clock.advance(JOURNAL_PROBE_INTERVAL);
+    stage.on_idle();
+    assert_eq!(shared.journal.state(), State::Up);
+}

@@ -417,7 +417,7 @@ pub async fn one_item_sale(
 pub mod settle {
     //! Turning answers into final answers, as a patient client would (the
     //! load generator's own logic).
-    pub use seckill_benches::load::{ready, settle};
+    pub use seckill_benches::settle::{ready, settle};
 }
 
 /// A Redis, a broker, a WAL directory and the daemon in-process: what most

@@ -111,9 +111,10 @@ async fn the_status_board_is_bounded_and_a_request_it_let_go_of_is_answered_from
         client,
     } = Stack::start(false, |c| c.status_board_len_max = 100).await;
     let now = seckill_pipeline::now_ms();
-    // Exactly as many units as buyers: the item sells out, so a retry
-    // would be answered `sold_out` if the ingress trusted its flag.
-    seckill_tests::one_item_sale(&client, &base, "bnd", now - 1_000, USERS as u64).await;
+    // One unit more than buyers: the item is still on sale when the board
+    // lets go of its wins; the last unit sells later, so a retry would be
+    // answered `sold_out` if the ingress trusted its flag.
+    seckill_tests::one_item_sale(&client, &base, "bnd", now - 1_000, USERS as u64 + 1).await;
     let first = seckill_benches::load::run(&client, &plan(&base, "bnd", USERS)).await;
     assert_eq!(
         first.by_status.get("success").copied(),
@@ -131,7 +132,18 @@ async fn the_status_board_is_bounded_and_a_request_it_let_go_of_is_answered_from
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // The catalog sync sees the sell-out (the flag the ingress answers from).
+    // Two passes: the first starts an epoch, the second lets go of what
+    // came before it.
+    seckill_io::tasks::bounds::pass(app);
+    seckill_io::tasks::bounds::pass(app);
+    assert!(app.board.len() <= 100, "board holds {}", app.board.len());
+    assert!(app.board.evicted() >= (USERS - 100) as u64);
+
+    // The last unit sells; the catalog sync sees the sell-out.
+    let mut last = plan(&base, "bnd", USERS + 1);
+    last.first_user = USERS;
+    let last = seckill_benches::load::run(&client, &last).await;
+    assert_eq!(last.by_status.get("success").copied(), Some(1));
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while !app
         .catalog
@@ -141,12 +153,6 @@ async fn the_status_board_is_bounded_and_a_request_it_let_go_of_is_answered_from
         assert!(std::time::Instant::now() < deadline, "never sold out");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Two passes: the first starts an epoch, the second lets go of what
-    // came before it.
-    seckill_io::tasks::bounds::pass(app);
-    seckill_io::tasks::bounds::pass(app);
-    assert!(app.board.len() <= 100, "board holds {}", app.board.len());
-    assert!(app.board.evicted() >= (USERS - 100) as u64);
 
     // Retried, every request gets its win back (the stored outcome),
     // never `sold_out` nor `duplicate`; its status is read from Redis.
@@ -162,10 +168,7 @@ async fn the_status_board_is_bounded_and_a_request_it_let_go_of_is_answered_from
     }
     let (code, v) = get_json(&client, &format!("{base}/api/v1/requests/bnd-user-7-0")).await;
     assert_eq!(code, 200, "{v}");
-    assert!(
-        matches!(v["status"].as_str(), Some("success" | "order_created")),
-        "{v}"
-    );
+    assert_eq!(v["status"], "order_created", "{v}");
     assert_eq!(v["user_id"], "user-7", "{v}");
     let (code, _) = get_json(&client, &format!("{base}/api/v1/requests/bnd-nobody-0")).await;
     assert_eq!(code, 404);
@@ -189,6 +192,16 @@ async fn a_sale_past_its_retention_leaves_memory() {
     let sold = seckill_benches::load::run(&client, &plan(&base, "old", 20)).await;
     assert_eq!(sold.by_status.get("success").copied(), Some(20));
     let app = &daemon.app;
+    // Every win acknowledged first (a late acknowledgement would put its
+    // request back on the board after the pass).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while app.board.count(seckill_pipeline::Status::OrderCreated) < 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "orders never acknowledged"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(app.board.len() >= 20);
     seckill_io::tasks::bounds::pass(app);
     assert!(
@@ -253,4 +266,39 @@ async fn answers_never_grow_with_the_input_and_a_declared_huge_body_is_refused_a
     let huge = String::from_utf8_lossy(&huge).into_owned();
     assert!(huge.starts_with("HTTP/1.1 413"), "{huge}");
     assert!(huge.contains("body_too_large"), "{huge}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sold_out_item_keeps_its_wins_and_its_sold_out_fast_path() {
+    let Stack {
+        redis: _redis,
+        broker: _broker,
+        daemon,
+        base,
+        wal: _wal,
+        client,
+    } = Stack::start(false, |c| c.status_board_len_max = 100).await;
+    let now = seckill_pipeline::now_ms();
+    seckill_tests::one_item_sale(&client, &base, "so", now - 1_000, 50).await;
+    let burst = seckill_benches::load::run(&client, &plan(&base, "so", 400)).await;
+    assert_eq!(burst.by_status.get("success").copied(), Some(50));
+    let app = &daemon.app;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while app.board.count(seckill_pipeline::Status::OrderCreated) < 50 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "orders never acknowledged"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    seckill_io::tasks::bounds::pass(app);
+    seckill_io::tasks::bounds::pass(app);
+    assert_eq!(
+        app.board.count(seckill_pipeline::Status::OrderCreated),
+        50,
+        "a sold-out item's wins stay"
+    );
+    assert!(app.board.len() < 400, "its sold-out answers went");
+    let item = app.catalog.item("so", "i").expect("item");
+    assert!(item.answers_sold_out(), "the fast path stays on");
 }

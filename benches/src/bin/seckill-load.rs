@@ -220,7 +220,10 @@ async fn main() -> anyhow::Result<()> {
         });
     }
     eprintln!("GO");
-    let mut report = load::run_with_tokens(&client, &plan, &tokens).await;
+    let progress = std::sync::Arc::new(seckill_benches::progress::Progress::default());
+    let live = seckill_benches::progress::show(std::sync::Arc::clone(&progress));
+    let mut report = load::run_with_progress(&client, &plan, &tokens, Some(progress)).await;
+    drop(live);
     if args.settle_s > 0 {
         let pending = report
             .answers
@@ -231,7 +234,7 @@ async fn main() -> anyhow::Result<()> {
             "settling {pending} pending answers (up to {} s)",
             args.settle_s
         );
-        let settled = load::settle(
+        let settled = seckill_benches::settle::settle(
             &client,
             &base,
             &sale,

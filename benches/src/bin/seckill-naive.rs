@@ -6,8 +6,9 @@
 //! by itself); one `FutureProducer` send per win (idempotent, `acks=all`),
 //! awaited before the answer; the same JSON as seckilld. No purchase token,
 //! no rate limits, no WAL: a win Kafka refuses is answered 503 and stays
-//! locked in Redis (the script's stored outcome answers a retry; nothing
-//! publishes it again) — the gap seckilld's journal closes.
+//! locked in Redis, published only if the client retries (the script's
+//! stored outcome answers the retry, which sends it again) — the gap
+//! seckilld's journal closes.
 //!
 //! Reads `SECKILL_LISTEN`, `SECKILL_REDIS_URL`, `SECKILL_KAFKA_BROKERS`,
 //! `SECKILL_ADMIN_TOKEN`; serves `PUT /admin/v1/sales/{sale}` and
@@ -229,8 +230,8 @@ impl Naive {
         let record = FutureRecord::to(ORDERS_TOPIC).key(&key).payload(&buf);
         match self.producer.send(record, Duration::from_secs(5)).await {
             Ok(_) => Ok(answer(&p.request_id, Status::Success, Some(order_id))),
-            // The unit stays locked in Redis; a retry gets the stored
-            // outcome but nothing publishes it again (no journal).
+            // The unit stays locked in Redis; only a retry (the stored
+            // outcome) sends it again: there is no journal.
             Err((e, _)) => {
                 tracing::warn!(error = %e, "order not acknowledged; answered unavailable");
                 Ok(answer(&p.request_id, Status::Unavailable, None))

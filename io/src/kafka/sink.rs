@@ -54,6 +54,11 @@ pub struct SinkStats {
 
 impl SinkStats {
     fn note_dropped(&self, lsn: u64) {
+        if lsn == 0 {
+            // A win with no journal position (republished after a salvage):
+            // the next start's salvage reconcile publishes it again.
+            return;
+        }
         let _ = self
             .dropped_from
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {

@@ -72,6 +72,16 @@ impl RedisAdmin {
         redis::cmd("PING").query::<String>(&mut *c).map(|_| ())
     }
 
+    /// When a sale stored in Redis starts, if one is (its keys live a day
+    /// past its end, after the daemon may have forgotten it).
+    pub fn stored_start(&self, sale_id: &str) -> Result<Option<u64>, RedisError> {
+        let mut c = self.conn()?;
+        redis::cmd("HGET")
+            .arg(keys::round_info(sale_id))
+            .arg("start_ms")
+            .query(&mut *c)
+    }
+
     /// Replaces a sale: resets every item's stock, buyers, stored outcomes
     /// and unpaid orders, and writes the sale and item metadata (the seed's
     /// round/info/products layout). Keys expire a day after the sale ends.

@@ -6,10 +6,13 @@
 //!   index and the catalog sync's memory (its Redis keys expire a day after
 //!   the end on their own);
 //! * past `status_board_len_max` requests the board lets go of the decided
-//!   ones made before its previous pass — a retry of such a request reaches
-//!   the stock script, which returns the stored outcome, and a status poll
-//!   reads that outcome from Redis; the items whose wins it let go of stop
-//!   answering `sold_out` locally to request ids it does not know;
+//!   ones made before its previous pass — wins only once Kafka acknowledged
+//!   them and only of items still on sale (a sold-out item's wins are
+//!   bounded by its stock and keep its `sold_out` fast path). A retry of a
+//!   request let go of reaches the stock script, which returns the stored
+//!   outcome, and a status poll reads that outcome from Redis; an item whose
+//!   wins it let go of is marked first, so it no longer answers `sold_out`
+//!   from its flag to request ids the board does not know;
 //! * the order index (learnt from lookups) starts over past
 //!   [`ORDER_INDEX_MAX`] entries.
 
@@ -26,6 +29,8 @@ use crate::shutdown::until_true;
 pub const BOUNDS_INTERVAL: Duration = Duration::from_secs(2);
 /// Most order ids the order index remembers.
 pub const ORDER_INDEX_MAX: usize = 100_000;
+/// How many forgotten sales are remembered, so their late entries go too.
+pub const FORGOTTEN_SALES_MAX: usize = 1_024;
 
 pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     loop {
@@ -59,20 +64,51 @@ pub fn pass(app: &App) {
         app.catalog.remove_sale(sale);
         tracing::info!(sale = %sale, "sale ended past its retention: forgotten here");
     }
-    let evicted = app
-        .board
-        .evict(|sale| gone.contains(sale), app.cfg.status_board_len_max);
-    for (sale, item) in &evicted.forgotten_items {
-        if let Some(i) = app.catalog.item(sale, item) {
-            i.forget_wins();
+    // Sales forgotten by earlier passes too: a late Kafka acknowledgement
+    // may put one of their requests back on the board.
+    let forgotten = {
+        let mut f = app
+            .forgotten_sales
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for sale in &gone {
+            if f.len() >= FORGOTTEN_SALES_MAX {
+                f.pop_front();
+            }
+            f.push_back(sale.clone());
         }
-    }
+        f.iter().cloned().collect::<HashSet<String>>()
+    };
+    // A win goes only for an item still on sale (a sold-out item's wins are
+    // bounded by its stock, and keep its `sold_out` fast path), and the
+    // item is marked before it goes.
+    let may_forget_win = |sale: &str, item: &str| {
+        app.catalog.item(sale, item).is_none_or(|i| {
+            if i.is_sold_out() {
+                false
+            } else {
+                i.forget_wins();
+                true
+            }
+        })
+    };
+    let evicted = app.board.evict(
+        |sale| forgotten.contains(sale),
+        may_forget_win,
+        app.cfg.status_board_len_max,
+    );
     if evicted.requests > 0 || evicted.winners > 0 {
         tracing::info!(
             requests = evicted.requests,
             winners = evicted.winners,
             board = app.board.len(),
             "status board bounded"
+        );
+    }
+    if evicted.requests > 0 && !evicted.forgotten_items.is_empty() {
+        tracing::info!(
+            items = evicted.forgotten_items.len(),
+            "wins of items on sale let go of: retries reach the stock script"
         );
     }
     if !gone.is_empty() {

@@ -152,7 +152,11 @@ async fn reread_dropped(
     wal_dir: &std::path::Path,
 ) {
     use std::sync::atomic::Ordering;
-    if app.sink_stats.queued.load(Ordering::Relaxed) > 0 {
+    // Only once Kafka takes orders again: re-reading during the outage
+    // would fill the ring with orders that fail and drop again.
+    if app.sink_stats.queued.load(Ordering::Relaxed) > 0
+        || app.kafka.state() != seckill_pipeline::health::State::Up
+    {
         return;
     }
     let Some(from) = app.sink_stats.take_dropped_from() else {

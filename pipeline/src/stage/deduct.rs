@@ -198,8 +198,15 @@ impl Stage for Deduct {
         self.order.clear();
         if self.journal_closed() {
             for e in events {
-                if e.status() == Status::Undecided && e.is_client() {
-                    e.decide(Status::Unavailable, None);
+                if e.status() != Status::Undecided {
+                    continue;
+                }
+                match e.origin {
+                    Origin::Client => e.decide(Status::Unavailable, None),
+                    // Stays pending (and in the backlog): re-driven again
+                    // once the journal writes.
+                    Origin::Redrive { .. } => self.defer(e),
+                    Origin::Republish { .. } => {}
                 }
             }
         }

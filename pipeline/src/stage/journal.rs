@@ -101,17 +101,17 @@ impl JournalStage {
             if !e.status().is_win() || !e.is_client() {
                 continue;
             }
-            if self.held.len() >= HELD_MAX {
-                let n = self.rescued.note_overflow();
-                tracing::error!(overflowed = n, request_id = %e.request_id,
-                    "journal down too long: a win is left in Redis only (found by a reconcile)");
-                continue;
-            }
             // The deduct stage counted the win for the per-user hint: a
             // retry must reach Redis (and hear 503 until the win is
             // written), not be called a duplicate.
             winner_key(&mut self.key, &e.sale_id, &e.item_id, &e.user_id);
             self.board.remove_win(&self.key);
+            if self.held.len() >= HELD_MAX {
+                let n = self.rescued.note_overflow();
+                tracing::error!(overflowed = n, request_id = %e.request_id,
+                    "journal down too long: a win is left in Redis only");
+                continue;
+            }
             self.held.push(OwnedDecision {
                 status: e.status(),
                 order_id: e.order_id(),
@@ -297,11 +297,13 @@ impl Stage for JournalStage {
                 }
             }
             Err(err) => {
+                // Held first: the deduct stage probes only while no win is
+                // held.
+                self.hold(events);
                 if self.health.fail(&err.to_string()) {
                     tracing::error!(error = %err, "journal failed; purchases answered unavailable until it writes again");
                 }
                 self.stats.record_journal_error();
-                self.hold(events);
                 for e in events.iter().filter(|e| !e.is_replayed()) {
                     if e.is_client() {
                         e.set_lsn(0);
@@ -320,6 +322,19 @@ impl Stage for JournalStage {
     }
 
     fn on_idle(&mut self) {
+        if self.health.state() == State::Down
+            && self.held.is_empty()
+            && self.clock.monotonic().saturating_sub(self.last_held_retry)
+                >= crate::stage::JOURNAL_PROBE_INTERVAL
+        {
+            // No held win to try: ask the journal itself, so a daemon that
+            // gets no purchases (unready behind a balancer) comes back too.
+            self.last_held_retry = self.clock.monotonic();
+            if self.journal.probe().is_ok() {
+                self.health
+                    .transition(&[State::Down], State::Up, "journal writes again (probe)");
+            }
+        }
         if self.held_retry_due() {
             match self.write_held() {
                 Ok(_) => {
@@ -336,6 +351,16 @@ impl Stage for JournalStage {
     }
 
     fn on_shutdown(&mut self) {
+        if let Err(err) = self.write_held() {
+            // Never silently: the wins stay in Redis only.
+            for d in &self.held {
+                tracing::error!(error = %err, request_id = %d.request_id, order_id = ?d.order_id,
+                    "shutdown with a win no journal holds (left in Redis only)");
+            }
+            for _ in 0..self.held.len() {
+                self.rescued.note_overflow();
+            }
+        }
         self.maybe_checkpoint(true);
     }
 }

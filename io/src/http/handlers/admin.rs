@@ -109,6 +109,14 @@ pub async fn put_sale(
         let s = Arc::clone(&s);
         let sale_id = sale_id.clone();
         tokio::task::spawn_blocking(move || {
+            // A sale forgotten here after its end still has its keys (and
+            // its orders' ids) in Redis: never replaced once started.
+            if redis
+                .stored_start(&sale_id)?
+                .is_some_and(|start| start <= now)
+            {
+                return Ok(false);
+            }
             let loads: Vec<ItemLoad<'_>> = s
                 .items
                 .iter()
@@ -120,12 +128,20 @@ pub async fn put_sale(
                     per_user_limit: i.per_user_limit,
                 })
                 .collect();
-            redis.load_sale(&sale_id, s.start_ms, s.end_ms, &loads)
+            redis
+                .load_sale(&sale_id, s.start_ms, s.end_ms, &loads)
+                .map(|()| true)
         })
         .await
     };
     match loaded {
-        Ok(Ok(())) => {}
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => {
+            return Err(ApiError::new(
+                ErrorCode::SaleStarted,
+                "a sale that has started cannot be replaced",
+            ))
+        }
         Ok(Err(e)) => return Err(ApiError::redis_down(e)),
         Err(e) => return Err(ApiError::internal(e)),
     }

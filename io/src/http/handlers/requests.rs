@@ -123,6 +123,9 @@ async fn stored(app: &Arc<App>, ip: IpAddr, id: &str) -> Result<Known, ApiError>
         "duplicate" => Status::Duplicate,
         "limit_exceeded" => Status::LimitExceeded,
         "unknown_item" => Status::Rejected,
+        // The board lets go only of wins Kafka acknowledged; a win another
+        // daemon decided reads the same once its order is in Redis.
+        _ if outcome.starts_with("ok:") && order.is_some() => Status::OrderCreated,
         _ if outcome.starts_with("ok:") => Status::Success,
         _ => return Err(unknown_request(id)),
     };
