@@ -7,7 +7,7 @@
 # ingress ceiling), in the same run on the same box, and prints all three
 # and the ratios.
 #
-#   ./scripts/bench-ingress.sh [hot-item|sold-out-storm|many-items] ...
+#   ./scripts/bench-ingress.sh [hot-item|sold-out-storm|many-items|all-win] ...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -24,6 +24,8 @@ HALF_CONC=${BENCH_HALF_CONCURRENCY:-64}
 HTTP_PORT=${BENCH_HTTP_PORT:-18090}
 BARE_PORT=${BENCH_BARE_PORT:-18091}
 NAIVE_PORT=${BENCH_NAIVE_PORT:-18092}
+# seckilld again with durability = "os" (page cache only): the fsync's cost.
+OS_PORT=${BENCH_OS_PORT:-18093}
 TOKEN=bench-admin-token
 TOKEN_KEY=$(od -An -N32 -tx1 /dev/urandom | tr -d " \n")
 source scripts/services.sh
@@ -35,6 +37,12 @@ SECKILL_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" SECKILL_WAL_DIR="$STATE/bench-wal"
 SECKILL_ADMIN_TOKEN="$TOKEN" SECKILL_TOKEN_KEY="$TOKEN_KEY" SECKILL_LOG=warn \
   target/release/seckilld >"$STATE/bench-seckilld.log" 2>&1 &
 pids+=($!)
+rm -rf "$STATE/bench-wal-os"
+SECKILL_LISTEN="127.0.0.1:$OS_PORT" SECKILL_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" \
+SECKILL_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" SECKILL_WAL_DIR="$STATE/bench-wal-os" \
+SECKILL_ADMIN_TOKEN="$TOKEN" SECKILL_TOKEN_KEY="$TOKEN_KEY" SECKILL_LOG=warn SECKILL_DURABILITY=os \
+  target/release/seckilld >"$STATE/bench-seckilld-os.log" 2>&1 &
+pids+=($!)
 target/release/seckill-bare --listen "127.0.0.1:$BARE_PORT" >/dev/null 2>&1 &
 pids+=($!)
 SECKILL_LISTEN="127.0.0.1:$NAIVE_PORT" SECKILL_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" \
@@ -44,6 +52,7 @@ pids+=($!)
 wait_port "$HTTP_PORT"
 wait_port "$BARE_PORT"
 wait_port "$NAIVE_PORT"
+wait_port "$OS_PORT"
 
 load() { # target, scenario, extra args
   target/release/seckill-load --target "http://127.0.0.1:$1" --admin-token "$TOKEN" \
@@ -58,7 +67,7 @@ metric() { # name: its value on seckilld's /metrics
   exec 3<&-
 }
 
-printf '\n%-16s %12s %12s %12s %8s %8s %10s %10s %10s %9s %12s %12s %s\n' scenario "seckilld" "naive" "bare hyper" ratio "naive/b" "p99 ms" "naive p99" "bare p99" "req/call" "p99 @ half" "bare @ half" invariants
+printf '\n%-16s %12s %12s %12s %12s %8s %8s %10s %10s %10s %9s %12s %12s %s\n' scenario "seckilld" "os (no fsync)" "naive" "bare hyper" ratio "naive/b" "p99 ms" "naive p99" "bare p99" "req/call" "p99 @ half" "bare @ half" invariants
 for sc in "${SCENARIOS[@]}"; do
   if [ "$sc" = degraded ]; then
     continue  # reported below: no bare-server comparison for an outage
@@ -67,6 +76,8 @@ for sc in "${SCENARIOS[@]}"; do
   s=$(load "$HTTP_PORT" "$sc")
   calls1=$(metric seckill_redis_calls_total); reqs1=$(metric seckill_redis_requests_total)
   per_call=$(python3 -c "c=$calls1-$calls0; print(f'{($reqs1-$reqs0)/c:.1f}' if c else '-')")
+  o=$(load "$OS_PORT" "$sc")
+  o_rps=$(echo "$o" | field "round(d['report']['requests_per_sec'])")
   n=$(load "$NAIVE_PORT" "$sc")
   b=$(load "$BARE_PORT" "$sc" --no-check)
   n_rps=$(echo "$n" | field "round(d['report']['requests_per_sec'])")
@@ -86,7 +97,7 @@ for sc in "${SCENARIOS[@]}"; do
   ok_h=$(echo "$h" | field "'OK' if not d['check']['violations'] else 'VIOLATED'")
   ratio=$(python3 -c "print(f'{$s_rps/$b_rps:.2f}x')")
   n_ratio=$(python3 -c "print(f'{$n_rps/$b_rps:.2f}x')")
-  printf '%-16s %10s/s %10s/s %10s/s %8s %8s %10s %10s %10s %9s %12s %12s %s\n' "$sc" "$s_rps" "$n_rps" "$b_rps" "$ratio" "$n_ratio" "$s_p99" "$n_p99" "$b_p99" "$per_call" "$h_p99" "$hb_p99" "$ok/$ok_h (naive $ok_n)"
+  printf '%-16s %10s/s %10s/s %10s/s %10s/s %8s %8s %10s %10s %10s %9s %12s %12s %s\n' "$sc" "$s_rps" "$o_rps" "$n_rps" "$b_rps" "$ratio" "$n_ratio" "$s_p99" "$n_p99" "$b_p99" "$per_call" "$h_p99" "$hb_p99" "$ok/$ok_h (naive $ok_n)"
 done
 for sc in "${SCENARIOS[@]}"; do
   [ "$sc" = degraded ] || continue

@@ -69,10 +69,12 @@ struct Args {
     /// hot-item (1 item × 1,000, 100,000 users × 2 clicks),
     /// sold-out-storm (1 item × 0, 100,000 users × 2 clicks),
     /// many-items (500 items × 100, 200,000 users × 1 click),
+    /// all-win (1 item × 200,000, 100,000 users × 1 click: every request
+    /// is a real win — a deduction, a journaled decision, a Kafka order),
     /// degraded (1 item × 1,000, 20,000 users; needs --redis-pid: Redis is
     /// frozen before the start, every answer is `pending`, then it is
     /// thawed and the answers settle).
-    #[arg(long, value_parser = ["hot-item", "sold-out-storm", "many-items", "degraded"])]
+    #[arg(long, value_parser = ["hot-item", "sold-out-storm", "many-items", "all-win", "degraded"])]
     scenario: Option<String>,
     /// PID of the redis-server to freeze (SIGSTOP) before the start and
     /// thaw (SIGCONT) after --outage-s, for the degraded scenario.
@@ -101,6 +103,7 @@ impl Args {
             Some("hot-item") => (1, 1_000, 100_000, 2),
             Some("sold-out-storm") => (1, 0, 100_000, 2),
             Some("many-items") => (500, 100, 200_000, 1),
+            Some("all-win") => (1, 200_000, 100_000, 1),
             Some("degraded") => {
                 self.settle_s = self.settle_s.max(60);
                 (1, 1_000, 20_000, 1)
