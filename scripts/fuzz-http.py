@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """Black-box HTTP fuzzing of a running seckilld over raw TCP sockets.
 
+One file on purpose, longer than most: a standalone script (standard
+library only) that a test runs against a live daemon; its case generators,
+the socket driver and the verdict share one table of expected answers.
+
 Usage:
     fuzz-http.py BASE_URL ADMIN_TOKEN [--seconds N] [--seed S]
                  [--max-cases N] [--workers N] [--header-timeout-ms MS]
