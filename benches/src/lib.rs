@@ -14,4 +14,5 @@
 pub mod check;
 pub mod load;
 pub mod progress;
+pub mod serve;
 pub mod settle;

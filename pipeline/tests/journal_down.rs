@@ -33,11 +33,8 @@ fn slot(item: &Arc<Item>, user: &str, req: &str) -> Event {
     e
 }
 
-#[test]
-fn wins_of_a_failed_write_are_held_then_written_and_handed_on() {
-    let clock = ManualClock::at(1_000);
-    let journal = FakeJournal::default();
-    let shared = Shared::default();
+/// A journal stage on `journal`, reporting to `shared`.
+fn journal_stage(journal: &FakeJournal, shared: &Shared, clock: &Arc<ManualClock>) -> JournalStage {
     let mut stage = JournalStage::new(
         Box::new(journal.clone()),
         Arc::new(Stats::default()),
@@ -49,6 +46,15 @@ fn wins_of_a_failed_write_are_held_then_written_and_handed_on() {
         Arc::clone(&shared.rescued),
         Arc::clone(&shared.board),
     );
+    stage
+}
+
+#[test]
+fn wins_of_a_failed_write_are_held_then_written_and_handed_on() {
+    let clock = ManualClock::at(1_000);
+    let journal = FakeJournal::default();
+    let shared = Shared::default();
+    let mut stage = journal_stage(&journal, &shared, &clock);
     let it = item();
 
     journal.full.store(true, Ordering::SeqCst);
@@ -148,17 +154,7 @@ fn a_journal_down_with_no_held_win_probes_itself_back_up() {
     let clock = ManualClock::at(1_000);
     let journal = FakeJournal::default();
     let shared = Shared::default();
-    let mut stage = JournalStage::new(
-        Box::new(journal.clone()),
-        Arc::new(Stats::default()),
-        Arc::clone(&shared.outstanding),
-        clock.clone(),
-    );
-    stage.report_to(
-        Arc::clone(&shared.journal),
-        Arc::clone(&shared.rescued),
-        Arc::clone(&shared.board),
-    );
+    let mut stage = journal_stage(&journal, &shared, &clock);
     let it = item();
     journal.full.store(true, Ordering::SeqCst);
     let lost = slot(&it, "u1", "r1");

@@ -383,8 +383,10 @@ impl DaemonProcess {
 }
 
 mod nginx;
+mod observe;
 
 pub use nginx::Nginx;
+pub use observe::{scrape, wait_acknowledged};
 
 /// Creates sale `sale` with one item `i` of `stock` units, per-user limit
 /// 1, from `start_ms` for ten minutes (through the admin API).

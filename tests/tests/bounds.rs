@@ -123,15 +123,7 @@ async fn the_status_board_is_bounded_and_a_request_it_let_go_of_is_answered_from
         first.by_status
     );
     let app = &daemon.app;
-    // Every win acknowledged by Kafka (only then may it leave the board).
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while app.board.count(seckill_pipeline::Status::OrderCreated) < USERS as u64 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "orders never acknowledged"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    seckill_tests::wait_acknowledged(app, USERS as u64).await;
     // Two passes: the first starts an epoch, the second lets go of what
     // came before it.
     seckill_io::tasks::bounds::pass(app);
@@ -192,16 +184,7 @@ async fn a_sale_past_its_retention_leaves_memory() {
     let sold = seckill_benches::load::run(&client, &plan(&base, "old", 20)).await;
     assert_eq!(sold.by_status.get("success").copied(), Some(20));
     let app = &daemon.app;
-    // Every win acknowledged first (a late acknowledgement would put its
-    // request back on the board after the pass).
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while app.board.count(seckill_pipeline::Status::OrderCreated) < 20 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "orders never acknowledged"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    seckill_tests::wait_acknowledged(app, 20).await;
     assert!(app.board.len() >= 20);
     seckill_io::tasks::bounds::pass(app);
     assert!(
@@ -283,14 +266,7 @@ async fn a_sold_out_item_keeps_its_wins_and_its_sold_out_fast_path() {
     let burst = seckill_benches::load::run(&client, &plan(&base, "so", 400)).await;
     assert_eq!(burst.by_status.get("success").copied(), Some(50));
     let app = &daemon.app;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while app.board.count(seckill_pipeline::Status::OrderCreated) < 50 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "orders never acknowledged"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    seckill_tests::wait_acknowledged(app, 50).await;
     seckill_io::tasks::bounds::pass(app);
     seckill_io::tasks::bounds::pass(app);
     assert_eq!(

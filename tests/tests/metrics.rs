@@ -7,7 +7,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::Request;
 use seckill_tests::Stack;
 
@@ -32,16 +32,7 @@ async fn a_live_scrape_passes_promtool() {
         let resp = client.request(req).await.expect("purchase");
         assert_eq!(resp.status().as_u16(), 200);
     }
-    let resp = client
-        .request(
-            Request::get(format!("{base}/metrics"))
-                .body(Full::new(Bytes::new()))
-                .expect("request"),
-        )
-        .await
-        .expect("scrape");
-    let text = resp.into_body().collect().await.expect("body").to_bytes();
-    let text = String::from_utf8(text.to_vec()).expect("utf-8");
+    let text = seckill_tests::scrape(&client, &base).await;
     assert!(text.contains("seckill_build_info{version="), "{text}");
     assert!(text.contains("seckill_ring_batch_events_sum "), "{text}");
     // The process collector's families (CPU, memory, descriptors).

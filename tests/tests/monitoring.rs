@@ -7,9 +7,6 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
 use seckill_tests::Stack;
 
 fn monitoring_dir() -> PathBuf {
@@ -80,16 +77,7 @@ async fn the_dashboard_and_the_rules_name_only_exported_metrics() {
     } = Stack::start(false, |c| c.require_token = false).await;
     let now = seckill_pipeline::now_ms();
     seckill_tests::one_item_sale(&client, &base, "mon", now - 1_000, 5).await;
-    let resp = client
-        .request(
-            Request::get(format!("{base}/metrics"))
-                .body(Full::new(Bytes::new()))
-                .expect("request"),
-        )
-        .await
-        .expect("scrape");
-    let scrape = resp.into_body().collect().await.expect("body").to_bytes();
-    let scrape = String::from_utf8(scrape.to_vec()).expect("utf-8");
+    let scrape = seckill_tests::scrape(&client, &base).await;
     let families = families(&scrape);
 
     let dashboard = std::fs::read_to_string(monitoring_dir().join("grafana-dashboard.json"))

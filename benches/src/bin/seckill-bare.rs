@@ -2,7 +2,6 @@
 //! ingress ceiling the benchmarks compare seckilld against. Same hyper,
 //! same tokio, same number of workers, no ring, no Redis, no Kafka.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use anyhow::Context;
@@ -10,10 +9,7 @@ use bytes::Bytes;
 use clap::Parser;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 
 /// A bare hyper server answering every request with a constant JSON body
 /// (and the clock at /api/v1/time, so seckill-load can drive it).
@@ -28,7 +24,7 @@ struct Args {
     worker_threads: usize,
 }
 
-async fn answer(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn answer(req: Request<Incoming>) -> Response<Full<Bytes>> {
     let time = req.uri().path() == "/api/v1/time";
     // Read the body as seckilld does, so both pay for it.
     let _ = req.into_body().collect().await;
@@ -45,7 +41,7 @@ async fn answer(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/json"),
     );
-    Ok(r)
+    r
 }
 
 /// mimalloc: per-thread free lists make the small, short-lived allocations
@@ -63,26 +59,5 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("tokio runtime")?;
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("listen on {}", args.listen))?;
-        println!(
-            "listening on {}",
-            listener.local_addr().context("local addr")?
-        );
-        loop {
-            let (stream, _) = match listener.accept().await {
-                Ok(a) => a,
-                Err(_) => continue,
-            };
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                let _ = http1::Builder::new()
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), service_fn(answer))
-                    .await;
-            });
-        }
-    })
+    rt.block_on(seckill_benches::serve::serve_http1(args.listen, answer))
 }

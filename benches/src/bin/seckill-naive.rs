@@ -16,7 +16,6 @@
 //! /api/v1/time`, which seckill-load reads).
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -26,10 +25,7 @@ use bytes::Bytes;
 use clap::Parser;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use seckill_io::http::codec::{self, json, Resp};
 use seckill_io::http::handlers::admin::SaleBody;
@@ -292,30 +288,10 @@ fn main() -> anyhow::Result<()> {
             producer,
             items: RwLock::default(),
         });
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .with_context(|| format!("listen on {}", args.listen))?;
-        println!(
-            "listening on {}",
-            listener.local_addr().context("local addr")?
-        );
-        loop {
-            let (stream, _) = match listener.accept().await {
-                Ok(a) => a,
-                Err(_) => continue,
-            };
-            let _ = stream.set_nodelay(true);
+        seckill_benches::serve::serve_http1(args.listen, move |req| {
             let naive = Arc::clone(&naive);
-            tokio::spawn(async move {
-                let service = service_fn(move |req| {
-                    let naive = Arc::clone(&naive);
-                    async move { Ok::<_, Infallible>(naive.route(req).await) }
-                });
-                let _ = http1::Builder::new()
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
+            async move { naive.route(req).await }
+        })
+        .await
     })
 }
