@@ -7,7 +7,11 @@
 # ingress ceiling), in the same run on the same box, and prints all three
 # and the ratios.
 #
-#   ./scripts/bench-ingress.sh [hot-item|sold-out-storm|many-items|all-win] ...
+#   ./scripts/bench-ingress.sh [hot-item|sold-out-storm|many-items|all-win|degraded|dashboard] ...
+#
+# `dashboard` plays hot-item against seckilld alone, with no dashboard
+# viewer and with BENCH_VIEWERS (5) event streams open, alternating, two
+# rounds each: the live dashboard's cost on the hot path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -69,8 +73,8 @@ metric() { # name: its value on seckilld's /metrics
 
 printf '\n%-16s %12s %12s %12s %12s %8s %8s %10s %10s %10s %9s %12s %12s %s\n' scenario "seckilld" "os (no fsync)" "naive" "bare hyper" ratio "naive/b" "p99 ms" "naive p99" "bare p99" "req/call" "p99 @ half" "bare @ half" invariants
 for sc in "${SCENARIOS[@]}"; do
-  if [ "$sc" = degraded ]; then
-    continue  # reported below: no bare-server comparison for an outage
+  if [ "$sc" = degraded ] || [ "$sc" = dashboard ]; then
+    continue  # reported below: not a comparison with the other servers
   fi
   calls0=$(metric seckill_redis_calls_total); reqs0=$(metric seckill_redis_requests_total)
   s=$(load "$HTTP_PORT" "$sc")
@@ -112,6 +116,33 @@ d=json.load(sys.stdin); r=d['report']
 burst=r.get('burst_by_status') or {}
 print(f\"\\ndegraded: {r['requests']} requests during a 5 s Redis freeze: {burst.get('pending',0)} answered 202 pending;\")
 print(f\"  once Redis was back and settled: {r['by_status']}; invariants {'OK' if not d['check']['violations'] else d['check']['violations']}\")
+"
+done
+for sc in "${SCENARIOS[@]}"; do
+  [ "$sc" = dashboard ] || continue
+  VIEWERS=${BENCH_VIEWERS:-5}
+  without=() with=()
+  for round in 1 2; do
+    without+=("$(load "$HTTP_PORT" hot-item | field "d['report']['requests_per_sec']")")
+    # Viewers as a browser holds them: one event stream each, read as it
+    # comes (the page's drawing happens on the viewer's machine).
+    vpids=()
+    for _ in $(seq "$VIEWERS"); do
+      curl -sN -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$HTTP_PORT/dashboard/events" >/dev/null &
+      vpids+=($!)
+      pids+=($!)
+    done
+    sleep 1.5
+    with+=("$(load "$HTTP_PORT" hot-item | field "d['report']['requests_per_sec']")")
+    kill "${vpids[@]}" 2>/dev/null || true
+    wait "${vpids[@]}" 2>/dev/null || true
+  done
+  python3 -c "
+w=[$(IFS=,; echo "${without[*]}")]; v=[$(IFS=,; echo "${with[*]}")]
+mw=sum(w)/len(w); mv=sum(v)/len(v)
+print(f'\ndashboard: hot-item on seckilld, no viewer {[round(x) for x in w]} req/s (mean {mw:.0f}), '
+      f'$VIEWERS viewers {[round(x) for x in v]} (mean {mv:.0f}): {mv/mw:.3f}x; '
+      f'no-viewer runs differ by {abs(w[0]-w[1])/mw*100:.1f}% between themselves')
 "
 done
 say "seckilld counters"

@@ -6,7 +6,10 @@
 #
 # Knobs (environment): DEMO_USERS (20000), DEMO_CLICKS (2), DEMO_STOCK (500),
 # DEMO_ITEMS (1), DEMO_CONCURRENCY (64), DEMO_REDIS_PORT (16379),
-# DEMO_KAFKA_PORT (19092), DEMO_HTTP_PORT (18080).
+# DEMO_KAFKA_PORT (19092), DEMO_HTTP_PORT (18080), DEMO_COUNTDOWN_S (3: the
+# sale starts this long after it is created; give yourself 30 to open the
+# dashboard first), DEMO_KEEP (unset: stop after the sale; 1: keep the
+# daemon and its dashboard up until Ctrl-C).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -19,6 +22,9 @@ ITEMS=${DEMO_ITEMS:-1}
 CONC=${DEMO_CONCURRENCY:-64}
 HTTP_PORT=${DEMO_HTTP_PORT:-18080}
 TOKEN=demo-admin-token
+COUNTDOWN=${DEMO_COUNTDOWN_S:-3}
+# A read-only token for the live dashboard (/dashboard), new every run.
+DASHBOARD_TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d " \n")
 TOKEN_KEY=$(od -An -N32 -tx1 /dev/urandom | tr -d " \n")
 source scripts/services.sh
 prepare
@@ -30,10 +36,12 @@ SECKILL_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" \
 SECKILL_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" \
 SECKILL_WAL_DIR="$STATE/wal" \
 SECKILL_ADMIN_TOKEN="$TOKEN" SECKILL_TOKEN_KEY="$TOKEN_KEY" \
+SECKILL_DASHBOARD_TOKEN="$DASHBOARD_TOKEN" \
   target/release/seckilld >"$STATE/seckilld.log" 2>&1 &
 daemon=$!
 pids+=($daemon)
 wait_port "$HTTP_PORT"
+say "live dashboard: http://127.0.0.1:$HTTP_PORT/dashboard  (token: $DASHBOARD_TOKEN)"
 
 say "flash sale: $USERS users × $CLICKS clicks for $ITEMS item(s) × $STOCK units"
 status=0
@@ -41,7 +49,7 @@ target/release/seckill-load \
   --target "http://127.0.0.1:$HTTP_PORT" --admin-token "$TOKEN" \
   --redis-url "redis://127.0.0.1:$REDIS_PORT/" --kafka-brokers "127.0.0.1:$KAFKA_PORT" \
   --users "$USERS" --clicks "$CLICKS" --stock "$STOCK" --items "$ITEMS" \
-  --concurrency "$CONC" --countdown-s 3 || status=$?
+  --concurrency "$CONC" --countdown-s "$COUNTDOWN" || status=$?
 
 say "daemon counters (GET /metrics)"
 exec 3<>"/dev/tcp/127.0.0.1/$HTTP_PORT"
@@ -49,6 +57,10 @@ printf 'GET /metrics HTTP/1.0\r\nHost: demo\r\n\r\n' >&3
 grep -E '^seckill_(requests|redis_(calls|requests)|wal_commits|kafka_acked|ring_batch_len_max)' <&3 | grep -v ' 0$' || true
 exec 3>&-
 
+if [ -n "${DEMO_KEEP:-}" ]; then
+  say "the sale is over; the dashboard stays at http://127.0.0.1:$HTTP_PORT/dashboard (token: $DASHBOARD_TOKEN) until Ctrl-C"
+  wait "$daemon" || true
+fi
 say "stopping seckilld (SIGTERM: drain the ring, flush the WAL and Kafka)"
 kill -TERM "$daemon"
 wait "$daemon" || true

@@ -2,7 +2,9 @@
 # Installs what seckill's demo and tests need, when it is missing:
 #   - redis-server, gcc/g++/make/perl for the bundled librdkafka, python3 for
 #     the layout check and the benchmark scripts, nginx for the proxy tests,
-#     promtool (prometheus) for the metrics test (Debian packages)
+#     promtool (prometheus) for the metrics test, and for the test suite
+#     only chromium + chromium-driver for the dashboard's browser test
+#     (Debian packages)
 #   - tansu, a Kafka-protocol broker (cargo install; ~9 minutes the first time)
 #   - the Python packages of the OpenAPI and fuzz tests, in target/pyenv (pip)
 # Sourced by demo.sh and test.sh; safe to run again (it skips what is there).
@@ -12,6 +14,23 @@ say() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# Installs Debian packages, never starting the services they ship.
+apt_install() {
+  say "installing Debian packages: $*"
+  as_root apt-get update -qq
+  # Packages that ship a service (redis-server, nginx) must not start it:
+  # the tests start their own on free ports. policy-rc.d says so to
+  # invoke-rc.d, then goes.
+  local policy=/usr/sbin/policy-rc.d added_policy=
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
+    as_root chmod +x "$policy"
+    added_policy=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  if [ -n "$added_policy" ]; then as_root rm -f "$policy"; fi
 }
 
 ensure_packages() {
@@ -29,19 +48,17 @@ ensure_packages() {
   # promtool (package prometheus): a test lints a live /metrics scrape.
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
   if [ "${#missing[@]}" -gt 0 ]; then
-    say "installing Debian packages: ${missing[*]}"
-    as_root apt-get update -qq
-    # Packages that ship a service (redis-server, nginx) must not start it:
-    # the tests start their own on free ports. policy-rc.d says so to
-    # invoke-rc.d, then goes.
-    local policy=/usr/sbin/policy-rc.d added_policy=
-    if [ ! -e "$policy" ]; then
-      printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
-      as_root chmod +x "$policy"
-      added_policy=1
-    fi
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-    if [ -n "$added_policy" ]; then as_root rm -f "$policy"; fi
+    apt_install "${missing[@]}"
+  fi
+}
+
+# The dashboard's browser test: a headless Chromium driven over WebDriver.
+ensure_browser() {
+  local missing=()
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    apt_install "${missing[@]}"
   fi
 }
 

@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 ensure_all
+ensure_browser
 
 say "checking the source layout (module cycles, file sizes)"
 python3 scripts/check-layout.py

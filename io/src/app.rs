@@ -3,14 +3,16 @@
 //! that uses it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use bytes::Bytes;
 use dashmap::DashMap;
 use seckill_pipeline::health::Health;
-use seckill_pipeline::{Catalog, Shared, SharedClock, StatusBoard};
-use tokio::sync::Notify;
+use seckill_pipeline::stats::Histogram;
+use seckill_pipeline::{Catalog, Shared, SharedClock, Status, StatusBoard};
+use tokio::sync::{watch, Notify};
 
 use crate::admission::{Limits, TokenKeys, TrustedProxies};
 use crate::config::Config;
@@ -51,6 +53,10 @@ pub struct App {
     pub metrics: prometheus::Registry,
     /// Sales forgotten after their retention (bounded; see `tasks::bounds`).
     pub forgotten_sales: Mutex<std::collections::VecDeque<String>>,
+    /// What purchases were answered, and how fast (the dashboard's rates).
+    pub purchase_stats: PurchaseStats,
+    /// The dashboard's live snapshot, once a second (see `dashboard`).
+    pub feed: Feed,
 }
 
 impl App {
@@ -69,6 +75,167 @@ impl App {
                     .map(move |i| (sale.clone(), i.item_id.clone()))
             })
             .collect()
+    }
+}
+
+/// Purchase latency buckets, µs: finer than the stages' below 10 ms, where
+/// a flash sale's answers are.
+pub const PURCHASE_LATENCY_US: [u64; 18] = [
+    100, 200, 300, 400, 500, 750, 1_000, 1_500, 2_000, 3_000, 4_000, 5_000, 7_500, 10_000, 25_000,
+    100_000, 1_000_000, 10_000_000,
+];
+
+/// Counters of the purchase answers, kept by the purchase route: one
+/// relaxed add per answer and one histogram record. The dashboard turns
+/// their differences into rates and percentiles.
+#[derive(Debug)]
+pub struct PurchaseStats {
+    /// Decided answers, indexed by `Status as usize`.
+    by_status: [AtomicU64; Status::ALL.len()],
+    /// 429: a rate limit.
+    rate_limited: AtomicU64,
+    /// Other 4xx (bad input, unknown item, blacklisted, bad token).
+    client_errors: AtomicU64,
+    /// 5xx (ring full, journal down, timeout, shutting down).
+    server_errors: AtomicU64,
+    /// Purchases in the ring, waiting for their reply.
+    in_ring: AtomicU64,
+    /// Time from the route to the answer, µs.
+    pub latency: Histogram,
+}
+
+impl Default for PurchaseStats {
+    fn default() -> Self {
+        PurchaseStats {
+            by_status: std::array::from_fn(|_| AtomicU64::new(0)),
+            rate_limited: AtomicU64::new(0),
+            client_errors: AtomicU64::new(0),
+            server_errors: AtomicU64::new(0),
+            in_ring: AtomicU64::new(0),
+            latency: Histogram::new(&PURCHASE_LATENCY_US),
+        }
+    }
+}
+
+/// See [`PurchaseStats::in_ring`].
+#[derive(Debug)]
+pub struct InRing<'a>(&'a AtomicU64);
+
+impl Drop for InRing<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A reading of [`PurchaseStats`].
+#[derive(Debug, Clone, Default)]
+pub struct PurchaseCounts {
+    pub by_status: [u64; Status::ALL.len()],
+    pub rate_limited: u64,
+    pub client_errors: u64,
+    pub server_errors: u64,
+    pub in_ring: u64,
+    /// Cumulative latency buckets (`None`: +Inf), as the histogram gives.
+    pub latency: Vec<(Option<u64>, u64)>,
+}
+
+impl PurchaseStats {
+    /// A decided answer (200, 202, or 503 `unavailable`).
+    pub fn answered(&self, status: Status) {
+        if let Some(c) = self.by_status.get(status as usize) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// An error answer, by its HTTP status.
+    pub fn refused(&self, http_status: u16) {
+        let c = match http_status {
+            429 => &self.rate_limited,
+            400..=499 => &self.client_errors,
+            _ => &self.server_errors,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A purchase waiting for the ring's reply, counted until the guard
+    /// drops (also when the client goes away mid-wait).
+    pub fn in_ring(&self) -> InRing<'_> {
+        self.in_ring.fetch_add(1, Ordering::Relaxed);
+        InRing(&self.in_ring)
+    }
+
+    pub fn finished(&self, started: Instant) {
+        let us = started.elapsed().as_micros();
+        self.latency.record(u64::try_from(us).unwrap_or(u64::MAX));
+    }
+
+    pub fn read(&self) -> PurchaseCounts {
+        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        PurchaseCounts {
+            by_status: std::array::from_fn(|i| self.by_status.get(i).map_or(0, r)),
+            rate_limited: r(&self.rate_limited),
+            client_errors: r(&self.client_errors),
+            server_errors: r(&self.server_errors),
+            in_ring: r(&self.in_ring),
+            latency: self.latency.snapshot().0,
+        }
+    }
+}
+
+/// The dashboard's feed: the newest snapshot (one server-sent event,
+/// already encoded) for every open stream, and the newest summary of each
+/// sale for the JSON export. Written once a second by the dashboard task;
+/// the number of viewers does not change its cost.
+#[derive(Debug)]
+pub struct Feed {
+    snapshot: watch::Sender<Bytes>,
+    closed: watch::Sender<bool>,
+    summaries: Mutex<HashMap<String, Bytes>>,
+}
+
+impl Default for Feed {
+    fn default() -> Self {
+        Feed {
+            snapshot: watch::channel(Bytes::new()).0,
+            closed: watch::channel(false).0,
+            summaries: Mutex::default(),
+        }
+    }
+}
+
+impl Feed {
+    /// The snapshots from now on (the newest one first, once there is one)
+    /// and the flag that turns true when the feed ends (shutdown).
+    pub fn subscribe(&self) -> (watch::Receiver<Bytes>, watch::Receiver<bool>) {
+        let mut rx = self.snapshot.subscribe();
+        rx.mark_changed();
+        (rx, self.closed.subscribe())
+    }
+
+    /// Open streams.
+    pub fn viewers(&self) -> usize {
+        self.snapshot.receiver_count()
+    }
+
+    pub fn publish(&self, event: Bytes) {
+        self.snapshot.send_replace(event);
+    }
+
+    /// Ends every stream.
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    pub fn set_summaries(&self, summaries: HashMap<String, Bytes>) {
+        *self.summaries.lock().unwrap_or_else(|e| e.into_inner()) = summaries;
+    }
+
+    pub fn summary(&self, sale: &str) -> Option<Bytes> {
+        self.summaries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(sale)
+            .cloned()
     }
 }
 

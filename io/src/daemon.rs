@@ -149,6 +149,8 @@ impl Daemon {
             metrics: crate::metrics::registry(),
             forgotten_sales: Default::default(),
             order_misses: Default::default(),
+            purchase_stats: Default::default(),
+            feed: Default::default(),
         });
         let (stop, stop_rx) = shutdown::channel();
         let tasks = vec![
@@ -169,6 +171,11 @@ impl Daemon {
             tokio::spawn(tasks::sweeper::run(Arc::clone(&app), stop_rx.clone())),
             tokio::spawn(tasks::bounds::run(Arc::clone(&app), stop_rx.clone())),
             tokio::spawn(tasks::outbox::run(Arc::clone(&app), stop_rx.clone())),
+            tokio::spawn(crate::dashboard::task::run(
+                Arc::clone(&app),
+                addr,
+                stop_rx.clone(),
+            )),
         ];
         tasks::reopen::spawn(Arc::clone(&app), stop_rx);
         tracing::info!(%addr, "seckilld listening");

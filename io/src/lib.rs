@@ -11,6 +11,7 @@ pub mod admission;
 pub mod app;
 pub mod config;
 pub mod daemon;
+pub mod dashboard;
 pub mod error;
 pub mod http;
 pub mod journal;

@@ -3,7 +3,7 @@
 //! sale metadata from the network.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// One item of a sale.
@@ -32,6 +32,9 @@ pub struct Item {
     /// out an unknown request goes to the stock script, which returns the
     /// stored outcome, instead of being answered `sold_out` here.
     wins_forgotten: AtomicBool,
+    /// Wall-clock ms at which this daemon first saw the item sold out (0:
+    /// not yet): the sale summary's time to sell out.
+    sold_out_at_ms: AtomicU64,
 }
 
 impl Item {
@@ -59,6 +62,7 @@ impl Item {
             remaining: AtomicI64::new(i64::try_from(stock).unwrap_or(i64::MAX)),
             touched: AtomicBool::new(false),
             wins_forgotten: AtomicBool::new(false),
+            sold_out_at_ms: AtomicU64::new(0),
         }
     }
 
@@ -84,7 +88,26 @@ impl Item {
     }
 
     pub fn set_sold_out(&self, v: bool) {
-        self.sold_out.store(v, Ordering::Relaxed);
+        // Read first (the flag is set over and over during a storm), then
+        // swapped: only the first time it turns sold out reads the clock.
+        if v && !self.sold_out.load(Ordering::Relaxed)
+            && !self.sold_out.swap(true, Ordering::Relaxed)
+        {
+            let _ = self.sold_out_at_ms.compare_exchange(
+                0,
+                crate::clock::now_ms(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        } else if !v {
+            self.sold_out.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Wall-clock ms at which this daemon first saw the item sold out; 0
+    /// when it has not.
+    pub fn sold_out_at_ms(&self) -> u64 {
+        self.sold_out_at_ms.load(Ordering::Relaxed)
     }
 
     pub fn remaining(&self) -> i64 {

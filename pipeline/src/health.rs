@@ -39,6 +39,8 @@ pub struct Health {
     name: &'static str,
     state: AtomicU8,
     transitions: AtomicU64,
+    /// Wall-clock ms of the last transition (0: none since the start).
+    changed_ms: AtomicU64,
     last_error: Mutex<String>,
 }
 
@@ -48,6 +50,7 @@ impl Health {
             name,
             state: AtomicU8::new(initial as u8),
             transitions: AtomicU64::new(0),
+            changed_ms: AtomicU64::new(0),
             last_error: Mutex::new(String::new()),
         }
     }
@@ -75,6 +78,8 @@ impl Health {
             {
                 Ok(_) => {
                     self.transitions.fetch_add(1, Ordering::Relaxed);
+                    self.changed_ms
+                        .store(crate::clock::now_ms(), Ordering::Relaxed);
                     if to == State::Down {
                         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
                             why.to_string();
@@ -106,6 +111,12 @@ impl Health {
         self.transition(&[State::Up, State::Draining], State::Down, why)
     }
 
+    /// Wall-clock ms (epoch) of the last transition; 0 when the state has
+    /// not changed since the start.
+    pub fn changed_ms(&self) -> u64 {
+        self.changed_ms.load(Ordering::Relaxed)
+    }
+
     pub fn transitions(&self) -> u64 {
         self.transitions.load(Ordering::Relaxed)
     }
@@ -134,6 +145,7 @@ mod tests {
         assert!(h.transition(&[State::Down], State::Draining, "probe ok"));
         assert!(h.transition(&[State::Draining], State::Up, "backlog empty"));
         assert_eq!(h.transitions(), 3);
+        assert!(h.changed_ms() > 0);
         assert_eq!(h.last_error(), "timeout");
     }
 }

@@ -28,7 +28,9 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-fn wait_for_port(port: u16, timeout: Duration) -> bool {
+/// Whether something accepts connections on the loopback `port` within
+/// `timeout`.
+pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -382,6 +384,7 @@ impl DaemonProcess {
     }
 }
 
+pub mod browser;
 mod nginx;
 mod observe;
 

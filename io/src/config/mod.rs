@@ -71,6 +71,11 @@ settings! {
     /// A file holding the admin token (systemd credentials, Kubernetes
     /// secrets); instead of `admin_token`.
     admin_token_file: PathBuf = PathBuf::new(), "SECKILL_ADMIN_TOKEN_FILE";
+    /// Read-only bearer token for /dashboard's data, at least 16 bytes
+    /// (the admin token is accepted too; empty: admin token only).
+    dashboard_token: String = String::new(), "SECKILL_DASHBOARD_TOKEN";
+    /// A file holding the dashboard token; instead of `dashboard_token`.
+    dashboard_token_file: PathBuf = PathBuf::new(), "SECKILL_DASHBOARD_TOKEN_FILE";
     /// "fsync": each batch reaches the disk (fdatasync or msync, as the
     /// write mode says) before anyone is answered; "os": page cache only
     /// (survives a process crash, not a power cut).

@@ -63,6 +63,11 @@ impl Settings {
             Ok(())
         }
         read("admin_token", &mut self.admin_token, &self.admin_token_file)?;
+        read(
+            "dashboard_token",
+            &mut self.dashboard_token,
+            &self.dashboard_token_file,
+        )?;
         read("redis_url", &mut self.redis_url, &self.redis_url_file)?;
         read("token_key", &mut self.token_key, &self.token_key_file)?;
         read(
@@ -80,6 +85,7 @@ impl Config {
         let bad = |key, reason: String| Err(ConfigError::Invalid { key, reason });
         for (key, value) in [
             ("admin_token", &self.admin_token),
+            ("dashboard_token", &self.dashboard_token),
             ("token_key", &self.token_key),
             ("token_key_previous", &self.token_key_previous),
             ("redis_url", &self.redis_url),
@@ -95,6 +101,12 @@ impl Config {
             return bad(
                 "admin_token",
                 format!("must be at least {ADMIN_TOKEN_LEN_MIN} bytes (or empty: no admin API)"),
+            );
+        }
+        if !self.dashboard_token.is_empty() && self.dashboard_token.len() < ADMIN_TOKEN_LEN_MIN {
+            return bad(
+                "dashboard_token",
+                format!("must be at least {ADMIN_TOKEN_LEN_MIN} bytes (or empty: none)"),
             );
         }
         for (key, value) in [

@@ -80,6 +80,7 @@ error_codes! {
     TokensDisabled = "tokens_disabled", CONFLICT, "This daemon has no token key: purchases need no token.";
     SaleStarted = "sale_started", CONFLICT, "A sale that has started cannot be replaced.";
     OrderClosed = "order_closed", CONFLICT, "The order is already paid, cancelled or expired.";
+    NoSummary = "no_summary", CONFLICT, "The sale has neither sold out nor ended yet: no summary.";
     BodyTooLarge = "body_too_large", PAYLOAD_TOO_LARGE, "The body is larger than this endpoint takes.";
     RateLimitedGlobal = "rate_limited_global", TOO_MANY_REQUESTS, "The daemon's global rate is used up (Retry-After).";
     RateLimitedIp = "rate_limited_ip", TOO_MANY_REQUESTS, "This address's rate is used up (Retry-After).";

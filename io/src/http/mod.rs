@@ -5,6 +5,7 @@
 //!                                  extract.rs: body, client address, admin token, admission
 //!                                  codec.rs:   purchase body parsed on bytes, JSON answers
 //!                                  error.rs:   ErrorCode → status, code string, OpenAPI text
+//!                                  stream.rs:  the dashboard's server-sent event body
 //! ```
 
 pub mod codec;
@@ -14,6 +15,7 @@ pub mod handlers;
 pub mod openapi;
 mod router;
 mod server;
+pub mod stream;
 
 pub use error::{ApiError, ErrorCode};
 pub use server::serve;

@@ -10,10 +10,12 @@ use hyper::body::Incoming;
 use hyper::{Method, Request};
 use seckill_pipeline::Submitter;
 
-use super::codec::Resp;
+use http_body_util::Either;
+
 use super::error::{ApiError, ErrorCode};
 use super::extract::{self, client_ip};
-use super::handlers::{admin, health, orders, purchase, requests, sales};
+use super::handlers::{admin, dashboard, health, orders, purchase, requests, sales};
+use super::stream::Answer;
 use crate::app::App;
 
 /// The most path segments any route has.
@@ -25,10 +27,10 @@ pub async fn handle(
     sub: Arc<Mutex<Submitter>>,
     peer: IpAddr,
     req: Request<Incoming>,
-) -> Result<Resp, Infallible> {
+) -> Result<Answer, Infallible> {
     Ok(route(&app, &sub, peer, req)
         .await
-        .unwrap_or_else(ApiError::into_response))
+        .unwrap_or_else(|e| e.into_response().map(Either::Left)))
 }
 
 fn not_found() -> ApiError {
@@ -40,7 +42,7 @@ async fn route(
     sub: &Mutex<Submitter>,
     peer: IpAddr,
     req: Request<Incoming>,
-) -> Result<Resp, ApiError> {
+) -> Result<Answer, ApiError> {
     // The URI shares the request's buffer (a clone is a reference count).
     let uri = req.uri().clone();
     let (segs, n) = segments(uri.path()).ok_or_else(not_found)?;
@@ -49,11 +51,17 @@ async fn route(
         &Method::HEAD => Method::GET,
         m => m.clone(),
     };
-    match (&method, &segs[..n]) {
+    let plain = match (&method, &segs[..n]) {
         // Public: the sale and the purchase.
         (&Method::POST, ["api", "v1", "sales", sale, "items", item, "purchase"]) => {
+            let started = std::time::Instant::now();
             let ip = client_ip(app, peer, &req);
-            purchase::purchase(app, sub, ip, sale, item, req).await
+            let answer = purchase::purchase(app, sub, ip, sale, item, req).await;
+            if let Err(e) = &answer {
+                app.purchase_stats.refused(e.code.status().as_u16());
+            }
+            app.purchase_stats.finished(started);
+            answer
         }
         (&Method::POST, ["api", "v1", "sales", sale, "items", item, "token"]) => {
             let ip = client_ip(app, peer, &req);
@@ -106,6 +114,12 @@ async fn route(
         (&Method::GET, ["healthz"]) => Ok(health::healthz()),
         (&Method::GET, ["readyz"]) => Ok(health::readyz(app)),
         (&Method::GET, ["metrics"]) => Ok(health::metrics(app)),
+        // The dashboard: the page, its event stream, the summary export.
+        (&Method::GET, ["dashboard"]) => Ok(dashboard::page()),
+        (&Method::GET, ["dashboard", "events"]) => return dashboard::events(app, &req),
+        (&Method::GET, ["dashboard", "sales", sale, "summary"]) => {
+            dashboard::summary(app, &req, sale)
+        }
         (_, path) => match allowed(path) {
             Some(allow) => Err(ApiError::new(
                 ErrorCode::MethodNotAllowed,
@@ -115,7 +129,8 @@ async fn route(
             .allow(allow)),
             None => Err(not_found()),
         },
-    }
+    };
+    plain.map(|r| r.map(Either::Left))
 }
 
 /// The path's segments, in a fixed array (routing allocates nothing), and
@@ -139,7 +154,9 @@ fn allowed(path: &[&str]) -> Option<&'static str> {
         ["api", "v1", "requests" | "orders" | "sales", _]
         | ["api", "v1", "time" | "rounds" | "openapi.json"]
         | ["admin", "v1", "sales" | "blacklist"]
-        | ["healthz" | "readyz" | "metrics"] => "GET, HEAD",
+        | ["healthz" | "readyz" | "metrics" | "dashboard"]
+        | ["dashboard", "events"]
+        | ["dashboard", "sales", _, "summary"] => "GET, HEAD",
         ["admin", "v1", "sales", _] => "GET, HEAD, PUT",
         ["admin", "v1", "blacklist", _, _] => "PUT, DELETE",
         _ => return None,

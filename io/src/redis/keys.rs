@@ -11,6 +11,8 @@ pub const CATALOG_VERSION: &str = "seckill:catalog:version";
 pub const ROUND_INFO_PATTERN: &str = "seckill:round:*:info";
 /// Channel told `sale\nitem` whenever units go back to `available`.
 pub const RELEASED_CHANNEL: &str = "seckill:released";
+/// Every daemon's dashboard figures: daemon id → JSON (see `fleet`).
+pub const FLEET: &str = "seckill:fleet";
 pub const BLACKLIST_USERS: &str = "seckill:blacklist:users";
 pub const BLACKLIST_IPS: &str = "seckill:blacklist:ips";
 

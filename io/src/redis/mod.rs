@@ -1,15 +1,18 @@
 //! Redis: the batched Lua deduction of the deduct stage (`stock`), the
 //! admin side that loads sales and feeds the catalog (`catalog`), orders
-//! after the win (`orders`), and the key schema they all share (`keys`).
+//! after the win (`orders`), the dashboard's fleet figures (`fleet`), and
+//! the key schema they all share (`keys`).
 //! The Lua scripts sit beside them: `deduct.lua`, `order.lua`, `sweep.lua`.
 
 mod catalog;
+mod fleet;
 pub mod keys;
 mod orders;
 mod pool;
 mod stock;
 
 pub use catalog::{ItemLoad, RedisAdmin, StockHash, StoredSale, StoredWin, SALE_END_MS_MAX};
+pub use fleet::DashboardRead;
 pub use keys::{item_keys, utc_date, ItemKeys, RELEASED_CHANNEL};
 pub use orders::{OrderAction, OrderRecord, OrderState, OutboxEntry};
 pub use pool::PoolStats;

@@ -2,6 +2,7 @@
 //! sections). Each public handler carries its own OpenAPI annotation.
 
 pub mod admin;
+pub mod dashboard;
 pub mod health;
 pub mod orders;
 pub mod purchase;

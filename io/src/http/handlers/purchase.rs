@@ -110,25 +110,30 @@ pub async fn purchase(
         .item(sale, item_id)
         .ok_or_else(|| unknown_item(sale, item_id))?;
     let quantity = p.quantity.unwrap_or(1);
+    // Every decided answer is counted (the dashboard's rates).
+    let reply = |status: Status, order_id: Option<OrderId>| {
+        app.purchase_stats.answered(status);
+        answer(&p.request_id, status, order_id)
+    };
     let now = app.clock.now_ms();
     check_purchase(app, sale, item_id, &p.user_id, p.token.as_deref(), now)?;
     // A request id decided already gets its answer again, even after the
     // sale ended.
     if let Some((status, order_id)) = app.board.final_answer(&p.request_id) {
-        return Ok(answer(&p.request_id, status, order_id));
+        return Ok(reply(status, order_id));
     }
     // Cheap rejects: answered without touching the ring.
     if now < item.start_ms {
-        return Ok(answer(&p.request_id, Status::NotStarted, None));
+        return Ok(reply(Status::NotStarted, None));
     }
     if now >= item.end_ms {
-        return Ok(answer(&p.request_id, Status::Ended, None));
+        return Ok(reply(Status::Ended, None));
     }
     if quantity > item.per_user_limit {
-        return Ok(answer(&p.request_id, Status::LimitExceeded, None));
+        return Ok(reply(Status::LimitExceeded, None));
     }
     if item.answers_sold_out() {
-        return Ok(answer(&p.request_id, Status::SoldOut, None));
+        return Ok(reply(Status::SoldOut, None));
     }
     if !app.accepting.load(Ordering::Relaxed) {
         return Err(ApiError::new(
@@ -157,8 +162,11 @@ pub async fn purchase(
         ));
     }
     let wait = Duration::from_millis(app.cfg.reply_timeout_ms.max(1));
-    match tokio::time::timeout(wait, rx).await {
-        Ok(Ok(reply)) => Ok(answer(&p.request_id, reply.status, reply.order_id)),
+    let in_ring = app.purchase_stats.in_ring();
+    let decided = tokio::time::timeout(wait, rx).await;
+    drop(in_ring);
+    match decided {
+        Ok(Ok(r)) => Ok(reply(r.status, r.order_id)),
         Ok(Err(_)) | Err(_) => Err(ApiError::new(
             ErrorCode::DecisionTimeout,
             "no decision in time; retry with the same request_id",

@@ -10,22 +10,15 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use prometheus::proto::{
-    Bucket, Counter as CounterValue, Gauge as GaugeValue, Histogram as HistogramValue, LabelPair,
-    Metric, MetricFamily, MetricType,
-};
 use prometheus::{Registry, TextEncoder};
 use seckill_pipeline::health::State;
 use seckill_pipeline::Status;
 
 use crate::app::App;
 
-/// What a family is, for `# TYPE`.
-#[derive(Clone, Copy)]
-enum Kind {
-    Counter,
-    Gauge,
-}
+mod families;
+
+use families::{labels, Families, Kind};
 
 /// The registry of the process-wide collectors (the process collector on
 /// Linux); the daemon's own families are added at scrape time.
@@ -39,115 +32,6 @@ pub fn registry() -> Registry {
         }
     }
     r
-}
-
-/// A histogram's cumulative buckets (`None`: `+Inf`), sum and count.
-type Snapshot = (Vec<(Option<u64>, u64)>, u64, u64);
-
-/// The families one scrape collects from the daemon's atomics.
-#[derive(Default)]
-struct Families(Vec<MetricFamily>);
-
-fn labels(pairs: &[(&str, &str)]) -> Vec<LabelPair> {
-    pairs
-        .iter()
-        .map(|(k, v)| {
-            let mut l = LabelPair::default();
-            l.set_name((*k).to_string());
-            l.set_value((*v).to_string());
-            l
-        })
-        .collect()
-}
-
-fn value(kind: Kind, labels: Vec<LabelPair>, v: f64) -> Metric {
-    let mut m = Metric::default();
-    m.set_label(labels);
-    match kind {
-        Kind::Counter => {
-            let mut c = CounterValue::default();
-            c.set_value(v);
-            m.set_counter(c);
-        }
-        Kind::Gauge => {
-            let mut g = GaugeValue::default();
-            g.set_value(v);
-            m.set_gauge(g);
-        }
-    }
-    m
-}
-
-impl Families {
-    fn push(&mut self, name: &str, help: &str, kind: MetricType, metrics: Vec<Metric>) {
-        let mut f = MetricFamily::default();
-        f.set_name(name.to_string());
-        f.set_help(help.to_string());
-        f.set_field_type(kind);
-        f.set_metric(metrics);
-        self.0.push(f);
-    }
-
-    /// One family with one unlabelled sample.
-    fn single(&mut self, name: &str, kind: Kind, help: &str, v: f64) {
-        self.labelled(name, kind, help, vec![(Vec::new(), v)]);
-    }
-
-    /// One family, one sample per label set.
-    fn labelled(
-        &mut self,
-        name: &str,
-        kind: Kind,
-        help: &str,
-        samples: Vec<(Vec<LabelPair>, f64)>,
-    ) {
-        let t = match kind {
-            Kind::Counter => MetricType::COUNTER,
-            Kind::Gauge => MetricType::GAUGE,
-        };
-        let metrics = samples
-            .into_iter()
-            .map(|(l, v)| value(kind, l, v))
-            .collect();
-        self.push(name, help, t, metrics);
-    }
-
-    /// One histogram family: per label set, the cumulative buckets, sum
-    /// and count of a snapshot; bounds and sum are divided by `scale` (1e6
-    /// turns recorded µs into seconds). The `+Inf` bucket is the count.
-    fn histogram(
-        &mut self,
-        name: &str,
-        help: &str,
-        series: Vec<(Vec<LabelPair>, Snapshot)>,
-        scale: f64,
-    ) {
-        let metrics = series
-            .into_iter()
-            .map(|(l, (buckets, sum, count))| {
-                let mut h = HistogramValue::default();
-                h.set_sample_count(count);
-                h.set_sample_sum(sum as f64 / scale);
-                h.set_bucket(
-                    buckets
-                        .into_iter()
-                        .filter_map(|(le, n)| {
-                            let le = le?;
-                            let mut b = Bucket::default();
-                            b.set_upper_bound(le as f64 / scale);
-                            b.set_cumulative_count(n);
-                            Some(b)
-                        })
-                        .collect(),
-                );
-                let mut m = Metric::default();
-                m.set_label(l);
-                m.set_histogram(h);
-                m
-            })
-            .collect();
-        self.push(name, help, MetricType::HISTOGRAM, metrics);
-    }
 }
 
 /// The text exposition: the process collector's families and the
@@ -372,6 +256,36 @@ fn collect(app: &App) -> Families {
     ] {
         f.histogram(name, help, vec![(Vec::new(), h.snapshot())], 1.0);
     }
+    f.histogram(
+        "seckill_purchase_latency_seconds",
+        "Time from the purchase route to its answer (every answer, the sold-out fast path included).",
+        vec![(Vec::new(), app.purchase_stats.latency.snapshot())],
+        1e6,
+    );
+    let answers = app.purchase_stats.read();
+    f.labelled(
+        "seckill_purchase_answers_total",
+        Counter,
+        "Purchase answers by what they said (decided statuses, rate_limited, client_error, server_error).",
+        Status::ALL
+            .iter()
+            .zip(answers.by_status)
+            .filter(|(st, _)| **st != Status::Undecided)
+            .map(|(st, n)| (st.as_str(), n))
+            .chain([
+                ("rate_limited", answers.rate_limited),
+                ("client_error", answers.client_errors),
+                ("server_error", answers.server_errors),
+            ])
+            .map(|(a, n)| (labels(&[("answer", a)]), n as f64))
+            .collect(),
+    );
+    f.single(
+        "seckill_purchases_in_ring",
+        Gauge,
+        "Purchases waiting in the ring for their reply.",
+        answers.in_ring as f64,
+    );
     f.histogram(
         "seckill_stage_latency_seconds",
         "Time from entering the ring to leaving each stage.",
