@@ -1,11 +1,14 @@
 //! The batched Lua deduction against a spawned redis-server: one script
 //! call carrying a batch of N requests (the deduct stage) vs. the same N
-//! requests as N separate round trips (what a hand-written stack does); for
-//! one item, and with every request for another item.
+//! requests as N separate round trips one after the other, and vs. N
+//! concurrent `EVALSHA`s on one multiplexed async connection (what an
+//! async Rust team writes: `seckill-naive`'s call, pipelined by the
+//! connection); for one item, and with every request for another item.
 
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use seckill_benches::naive::{deduct_one, script, OneDeduct};
 use seckill_io::redis::{ItemLoad, RedisAdmin, RedisStockStore};
 use seckill_pipeline::port::{DeductGroup, DeductRequest, StockStore};
 use seckill_tests::RedisServer;
@@ -20,11 +23,41 @@ fn group<'a>(item: &'a str, requests: &'a [DeductRequest<'a>]) -> DeductGroup<'a
     }
 }
 
-/// The two ways of sending a batch, by bench name.
+/// The two ways of sending a batch on the deduct stage's own (blocking)
+/// connection, by bench name; the third, `pipelined_evalsha`, is below.
 const MODES: [(&str, bool); 2] = [
     ("one_call_per_batch", false),
     ("one_call_per_request", true),
 ];
+
+/// N concurrent `EVALSHA`s, one per request, on one multiplexed async
+/// connection: every request's outcome, in order.
+fn pipelined(
+    rt: &tokio::runtime::Runtime,
+    conn: &redis::aio::MultiplexedConnection,
+    script: &redis::Script,
+    sale: &str,
+    items: &[&str],
+    users: &[String],
+) -> Vec<String> {
+    rt.block_on(futures_util::future::join_all(
+        users.iter().zip(items.iter().cycle()).map(|(u, item)| {
+            let mut conn = conn.clone();
+            async move {
+                let d = OneDeduct {
+                    sale,
+                    item,
+                    per_user_limit: 1,
+                    pay_deadline_ms: 1,
+                    request_id: u,
+                    user_id: u,
+                    quantity: 1,
+                };
+                deduct_one(&mut conn, script, d).await.expect("deduct")
+            }
+        }),
+    ))
+}
 
 /// An item with `stock` units and a limit of one per user.
 fn item_load(item: &str, stock: u64) -> ItemLoad<'_> {
@@ -35,6 +68,33 @@ fn item_load(item: &str, stock: u64) -> ItemLoad<'_> {
         stock,
         per_user_limit: 1,
     }
+}
+
+/// A fresh item with plenty of stock, so every request runs the full path
+/// (a win), not a sold-out exit.
+fn fresh_item(admin: &RedisAdmin, round: &mut u64) -> String {
+    *round += 1;
+    let item = format!("i{round}");
+    admin
+        .load_sale(
+            "bench",
+            0,
+            4_000_000_000_000,
+            &[item_load(&item, 1_000_000)],
+        )
+        .expect("load");
+    item
+}
+
+/// A fresh sale of `items`, 1,000 units each.
+fn fresh_sale(admin: &RedisAdmin, round: &mut u64, items: &[String]) -> String {
+    *round += 1;
+    let sale = format!("m{round}");
+    let loads: Vec<ItemLoad<'_>> = items.iter().map(|item| item_load(item, 1_000)).collect();
+    admin
+        .load_sale(&sale, 0, 4_000_000_000_000, &loads)
+        .expect("load");
+    sale
 }
 
 /// One request per user (the user's name is its request id too).
@@ -51,6 +111,18 @@ fn requests(users: &[String]) -> Vec<DeductRequest<'_>> {
 
 fn deduct(c: &mut Criterion) {
     let redis = RedisServer::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let conn = rt
+        .block_on(
+            redis::Client::open(redis.url())
+                .expect("client")
+                .get_multiplexed_async_connection(),
+        )
+        .expect("multiplexed connection");
+    let lua = script();
     let admin = RedisAdmin::new(&redis.url(), Duration::from_secs(2)).expect("admin");
     let mut store = RedisStockStore::new(&redis.url(), Duration::from_secs(2)).expect("store");
     let mut g = c.benchmark_group("deduct_redis");
@@ -63,21 +135,7 @@ fn deduct(c: &mut Criterion) {
         for (name, per_request) in MODES {
             g.bench_function(format!("{name}_{batch}"), |b| {
                 b.iter_batched(
-                    || {
-                        round += 1;
-                        // A fresh item with plenty of stock, so every request
-                        // runs the full path (a win), not a sold-out exit.
-                        let item = format!("i{round}");
-                        admin
-                            .load_sale(
-                                "bench",
-                                0,
-                                4_000_000_000_000,
-                                &[item_load(&item, 1_000_000)],
-                            )
-                            .expect("load");
-                        item
-                    },
+                    || fresh_item(&admin, &mut round),
                     |item| {
                         out.clear();
                         let reqs = requests(&users[..batch]);
@@ -97,6 +155,16 @@ fn deduct(c: &mut Criterion) {
                 )
             });
         }
+        g.bench_function(format!("pipelined_evalsha_{batch}"), |b| {
+            b.iter_batched(
+                || fresh_item(&admin, &mut round),
+                |item| {
+                    let won = pipelined(&rt, &conn, &lua, "bench", &[&item], &users[..batch]);
+                    debug_assert!(won.iter().all(|o| o.starts_with("ok:")));
+                },
+                BatchSize::PerIteration,
+            )
+        });
     }
     g.finish();
 
@@ -111,18 +179,7 @@ fn deduct(c: &mut Criterion) {
         for (name, per_request) in MODES {
             g.bench_function(format!("{name}_{batch}"), |b| {
                 b.iter_batched(
-                    || {
-                        round += 1;
-                        let sale = format!("m{round}");
-                        let loads: Vec<ItemLoad<'_>> = items[..batch]
-                            .iter()
-                            .map(|item| item_load(item, 1_000))
-                            .collect();
-                        admin
-                            .load_sale(&sale, 0, 4_000_000_000_000, &loads)
-                            .expect("load");
-                        sale
-                    },
+                    || fresh_sale(&admin, &mut round, &items[..batch]),
                     |sale| {
                         out.clear();
                         let reqs = requests(&users[..batch]);
@@ -149,6 +206,16 @@ fn deduct(c: &mut Criterion) {
                 )
             });
         }
+        g.bench_function(format!("pipelined_evalsha_{batch}"), |b| {
+            b.iter_batched(
+                || fresh_sale(&admin, &mut round, &items[..batch]),
+                |sale| {
+                    let names: Vec<&str> = items[..batch].iter().map(String::as_str).collect();
+                    pipelined(&rt, &conn, &lua, &sale, &names, &users[..batch]);
+                },
+                BatchSize::PerIteration,
+            )
+        });
     }
     g.finish();
 }

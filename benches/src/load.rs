@@ -121,10 +121,35 @@ pub struct Plan {
     pub concurrency: usize,
     /// Hard stop for the whole run.
     pub time_max: Duration,
-    /// Requests per second the whole run may send (None: as fast as the
-    /// concurrency allows). For latency at a given load, e.g. half the
+    /// Requests per second the whole run sends, open-loop (None: as fast
+    /// as the concurrency allows, closed-loop). Request k is due at
+    /// `start + k / rate` and its latency is measured from then, not from
+    /// when a connection was free to send it: a server that stalls is
+    /// charged for every request that waited behind the stall (no
+    /// coordinated omission). For latency at a given load, e.g. half the
     /// maximum rate.
     pub rate_per_sec: Option<std::num::NonZeroU32>,
+}
+
+impl Plan {
+    /// `users` users buying one unit each of `items` in sale `sale_id` at
+    /// `base`: one click, no retry, 64 connections, closed-loop, a minute
+    /// at most.
+    pub fn new(base: &str, sale_id: &str, items: &[&str], users: usize) -> Plan {
+        Plan {
+            base: base.to_string(),
+            sale_id: sale_id.to_string(),
+            items: items.iter().map(|i| (*i).to_string()).collect(),
+            users,
+            first_user: 0,
+            request_prefix: String::new(),
+            clicks_per_user: 1,
+            retries: 0,
+            concurrency: 64,
+            time_max: Duration::from_secs(60),
+            rate_per_sec: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -240,18 +265,25 @@ pub(crate) fn purchase_body(user: &str, request_id: &str, token: Option<&str>) -
     .into_bytes()
 }
 
+/// Where a purchase goes.
+struct ItemUrl<'a> {
+    base: &'a str,
+    sale: &'a str,
+    item: &'a str,
+}
+
 async fn purchase(
     client: &HttpClient,
-    base: &str,
-    sale: &str,
-    item: &str,
+    ItemUrl { base, sale, item }: ItemUrl<'_>,
     user: &str,
     request_id: &str,
     token: Option<Arc<str>>,
+    due: Option<Instant>,
 ) -> Answer {
     let url = format!("{base}/api/v1/sales/{sale}/items/{item}/purchase");
     let body = purchase_body(user, request_id, token.as_deref());
-    let started = Instant::now();
+    // Open-loop: from when the request was due (never later than now).
+    let started = due.map_or_else(Instant::now, |d| d.min(Instant::now()));
     let res = send(client, Method::POST, &url, None, body).await;
     let latency_us = started.elapsed().as_micros() as u64;
     let (http, status, order_id) = match res {
@@ -309,16 +341,27 @@ pub async fn run_with_progress(
     progress: Option<Arc<crate::progress::Progress>>,
 ) -> Report {
     let sem = Arc::new(Semaphore::new(plan.concurrency.max(1)));
-    let limiter = plan.rate_per_sec.map(|r| {
-        Arc::new(governor::RateLimiter::direct(governor::Quota::per_second(
-            r,
-        )))
-    });
+    // The open-loop schedule: request k is due `k * interval` after the
+    // start.
+    let interval = plan
+        .rate_per_sec
+        .map(|r| Duration::from_secs_f64(1.0 / f64::from(r.get())));
     let deadline = Instant::now() + plan.time_max;
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
+    let mut k: u32 = 0;
     for u in plan.first_user..plan.users {
         for c in 0..plan.clicks_per_user {
+            let due = interval.map(|i| started + i * k);
+            k = k.saturating_add(1);
+            if let Some(due) = due {
+                // The last fifth of the time (at most a second) is left to
+                // the answers of what was sent.
+                if due + (plan.time_max / 5).min(Duration::from_secs(1)) >= deadline {
+                    break;
+                }
+                tokio::time::sleep_until(due.into()).await;
+            }
             let permit =
                 match tokio::time::timeout_at(deadline.into(), Arc::clone(&sem).acquire_owned())
                     .await
@@ -333,25 +376,20 @@ pub async fn run_with_progress(
             let retries = plan.retries;
             let prefix = plan.request_prefix.clone();
             let token = tokens.get(u - plan.first_user).cloned().flatten();
-            if let Some(l) = &limiter {
-                l.until_ready().await;
-            }
             let progress = progress.clone();
             tasks.spawn(async move {
                 let user = format!("user-{u}");
                 let request_id = format!("{prefix}{sale}-{user}-{c}");
                 let mut answers = Vec::with_capacity(1 + retries);
-                for _ in 0..=retries {
-                    let a = purchase(
-                        &client,
-                        &base,
-                        &sale,
-                        &item,
-                        &user,
-                        &request_id,
-                        token.clone(),
-                    )
-                    .await;
+                for attempt in 0..=retries {
+                    // Retries are the client's own: timed from their send.
+                    let due = due.filter(|_| attempt == 0);
+                    let at = ItemUrl {
+                        base: &base,
+                        sale: &sale,
+                        item: &item,
+                    };
+                    let a = purchase(&client, at, &user, &request_id, token.clone(), due).await;
                     if let Some(p) = &progress {
                         p.record(&a);
                     }

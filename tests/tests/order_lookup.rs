@@ -129,17 +129,9 @@ async fn order_calls_reuse_pooled_redis_connections() {
     } = Stack::start(false, |_| {}).await;
     sale(&client, &base).await;
     let plan = seckill_benches::load::Plan {
-        base: base.clone(),
-        sale_id: "ol".into(),
-        items: vec!["i".into()],
-        users: 1,
-        first_user: 0,
-        request_prefix: String::new(),
-        clicks_per_user: 1,
-        retries: 0,
         concurrency: 1,
         time_max: Duration::from_secs(20),
-        rate_per_sec: None,
+        ..seckill_benches::load::Plan::new(&base, "ol", &["i"], 1)
     };
     let won = seckill_benches::load::run(&client, &plan).await;
     let won = won.answers.first().expect("one answer").clone();

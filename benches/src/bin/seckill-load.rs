@@ -91,8 +91,10 @@ struct Args {
     /// Only measure: skip the invariant check (e.g. against seckill-bare).
     #[arg(long)]
     no_check: bool,
-    /// Send at most this many requests per second (default: as fast as
-    /// the concurrency allows).
+    /// Open-loop: send this many requests per second on a fixed schedule,
+    /// each one's latency measured from when it was due (so a stall is
+    /// charged to every request queued behind it: no coordinated
+    /// omission). Default: closed-loop, as fast as the concurrency allows.
     #[arg(long)]
     rate: Option<u32>,
 }

@@ -27,12 +27,13 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use seckill_benches::naive::{deduct_one, script, OneDeduct};
 use seckill_io::http::codec::{self, json, Resp};
 use seckill_io::http::handlers::admin::SaleBody;
 use seckill_io::http::handlers::purchase::answer;
 use seckill_io::http::{ApiError, ErrorCode};
 use seckill_io::kafka::{encode_order, ORDERS_TOPIC};
-use seckill_io::redis::{item_keys, ItemLoad, RedisAdmin, DEDUCT_LUA};
+use seckill_io::redis::{ItemLoad, RedisAdmin};
 use seckill_pipeline::port::Order;
 use seckill_pipeline::{OrderId, Status};
 
@@ -176,27 +177,22 @@ impl Naive {
             return Ok(answer(&p.request_id, Status::Ended, None));
         }
         let quantity = p.quantity.unwrap_or(1);
-        let k = item_keys(sale, item);
         let mut conn = self.redis.clone();
-        let outcome: String = self
-            .script
-            .key(&k.stock)
-            .key(&k.buyers)
-            .key(&k.req)
-            .key(&k.unpaid)
-            .key(&k.orders)
-            .arg(1)
-            .arg(sale)
-            .arg(item)
-            .arg(terms.per_user_limit)
-            .arg(now + PAY_TIMEOUT_MS)
-            .arg(1)
-            .arg(&*p.request_id)
-            .arg(&*p.user_id)
-            .arg(quantity)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(ApiError::redis_down)?;
+        let outcome = deduct_one(
+            &mut conn,
+            &self.script,
+            OneDeduct {
+                sale,
+                item,
+                per_user_limit: terms.per_user_limit,
+                pay_deadline_ms: now + PAY_TIMEOUT_MS,
+                request_id: &p.request_id,
+                user_id: &p.user_id,
+                quantity,
+            },
+        )
+        .await
+        .map_err(ApiError::redis_down)?;
         let status = match outcome.as_str() {
             "sold_out" => Status::SoldOut,
             "duplicate" => Status::Duplicate,
@@ -284,7 +280,7 @@ fn main() -> anyhow::Result<()> {
             admin_token: args.admin_token,
             redis,
             admin,
-            script: redis::Script::new(DEDUCT_LUA),
+            script: script(),
             producer,
             items: RwLock::default(),
         });

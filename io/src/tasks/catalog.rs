@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use seckill_pipeline::{Catalog, Item, OrderId, RequestState, Status, StatusBoard};
 
@@ -34,8 +34,6 @@ impl CatalogBounds {
     }
 }
 
-/// How often the wins of an item still on sale are loaded into the board.
-const WINS_RELOAD_ON_SALE: Duration = Duration::from_secs(10);
 /// Every this many ticks the sale metadata is re-read even when the
 /// catalog version did not move (a missed bump, a key that expired).
 const FULL_REFRESH_TICKS: u64 = 30;
@@ -49,11 +47,14 @@ const FULL_REFRESH_TICKS: u64 = 30;
 /// even when this daemon never journaled it (decided by another daemon, or
 /// lost with a salvaged WAL segment) and the item is sold out.
 ///
-/// Loading an item's wins reads all its orders, so during a burst it is
-/// done at once only for items that sold out here (where the ingress
-/// answers from the flag and only the board knows the win); an item still
-/// on sale is re-read at most every [`WINS_RELOAD_ON_SALE`] — a retry of
-/// its wins reaches the stock script, which returns the stored outcome.
+/// Loading an item's wins reads all its orders, so it is done only for
+/// items that sold out (where the ingress answers from the flag and only
+/// the board knows the win), once per batch of new wins. An item still on
+/// sale is never read: a retry of its wins reaches the stock script, which
+/// returns the stored outcome, and a status poll falls back to the same
+/// outcome. (Re-reading it every 10 s, as an earlier version did, read
+/// every order of an all-win item each time — an `HGETALL` of 100,000
+/// fields that held Redis, and every purchase behind it, for tens of ms.)
 ///
 /// Bounded: a sale that ended before `bounds.forget_ended_before_ms` is not
 /// taken into the catalog, and an item with more than
@@ -105,18 +106,13 @@ pub async fn refresh_catalog(
         for (item, (available, wins)) in items.iter().zip(counters) {
             item.set_remaining(available);
             let (sale, item_id) = (item.sale_id.clone(), item.item_id.clone());
-            let (seen, read_at) = {
+            let seen = {
                 let k = known.lock().unwrap_or_else(|e| e.into_inner());
-                match k.wins.get(&(sale.clone(), item_id.clone())) {
-                    Some(&(n, at)) => (n, Some(at)),
-                    None => (0, None),
-                }
+                k.wins
+                    .get(&(sale.clone(), item_id.clone()))
+                    .map_or(0, |&(n, _)| n)
             };
-            if wins <= seen {
-                continue;
-            }
-            let due = read_at.is_none_or(|at| at.elapsed() >= WINS_RELOAD_ON_SALE);
-            if !item.is_sold_out() && !due {
+            if wins <= seen || !item.is_sold_out() {
                 continue;
             }
             if wins > bounds.wins_load_max {
