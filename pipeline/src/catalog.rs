@@ -100,7 +100,9 @@ impl Item {
                 Ordering::Relaxed,
             );
         } else if !v {
+            // Re-opened (released stock): a later sell-out is stamped anew.
             self.sold_out.store(false, Ordering::Relaxed);
+            self.sold_out_at_ms.store(0, Ordering::Relaxed);
         }
     }
 

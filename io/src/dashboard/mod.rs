@@ -6,6 +6,7 @@
 //! stream sends that same event. The page (`http/handlers/dashboard.html`)
 //! draws it. Nothing here runs per request.
 
+mod counts;
 pub mod quantile;
 pub mod task;
 pub mod view;

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,10 +13,10 @@ use seckill_pipeline::{Item, Status};
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 
-use super::quantile::{quantile, since};
+use super::counts::{answers, difference, latency, Reading};
 use super::view::{
-    Backlog, DaemonFigures, Dependency, Fleet, ItemView, Journal, Kafka, Latency, Orders, Ring,
-    SaleView, Snapshot, StockTotals, Summary, SNAPSHOT_VERSION,
+    Backlog, DaemonFigures, Dependency, Fleet, ItemView, Journal, Kafka, Orders, Ring, SaleView,
+    Snapshot, StockTotals, Summary, SNAPSHOT_VERSION,
 };
 use crate::app::{blocking, App, PurchaseCounts};
 use crate::redis::StockHash;
@@ -33,77 +33,6 @@ const SALES_MAX: usize = 50;
 /// Most items listed (and read) per sale, and in all.
 const ITEMS_PER_SALE_MAX: usize = 200;
 const ITEMS_MAX: usize = 2_000;
-
-/// The counters one tick reads.
-#[derive(Debug, Clone, Default)]
-struct Reading {
-    purchases: PurchaseCounts,
-    batches: u64,
-    batch_events: u64,
-    store_calls: u64,
-    store_requests: u64,
-    shed: u64,
-    acked: u64,
-}
-
-impl Reading {
-    fn take(app: &App) -> Reading {
-        let s = &app.shared.stats;
-        let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        Reading {
-            purchases: app.purchase_stats.read(),
-            batches: r(&s.batches),
-            batch_events: r(&s.batch_events),
-            store_calls: r(&s.store_calls),
-            store_requests: r(&s.store_requests),
-            shed: r(&s.shed),
-            acked: r(&app.sink_stats.acked),
-        }
-    }
-}
-
-/// Answers by name: every status that was answered, and the errors.
-fn answers(c: &PurchaseCounts) -> BTreeMap<String, u64> {
-    let mut m: BTreeMap<String, u64> = Status::ALL
-        .iter()
-        .zip(c.by_status)
-        .filter(|(_, n)| *n > 0)
-        .map(|(s, n)| (s.as_str().to_string(), n))
-        .collect();
-    for (k, v) in [
-        ("rate_limited", c.rate_limited),
-        ("client_error", c.client_errors),
-        ("server_error", c.server_errors),
-    ] {
-        if v > 0 {
-            m.insert(k.to_string(), v);
-        }
-    }
-    m
-}
-
-/// `now - before`, by name.
-fn difference(now: &PurchaseCounts, before: &PurchaseCounts) -> BTreeMap<String, u64> {
-    let mut d = answers(now);
-    for (k, v) in answers(before) {
-        if let Some(n) = d.get_mut(&k) {
-            *n = n.saturating_sub(v);
-        }
-    }
-    d.retain(|_, v| *v > 0);
-    d
-}
-
-/// The latency percentiles (ms) of the purchases between two readings.
-fn latency(now: &PurchaseCounts, before: &PurchaseCounts) -> Latency {
-    let d = since(&now.latency, &before.latency);
-    let us_to_ms = |v: f64| (v / 10.0).round() / 100.0;
-    Latency {
-        p50: quantile(&d, 0.50).map(us_to_ms),
-        p99: quantile(&d, 0.99).map(us_to_ms),
-        samples: d.last().map_or(0, |&(_, n)| n),
-    }
-}
 
 /// A sale's window: the counters at its start and, once it ended, at its
 /// end (the summary's answers and percentiles are their difference).
@@ -407,11 +336,11 @@ impl Tracker {
                     total: i.stock as i64,
                     ..StockHash::default()
                 });
-                totals.total += st.total;
-                totals.available += st.available;
-                totals.locked += st.locked;
-                totals.sold += st.sold;
-                let won = u64::try_from(st.locked + st.sold).unwrap_or(0);
+                totals.total = totals.total.saturating_add(st.total);
+                totals.available = totals.available.saturating_add(st.available);
+                totals.locked = totals.locked.saturating_add(st.locked);
+                totals.sold = totals.sold.saturating_add(st.sold);
+                let won = u64::try_from(st.locked.saturating_add(st.sold)).unwrap_or(0);
                 revenue = revenue.saturating_add(won.saturating_mul(i.price_cents));
                 paid_revenue = paid_revenue.saturating_add(
                     u64::try_from(st.sold)
@@ -430,7 +359,7 @@ impl Tracker {
                 }
             })
             .collect();
-        totals.won = totals.locked + totals.sold;
+        totals.won = totals.locked.saturating_add(totals.sold);
         let sold_out = !views.is_empty() && hidden == 0 && views.iter().all(|v| v.available <= 0);
         let phase = if now_ms < start_ms {
             "upcoming"
@@ -444,13 +373,38 @@ impl Tracker {
         // The window's start is the last reading before the sale's start
         // (a daemon that started later counts from its own start); its end
         // the first reading past the sale's end.
-        let w = self.windows.entry(sale_id.to_string()).or_default();
+        // A sale first seen after its start counts from that sighting, or
+        // from the daemon's start when the daemon started after the sale.
+        let started_after_sale = self.started_ms >= start_ms;
+        let w = self
+            .windows
+            .entry(sale_id.to_string())
+            .or_insert_with(|| Window {
+                start: if started_after_sale {
+                    PurchaseCounts::default()
+                } else {
+                    counts.clone()
+                },
+                end: None,
+            });
         if phase == "upcoming" {
             w.start = counts.clone();
         } else if phase == "ended" && w.end.is_none() {
             w.end = Some(counts.clone());
         }
-        let errors = |c: &PurchaseCounts| c.rate_limited + c.client_errors + c.server_errors;
+        // Every answer that was not a decision: 429, other 4xx, 5xx (503
+        // `unavailable` included).
+        let errors = |c: &PurchaseCounts| {
+            let unavailable = c
+                .by_status
+                .get(Status::Unavailable as usize)
+                .copied()
+                .unwrap_or(0);
+            c.rate_limited
+                .saturating_add(c.client_errors)
+                .saturating_add(c.server_errors)
+                .saturating_add(unavailable)
+        };
         let summary = (phase == "ended" || phase == "sold_out").then(|| {
             let end = w.end.as_ref().unwrap_or(counts);
             let lat = latency(end, &w.start);
@@ -462,6 +416,7 @@ impl Tracker {
                 start_ms,
                 end_ms,
                 items: views.len() + hidden,
+                partial: hidden > 0,
                 stock: totals.total,
                 sold: totals.won,
                 paid: totals.sold,

@@ -160,6 +160,9 @@ pub struct Summary {
     pub start_ms: u64,
     pub end_ms: u64,
     pub items: usize,
+    /// The sale has more items than the page lists: the units and the
+    /// revenue cover only the listed ones.
+    pub partial: bool,
     pub stock: i64,
     /// Units won across the fleet (`locked + sold` in Redis).
     pub sold: i64,
@@ -175,7 +178,8 @@ pub struct Summary {
     pub time_to_sell_out_ms: Option<u64>,
     /// This daemon's purchase answers within the sale's window.
     pub answers: BTreeMap<String, u64>,
-    /// Of those, errors: rate limited, other 4xx, 5xx.
+    /// Of those, errors: rate limited, other 4xx, 5xx (503 `unavailable`
+    /// included).
     pub errors: u64,
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
@@ -217,11 +221,12 @@ impl Fleet {
         let mut f = Fleet::default();
         for d in &daemons {
             for (k, v) in &d.answers {
-                *f.answers.entry(k.clone()).or_default() += v;
+                let n = f.answers.entry(k.clone()).or_default();
+                *n = n.saturating_add(*v);
             }
             f.rate += d.rate;
             f.success_per_s += d.success_per_s;
-            f.pending += d.pending;
+            f.pending = f.pending.saturating_add(d.pending);
         }
         f.daemons = daemons;
         f

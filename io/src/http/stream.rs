@@ -47,7 +47,10 @@ impl EventStream {
                         if event.is_empty() {
                             continue;
                         }
-                        if tx.send(event).await.is_err() {
+                        // A viewer whose queue is full skips this one
+                        // (the next is whole); the loop never waits on it,
+                        // so shutdown and a disconnect are seen at once.
+                        if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(event) {
                             return;
                         }
                     }

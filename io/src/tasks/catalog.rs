@@ -48,9 +48,9 @@ const FULL_REFRESH_TICKS: u64 = 30;
 /// lost with a salvaged WAL segment) and the item is sold out.
 ///
 /// Loading an item's wins reads all its orders, so it is done only for
-/// items that sold out (where the ingress answers from the flag and only
-/// the board knows the win), once per batch of new wins. An item still on
-/// sale is never read: a retry of its wins reaches the stock script, which
+/// items that sold out or ended (where the ingress answers from the flag
+/// or the window check, and only the board knows the win), once per batch
+/// of new wins. An item still on sale is never read: a retry of its wins reaches the stock script, which
 /// returns the stored outcome, and a status poll falls back to the same
 /// outcome. (Re-reading it every 10 s, as an earlier version did, read
 /// every order of an all-win item each time — an `HGETALL` of 100,000
@@ -112,7 +112,11 @@ pub async fn refresh_catalog(
                     .get(&(sale.clone(), item_id.clone()))
                     .map_or(0, |&(n, _)| n)
             };
-            if wins <= seen || !item.is_sold_out() {
+            // Sold out (the ingress answers from the flag) or ended (the
+            // window check answers `ended`): only the board can give a
+            // retried win back.
+            let ended = bounds.now_ms >= item.end_ms;
+            if wins <= seen || !(item.is_sold_out() || ended) {
                 continue;
             }
             if wins > bounds.wins_load_max {
