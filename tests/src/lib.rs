@@ -425,6 +425,24 @@ pub mod settle {
     pub use seckill_benches::settle::{ready, settle};
 }
 
+/// A second in-process daemon on the same Redis and broker (its own WAL
+/// directory, returned so it lives as long as the daemon): the daemon, the
+/// directory and its base URL.
+pub async fn another_daemon(
+    redis: &RedisServer,
+    broker: &Broker,
+    tweak: impl FnOnce(&mut seckill_io::Config),
+) -> (seckill_io::Daemon, tempfile::TempDir, String) {
+    let wal = tempfile::tempdir().expect("tmp");
+    let mut cfg = daemon_config(redis, broker, wal.path());
+    tweak(&mut cfg);
+    let daemon = seckill_io::Daemon::start(cfg)
+        .await
+        .expect("second daemon starts");
+    let base = format!("http://{}", daemon.addr);
+    (daemon, wal, base)
+}
+
 /// A Redis, a broker, a WAL directory and the daemon in-process: what most
 /// end-to-end tests start from. Destructure it binding every field
 /// (`wal: _wal`): a field left to `..` is dropped at once — the servers

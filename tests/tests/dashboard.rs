@@ -345,11 +345,8 @@ async fn every_dashboard_shows_the_whole_fleet() {
         wal: _wal,
         client,
     } = Stack::start(false, |c| c.require_token = false).await;
-    let wal_b = tempfile::tempdir().expect("tmp");
-    let mut cfg = seckill_tests::daemon_config(&redis, &broker, wal_b.path());
-    cfg.require_token = false;
-    let b = seckill_io::Daemon::start(cfg).await.expect("second daemon");
-    let base_b = format!("http://{}", b.addr);
+    let (b, _wal_b, base_b) =
+        seckill_tests::another_daemon(&redis, &broker, |c| c.require_token = false).await;
     let now = seckill_pipeline::now_ms();
     seckill_tests::one_item_sale(&client, &base, "fleet", now - 1_000, 100).await;
     // The second daemon learns the sale within a second.

@@ -33,11 +33,8 @@ async fn a_win_retried_on_another_daemon_is_the_same_win_during_and_after_the_sa
         wal: _wal,
         client,
     } = Stack::start(false, |c| c.require_token = false).await;
-    let wal_b = tempfile::tempdir().expect("tmp");
-    let mut cfg = seckill_tests::daemon_config(&redis, &broker, wal_b.path());
-    cfg.require_token = false;
-    let b = seckill_io::Daemon::start(cfg).await.expect("second daemon");
-    let base_b = format!("http://{}", b.addr);
+    let (b, _wal_b, base_b) =
+        seckill_tests::another_daemon(&redis, &broker, |c| c.require_token = false).await;
     let now = seckill_pipeline::now_ms();
     let end_ms = now + 4_000;
     let item = ItemSpec {
