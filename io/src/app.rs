@@ -301,8 +301,8 @@ impl Wake {
 /// What the catalog refresh remembers between ticks.
 #[derive(Debug, Default)]
 pub struct Known {
-    /// Per item: the wins already loaded into the status board, and when.
-    pub wins: HashMap<(String, String), (u64, Instant)>,
+    /// Per item: how many wins are already loaded into the status board.
+    pub wins: HashMap<(String, String), u64>,
     /// The catalog version the metadata was last read at.
     pub catalog_version: Option<u64>,
     pub ticks: u64,

@@ -132,19 +132,22 @@ pub fn authorize(app: &App, req: &Request<Incoming>) -> Result<(), ApiError> {
             "no admin token is configured",
         ));
     }
-    let given = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if !same_secret(given, token) {
+    if !same_secret(bearer(req), token) {
         return Err(ApiError::new(
             ErrorCode::BadToken,
             "missing or wrong admin bearer token",
         ));
     }
     Ok(())
+}
+
+/// The `Authorization: Bearer` token of a request ("" when there is none).
+pub fn bearer(req: &Request<Incoming>) -> &str {
+    req.headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
 }
 
 /// Compares a secret in constant time: both sides are hashed first, so

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use seckill_pipeline::{Catalog, Item, OrderId, RequestState, Status, StatusBoard};
 
@@ -110,7 +109,8 @@ pub async fn refresh_catalog(
                 let k = known.lock().unwrap_or_else(|e| e.into_inner());
                 k.wins
                     .get(&(sale.clone(), item_id.clone()))
-                    .map_or(0, |&(n, _)| n)
+                    .copied()
+                    .unwrap_or(0)
             };
             // Sold out (the ingress answers from the flag) or ended (the
             // window check answers `ended`): only the board can give a
@@ -122,7 +122,7 @@ pub async fn refresh_catalog(
             if wins > bounds.wins_load_max {
                 item.forget_wins();
                 let mut k = known.lock().unwrap_or_else(|e| e.into_inner());
-                k.wins.insert((sale, item_id), (wins, Instant::now()));
+                k.wins.insert((sale, item_id), wins);
                 continue;
             }
             let mut per_user: HashMap<String, u32> = Default::default();
@@ -144,7 +144,7 @@ pub async fn refresh_catalog(
                 board.wins_at_least(&key, n);
             }
             let mut k = known.lock().unwrap_or_else(|e| e.into_inner());
-            k.wins.insert((sale, item_id), (wins, Instant::now()));
+            k.wins.insert((sale, item_id), wins);
         }
         Ok(())
     })

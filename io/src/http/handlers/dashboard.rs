@@ -6,13 +6,13 @@
 use bytes::Bytes;
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 
 use crate::app::App;
 use crate::http::codec::{check_id, Resp, ID_LEN_MAX};
 use crate::http::error::{ApiError, ErrorCode};
-use crate::http::extract::same_secret;
+use crate::http::extract::{bearer, same_secret};
 use crate::http::stream::{Answer, EventStream};
 
 /// The page: HTML, CSS and script in one file, drawn on canvases.
@@ -49,12 +49,7 @@ pub fn authorize(app: &App, req: &Request<Incoming>) -> Result<(), ApiError> {
             "no admin or dashboard token is configured",
         ));
     }
-    let given = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+    let given = bearer(req);
     // Both compared, whichever matched: the time says nothing.
     let ok_admin = !admin.is_empty() && same_secret(given, admin);
     let ok_dashboard = !dashboard.is_empty() && same_secret(given, dashboard);
