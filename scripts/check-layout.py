@@ -17,7 +17,7 @@ import re
 import sys
 
 LINES_MAX = 500
-CRATES = ["pipeline/src", "wal/src", "io/src", "replay/src", "replay/cli/src", "benches/src", "tests/src"]
+CRATES = ["pipeline/src", "wal/src", "io/src", "replay/src", "replay/cli/src", "orders/src", "benches/src", "tests/src"]
 
 
 def modules(src):

@@ -2,9 +2,10 @@
 # Installs what seckill's demo and tests need, when it is missing:
 #   - redis-server, gcc/g++/make/perl for the bundled librdkafka, python3 for
 #     the layout check and the benchmark scripts, nginx for the proxy tests,
-#     promtool (prometheus) for the metrics test, and for the test suite
-#     only chromium + chromium-driver for the dashboard's browser test
-#     (Debian packages)
+#     promtool (prometheus) for the metrics test, PostgreSQL for the order
+#     service (the demo starts its own instance), and for the test suite
+#     only chromium + chromium-driver for the dashboard's browser test and
+#     MariaDB for the order service's MySQL tests (Debian packages)
 #   - tansu, a Kafka-protocol broker (cargo install; ~9 minutes the first time)
 #   - the Python packages of the OpenAPI and fuzz tests, in target/pyenv (pip)
 # Sourced by demo.sh and test.sh; safe to run again (it skips what is there).
@@ -47,8 +48,26 @@ ensure_packages() {
   command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
   # promtool (package prometheus): a test lints a live /metrics scrape.
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+  # PostgreSQL: the order service's database (the demo and the tests run
+  # their own instance with initdb, never the packaged one).
+  pg_bindir >/dev/null 2>&1 || missing+=(postgresql)
   if [ "${#missing[@]}" -gt 0 ]; then
     apt_install "${missing[@]}"
+  fi
+}
+
+# Debian keeps PostgreSQL's server programs off the PATH, in
+# /usr/lib/postgresql/<version>/bin: the newest one.
+pg_bindir() {
+  local d
+  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$d" ] && [ -x "$d/initdb" ] && echo "$d"
+}
+
+# The order service's MySQL tests run against a MariaDB of their own.
+ensure_mariadb() {
+  if ! command -v mariadb-install-db >/dev/null 2>&1 || ! command -v mariadb >/dev/null 2>&1; then
+    apt_install mariadb-server mariadb-client
   fi
 }
 

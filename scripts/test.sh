@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 ensure_all
 ensure_browser
+ensure_mariadb
 
 say "checking the source layout (module cycles, file sizes)"
 python3 scripts/check-layout.py

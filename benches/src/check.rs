@@ -239,7 +239,7 @@ fn read_json<T: serde::de::DeserializeOwned>(
     expected: usize,
     timeout: Duration,
 ) -> Result<Vec<T>, rdkafka::error::KafkaError> {
-    let consumer: BaseConsumer = kafka::base_config(brokers)
+    let consumer: BaseConsumer = kafka::base_config(brokers, &[])
         .set("group.id", format!("seckill-check-{}", std::process::id()))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")

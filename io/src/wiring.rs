@@ -117,7 +117,11 @@ pub async fn connect(
     let kafka = Arc::new(Health::new("kafka", State::Up));
     match tokio::time::timeout(
         TOPICS_AT_START_MAX,
-        kafka::ensure_topics(&cfg.kafka_brokers, cfg.kafka_partitions),
+        kafka::ensure_topics(
+            &cfg.kafka_brokers,
+            &cfg.kafka_properties.0,
+            cfg.kafka_partitions,
+        ),
     )
     .await
     {
@@ -131,6 +135,7 @@ pub async fn connect(
     }
     let sink = KafkaOrderSink::new(
         &cfg.kafka_brokers,
+        &cfg.kafka_properties.0,
         SinkShared {
             board: Arc::clone(&shared.board),
             outstanding: Arc::clone(&shared.outstanding),

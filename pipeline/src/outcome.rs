@@ -23,10 +23,14 @@ pub enum Status {
     /// The decision could not be made durable (journal failure): the client
     /// is told to retry; the stored outcome in Redis makes that safe.
     Unavailable = 13,
+    /// Won, then released by the order service: the win's message was
+    /// older than its backlog limit when it was consumed, so no order was
+    /// created and the unit went back on sale (seed 003 §5.6).
+    Failed = 14,
 }
 
 impl Status {
-    pub const ALL: [Status; 14] = [
+    pub const ALL: [Status; 15] = [
         Status::Undecided,
         Status::Pending,
         Status::Success,
@@ -41,6 +45,7 @@ impl Status {
         Status::Ended,
         Status::Rejected,
         Status::Unavailable,
+        Status::Failed,
     ];
 
     pub fn from_u8(v: u8) -> Option<Status> {
@@ -63,6 +68,7 @@ impl Status {
             Status::Ended => "ended",
             Status::Rejected => "rejected",
             Status::Unavailable => "unavailable",
+            Status::Failed => "failed",
         }
     }
 
@@ -75,6 +81,7 @@ impl Status {
                 | Status::Paid
                 | Status::Cancelled
                 | Status::Expired
+                | Status::Failed
         )
     }
 
@@ -96,7 +103,7 @@ impl Status {
             Status::Pending => 2,
             Status::Success => 3,
             Status::OrderCreated => 4,
-            Status::Paid | Status::Cancelled | Status::Expired => 5,
+            Status::Paid | Status::Cancelled | Status::Expired | Status::Failed => 5,
             _ => 3,
         }
     }

@@ -387,6 +387,8 @@ impl DaemonProcess {
 pub mod browser;
 mod nginx;
 mod observe;
+pub mod orders;
+pub mod sql;
 mod stack;
 
 pub use nginx::Nginx;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::ValueEnum;
 
-use super::{Durability, LogFormat, WriteMode};
+use super::{Durability, KafkaProperties, LogFormat, WriteMode};
 
 /// The doc comment's lines joined, then ` [default: …]` unless the default
 /// is empty (a secret, or a file that is not read).
@@ -62,6 +62,12 @@ macro_rules! shown_by_value_enum {
 }
 
 shown_by_value_enum!(Durability, LogFormat, WriteMode);
+
+impl Shown for KafkaProperties {
+    fn shown(&self) -> Option<String> {
+        (!self.0.is_empty()).then(|| self.to_string())
+    }
+}
 
 #[cfg(test)]
 mod tests {

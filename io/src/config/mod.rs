@@ -6,21 +6,24 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{Args, Parser};
-use serde::Deserialize;
+use clap::Parser;
 
-mod help;
+#[doc(hidden)]
+pub mod help;
 mod modes;
 mod secrets;
 
-pub use modes::{Durability, LogFormat, WriteMode};
-pub use secrets::{redact_url, ADMIN_TOKEN_LEN_MIN, TOKEN_KEY_LEN_MIN};
+pub use modes::{Durability, KafkaProperties, LogFormat, WriteMode};
+pub use secrets::{read_secret_file, redact_url, ADMIN_TOKEN_LEN_MIN, TOKEN_KEY_LEN_MIN};
 
 /// One struct for all three sources: every field optional, merged in order
-/// flag > environment > file > default.
+/// flag > environment > file > default. Exported so the other programs of
+/// the system (the order service) read their settings the same way; the
+/// calling crate needs `clap` and `serde` (derive) as dependencies.
+#[macro_export]
 macro_rules! settings {
     ($( $(#[doc = $doc:literal])* $name:ident : $ty:ty = $default:expr, $env:literal; )*) => {
-        #[derive(Debug, Clone, Default, Args, Deserialize)]
+        #[derive(Debug, Clone, Default, ::clap::Args, ::serde::Deserialize)]
         #[serde(deny_unknown_fields)]
         pub struct Settings {
             $(
@@ -28,8 +31,8 @@ macro_rules! settings {
                 // Values from the environment are never shown in `--help`
                 // (several are secrets); the defaults are.
                 #[arg(long, env = $env, hide_env_values = true,
-                      help = help::text(&[$($doc),*], &{ let d: $ty = $default; d }),
-                      long_help = help::text(&[$($doc),*], &{ let d: $ty = $default; d }))]
+                      help = $crate::config::help::text(&[$($doc),*], &{ let d: $ty = $default; d }),
+                      long_help = $crate::config::help::text(&[$($doc),*], &{ let d: $ty = $default; d }))]
                 pub $name: Option<$ty>,
             )*
         }
@@ -63,6 +66,11 @@ settings! {
     redis_url_file: PathBuf = PathBuf::new(), "SECKILL_REDIS_URL_FILE";
     /// Kafka bootstrap brokers (comma separated).
     kafka_brokers: String = "127.0.0.1:9092".into(), "SECKILL_KAFKA_BROKERS";
+    /// librdkafka properties for every Kafka client, as `key=value` pairs
+    /// separated by commas (a table in TOML): security.protocol, sasl.*,
+    /// ssl.*, client.id … The daemon's own guarantees (idempotence,
+    /// acks=all, its timeouts) are set after them and win.
+    kafka_properties: KafkaProperties = KafkaProperties::default(), "SECKILL_KAFKA_PROPERTIES";
     /// Directory of the write-ahead log (created if missing).
     wal_dir: PathBuf = PathBuf::from("seckill-wal"), "SECKILL_WAL_DIR";
     /// Bearer token for /admin/v1, at least 16 bytes (empty: the admin API
@@ -218,6 +226,11 @@ pub enum ConfigError {
 }
 
 pub fn load_file(path: &Path) -> Result<Settings, ConfigError> {
+    load_toml(path)
+}
+
+/// Reads a TOML settings file (of any program of the system).
+pub fn load_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,

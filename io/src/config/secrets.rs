@@ -33,35 +33,38 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Reads the secret `key` from its `*_file` setting into `value` (one
+/// trailing newline dropped). A secret set both directly and by file is
+/// refused: which one was meant is not ours to guess.
+pub fn read_secret_file(
+    key: &'static str,
+    value: &mut Option<String>,
+    file: &Option<PathBuf>,
+) -> Result<(), ConfigError> {
+    let Some(path) = file.as_ref().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    if value.is_some() {
+        return Err(ConfigError::Invalid {
+            key,
+            reason: format!("set {key} or {key}_file, not both"),
+        });
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+        key,
+        path: path.clone(),
+        source,
+    })?;
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    let text = text.strip_suffix('\r').unwrap_or(text);
+    *value = Some(text.to_string());
+    Ok(())
+}
+
 impl Settings {
-    /// Reads every `*_file` setting into the secret it holds (one trailing
-    /// newline dropped). A secret set both directly and by file is refused:
-    /// which one was meant is not ours to guess.
+    /// Reads every `*_file` setting into the secret it holds.
     pub fn read_secret_files(mut self) -> Result<Settings, ConfigError> {
-        fn read(
-            key: &'static str,
-            value: &mut Option<String>,
-            file: &Option<PathBuf>,
-        ) -> Result<(), ConfigError> {
-            let Some(path) = file.as_ref().filter(|p| !p.as_os_str().is_empty()) else {
-                return Ok(());
-            };
-            if value.is_some() {
-                return Err(ConfigError::Invalid {
-                    key,
-                    reason: format!("set {key} or {key}_file, not both"),
-                });
-            }
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
-                key,
-                path: path.clone(),
-                source,
-            })?;
-            let text = text.strip_suffix('\n').unwrap_or(&text);
-            let text = text.strip_suffix('\r').unwrap_or(text);
-            *value = Some(text.to_string());
-            Ok(())
-        }
+        let read = read_secret_file;
         read("admin_token", &mut self.admin_token, &self.admin_token_file)?;
         read(
             "dashboard_token",

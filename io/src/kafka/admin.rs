@@ -32,23 +32,49 @@ pub enum KafkaSetupError {
     },
 }
 
-pub fn base_config(brokers: &str) -> ClientConfig {
+/// The settings every client shares: the brokers, then the operator's
+/// librdkafka `properties` (TLS, SASL, client.id …). What a client sets
+/// after this for its own guarantees wins over them.
+pub fn base_config(brokers: &str, properties: &[(String, String)]) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", brokers)
         // Loopback brokers: don't let a slow DNS or IPv6 attempt stall.
         .set("broker.address.family", "v4");
+    for (k, v) in properties {
+        c.set(k, v);
+    }
     c
 }
 
-/// Creates the topics if they do not exist.
-pub async fn ensure_topics(brokers: &str, partitions: i32) -> Result<(), KafkaSetupError> {
-    let admin: AdminClient<DefaultClientContext> = base_config(brokers)
+/// Creates the daemon's topics if they do not exist.
+pub async fn ensure_topics(
+    brokers: &str,
+    properties: &[(String, String)],
+    partitions: i32,
+) -> Result<(), KafkaSetupError> {
+    create_topics(
+        brokers,
+        properties,
+        &[ORDERS_TOPIC, ORDER_EVENTS_TOPIC],
+        partitions,
+    )
+    .await
+}
+
+/// Creates `names` if they do not exist.
+pub async fn create_topics(
+    brokers: &str,
+    properties: &[(String, String)],
+    names: &[&str],
+    partitions: i32,
+) -> Result<(), KafkaSetupError> {
+    let admin: AdminClient<DefaultClientContext> = base_config(brokers, properties)
         .create()
         .map_err(KafkaSetupError::Client)?;
-    let topics = [
-        NewTopic::new(ORDERS_TOPIC, partitions, TopicReplication::Fixed(1)),
-        NewTopic::new(ORDER_EVENTS_TOPIC, partitions, TopicReplication::Fixed(1)),
-    ];
+    let topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
+        .collect();
     let opts = AdminOptions::new().operation_timeout(Some(TOPIC_OPERATION_TIMEOUT));
     let results = admin
         .create_topics(&topics, &opts)

@@ -40,8 +40,11 @@ pub type EventProducer = BaseProducer<EventContext>;
 /// stays in the outbox for the next round.
 const ROUND_WAIT_MS: u64 = 5_000;
 
-pub fn event_producer(brokers: &str) -> Option<Arc<EventProducer>> {
-    let mut c = base_config(brokers);
+pub fn event_producer(
+    brokers: &str,
+    properties: &[(String, String)],
+) -> Option<Arc<EventProducer>> {
+    let mut c = base_config(brokers, properties);
     c.set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")

@@ -5,9 +5,20 @@ use seckill_pipeline::port::Order;
 use seckill_pipeline::status::ID_SEP;
 use seckill_pipeline::OrderId;
 
+/// The version of the messages on `seckill.orders` and
+/// `seckill.order-events` (their field `v`; a message without one is
+/// version 1). A consumer refuses a version it does not know.
+pub const SCHEMA_VERSION: u32 = 1;
+
+fn schema_v1() -> u32 {
+    1
+}
+
 /// The message on `seckill.orders`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OrderMessage {
+    #[serde(default = "schema_v1")]
+    pub v: u32,
     pub order_id: String,
     pub request_id: String,
     pub sale_id: String,
@@ -75,6 +86,7 @@ impl Pending {
 /// same JSON as [`OrderMessage`]).
 #[derive(serde::Serialize)]
 struct OrderMessageRef<'a> {
+    v: u32,
     order_id: &'a str,
     request_id: &'a str,
     sale_id: &'a str,
@@ -90,6 +102,7 @@ pub fn encode_order(order: &Order<'_>, buf: &mut Vec<u8>) {
     buf.clear();
     let hex = order.order_id.hex();
     let msg = OrderMessageRef {
+        v: SCHEMA_VERSION,
         // Hex digits are ASCII.
         order_id: std::str::from_utf8(&hex).unwrap_or_default(),
         request_id: order.request_id,

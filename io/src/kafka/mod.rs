@@ -11,9 +11,11 @@ mod sink;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
-pub use admin::{base_config, ensure_topics, KafkaSetupError, ORDERS_TOPIC, ORDER_EVENTS_TOPIC};
+pub use admin::{
+    base_config, create_topics, ensure_topics, KafkaSetupError, ORDERS_TOPIC, ORDER_EVENTS_TOPIC,
+};
 pub use events::{event_producer, publish_round, EventProducer};
-pub use message::{encode_order, OrderMessage};
+pub use message::{encode_order, OrderMessage, SCHEMA_VERSION};
 pub use sink::{KafkaOrderSink, SinkShared, SinkStats, FAILED_MAX};
 
 /// What a producer error means to the caller. librdkafka's codes are

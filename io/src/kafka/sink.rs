@@ -183,6 +183,7 @@ impl KafkaOrderSink {
 
     pub fn new(
         brokers: &str,
+        properties: &[(String, String)],
         shared: SinkShared,
         message_timeout: Duration,
         linger: Duration,
@@ -190,7 +191,7 @@ impl KafkaOrderSink {
     ) -> Result<KafkaOrderSink, KafkaSetupError> {
         let stats = Arc::new(SinkStats::default());
         let failed = Arc::new(Mutex::new(VecDeque::new()));
-        let mut config = base_config(brokers);
+        let mut config = base_config(brokers, properties);
         config
             .set("enable.idempotence", "true")
             .set("acks", "all")

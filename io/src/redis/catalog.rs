@@ -202,25 +202,70 @@ impl RedisAdmin {
     }
 
     pub fn stock(&self, sale_id: &str, item_id: &str) -> Result<Option<StockHash>, RedisError> {
-        let mut c = self.conn()?;
-        let k = item_keys(sale_id, item_id);
-        let v: Vec<Option<i64>> = redis::cmd("HMGET")
-            .arg(&k.stock)
-            .arg("available")
-            .arg("locked")
-            .arg("sold")
-            .arg("total")
-            .query(&mut *c)?;
-        if v.iter().all(Option::is_none) {
-            return Ok(None);
+        Ok(self.stocks(&[(sale_id, item_id)])?.pop().flatten())
+    }
+
+    /// The stock hashes of `items` (`None`: the item has none), in one
+    /// round trip.
+    pub fn stocks(&self, items: &[(&str, &str)]) -> Result<Vec<Option<StockHash>>, RedisError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
         }
-        let g = |i: usize| v.get(i).copied().flatten().unwrap_or(0);
-        Ok(Some(StockHash {
-            available: g(0),
-            locked: g(1),
-            sold: g(2),
-            total: g(3),
-        }))
+        let mut c = self.conn()?;
+        let mut pipe = redis::pipe();
+        for (sale, item) in items {
+            pipe.cmd("HMGET")
+                .arg(item_keys(sale, item).stock)
+                .arg("available")
+                .arg("locked")
+                .arg("sold")
+                .arg("total");
+        }
+        let all: Vec<Vec<Option<i64>>> = pipe.query(&mut *c)?;
+        Ok(all
+            .into_iter()
+            .map(|v| {
+                if v.iter().all(Option::is_none) {
+                    return None;
+                }
+                let g = |i: usize| v.get(i).copied().flatten().unwrap_or(0);
+                Some(StockHash {
+                    available: g(0),
+                    locked: g(1),
+                    sold: g(2),
+                    total: g(3),
+                })
+            })
+            .collect())
+    }
+}
+
+impl StockHash {
+    /// The stock hash's own arithmetic holds (seed 003 §9, the check before
+    /// orders are created): `available + locked + sold = total`,
+    /// `locked + sold ≤ total`, nothing negative. Otherwise, what is wrong.
+    pub fn anomaly(&self) -> Option<String> {
+        let StockHash {
+            available,
+            locked,
+            sold,
+            total,
+        } = *self;
+        if available < 0 || locked < 0 || sold < 0 || total < 0 {
+            return Some(format!(
+                "a negative count (available {available}, locked {locked}, sold {sold}, total {total})"
+            ));
+        }
+        if locked.saturating_add(sold) > total {
+            return Some(format!("locked {locked} + sold {sold} > total {total}"));
+        }
+        let sum = available.saturating_add(locked).saturating_add(sold);
+        if sum != total {
+            return Some(format!(
+                "available {available} + locked {locked} + sold {sold} = {sum}, not total {total}"
+            ));
+        }
+        None
     }
 }
 

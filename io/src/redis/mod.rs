@@ -14,6 +14,6 @@ mod stock;
 pub use catalog::{ItemLoad, RedisAdmin, StockHash, StoredSale, StoredWin, SALE_END_MS_MAX};
 pub use fleet::DashboardRead;
 pub use keys::{item_keys, utc_date, ItemKeys, RELEASED_CHANNEL};
-pub use orders::{OrderAction, OrderRecord, OrderState, OutboxEntry};
+pub use orders::{state_of, Action, OrderAction, OrderRecord, OrderState, OutboxEntry};
 pub use pool::PoolStats;
 pub use stock::{RedisStockStore, DEDUCT_LUA};

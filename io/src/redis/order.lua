@@ -1,11 +1,12 @@
--- seckill order action: pay or cancel one order, atomically.
+-- seckill order action: pay, cancel or fail one order, atomically.
 --
 -- KEYS[1] seckill:{S:I}:stock   hash available / locked / sold / total
 -- KEYS[2] seckill:{S:I}:unpaid  zset order id -> payment deadline (ms)
 -- KEYS[3] seckill:{S:I}:orders  hash order id -> "user|quantity|request id"
 -- KEYS[4] seckill:{S:I}:closed  hash order id -> "paid|cancelled|expired:<ms>"
 -- KEYS[5] seckill:{S:I}:events  list of order events waiting for Kafka
--- ARGV[1] order id, ARGV[2] "pay" or "cancel", ARGV[3] the user who asks,
+-- ARGV[1] order id, ARGV[2] "pay", "cancel" or "fail", ARGV[3] the user who
+-- asks (ignored by "fail"),
 -- ARGV[4] now (epoch ms), ARGV[5] sale id, ARGV[6] item id,
 -- ARGV[7] channel told when stock goes back on sale.
 --
@@ -14,6 +15,11 @@
 -- otherwise), "forbidden" (someone else's order) or "unknown_order".
 -- An order past its deadline is expired here, even before the sweeper
 -- gets to it: paying late never succeeds.
+--
+-- "fail" is the order service's backlog release (seed 003 §5.6): the win's
+-- message came too late to become an order, so the unit goes back on sale
+-- with the rules of a cancel. Its event is published by the order service
+-- itself (before it commits the message's offset), not through the outbox.
 local oid, action, now = ARGV[1], ARGV[2], tonumber(ARGV[4])
 local entry = redis.call('HGET', KEYS[3], oid)
 if not entry or entry == '' then
@@ -21,15 +27,17 @@ if not entry or entry == '' then
 end
 local user, q, rid = string.match(entry, '^(.-)|(%d+)|(.*)$')
 q = tonumber(q)
-if user ~= ARGV[3] then
+if action ~= 'fail' and user ~= ARGV[3] then
   return {'forbidden', ''}
 end
 local function close(state)
   redis.call('ZREM', KEYS[2], oid)
   redis.call('HSET', KEYS[4], oid, state .. ':' .. now)
-  redis.call('RPUSH', KEYS[5], cjson.encode({
-    event = state, order_id = oid, sale_id = ARGV[5], item_id = ARGV[6],
-    user_id = user, quantity = q, request_id = rid, at_ms = now }))
+  if state ~= 'failed' then
+    redis.call('RPUSH', KEYS[5], cjson.encode({
+      v = 1, event = state, order_id = oid, sale_id = ARGV[5], item_id = ARGV[6],
+      user_id = user, quantity = q, request_id = rid, at_ms = now }))
+  end
   if state == 'paid' then
     redis.call('HINCRBY', KEYS[1], 'locked', -q)
     redis.call('HINCRBY', KEYS[1], 'sold', q)
@@ -48,13 +56,17 @@ if not closed then
   elseif action == 'pay' then
     close('paid')
     return {'done', 'paid'}
+  elseif action == 'fail' then
+    close('failed')
+    return {'done', 'failed'}
   else
     close('cancelled')
     return {'done', 'cancelled'}
   end
 end
 local state = string.match(closed, '^(%a+)')
-if (action == 'pay' and state == 'paid') or (action == 'cancel' and state == 'cancelled') then
+if (action == 'pay' and state == 'paid') or (action == 'cancel' and state == 'cancelled')
+    or (action == 'fail' and state == 'failed') then
   return {'again', state}
 end
 return {'conflict', state}

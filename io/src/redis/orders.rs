@@ -16,7 +16,30 @@ const SWEEP_LUA: &str = include_str!("sweep.lua");
 /// The item (sale, item) that stored a request's outcome, and the outcome.
 pub type StoredOutcome<'a> = (&'a (String, String), String);
 
-/// What a pay or cancel did.
+/// What an order action asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// The owner pays: `locked` → `sold`.
+    Pay,
+    /// The owner cancels: `locked` → `available`.
+    Cancel,
+    /// The order service's backlog release: `locked` → `available` like a
+    /// cancel, for any owner, state `failed`; no outbox entry (the order
+    /// service publishes the event itself).
+    Fail,
+}
+
+impl Action {
+    fn as_str(self) -> &'static str {
+        match self {
+            Action::Pay => "pay",
+            Action::Cancel => "cancel",
+            Action::Fail => "fail",
+        }
+    }
+}
+
+/// What a pay, cancel or fail did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrderAction {
     /// This call moved the order to `state`.
@@ -38,14 +61,20 @@ pub enum OrderState {
     Paid,
     Cancelled,
     Expired,
+    /// Released by the order service: the win's message was too old when
+    /// it was consumed (backlog release), so no order exists.
+    Failed,
 }
 
 impl OrderState {
-    fn parse(s: &str) -> Option<OrderState> {
+    /// A closed state as Redis writes it (`paid`, `cancelled`, `expired`,
+    /// `failed`); awaiting payment is the absence of one.
+    pub fn parse(s: &str) -> Option<OrderState> {
         Some(match s {
             "paid" => OrderState::Paid,
             "cancelled" => OrderState::Cancelled,
             "expired" => OrderState::Expired,
+            "failed" => OrderState::Failed,
             _ => return None,
         })
     }
@@ -56,6 +85,7 @@ impl OrderState {
             OrderState::Paid => "paid",
             OrderState::Cancelled => "cancelled",
             OrderState::Expired => "expired",
+            OrderState::Failed => "failed",
         }
     }
 }
@@ -87,20 +117,21 @@ pub struct OutboxEntry {
     pub json: String,
 }
 
-fn state_of(closed: &str) -> (Option<OrderState>, Option<u64>) {
+/// The state and time of a `closed` entry (`<state>:<ms>`).
+pub fn state_of(closed: &str) -> (Option<OrderState>, Option<u64>) {
     let (state, at) = closed.split_once(':').unwrap_or((closed, ""));
     (OrderState::parse(state), at.parse().ok())
 }
 
 impl RedisAdmin {
-    /// Pays (`pay`) or cancels (`cancel`) an order for `user_id`.
-    #[allow(clippy::too_many_arguments)]
+    /// Pays, cancels or fails an order for `user_id` (who must own it,
+    /// except for `Fail`).
     pub fn order_action(
         &self,
         sale_id: &str,
         item_id: &str,
         order_id: &str,
-        pay: bool,
+        action: Action,
         user_id: &str,
         now_ms: u64,
     ) -> Result<OrderAction, RedisError> {
@@ -113,7 +144,7 @@ impl RedisAdmin {
             .key(&k.closed)
             .key(&k.events)
             .arg(order_id)
-            .arg(if pay { "pay" } else { "cancel" })
+            .arg(action.as_str())
             .arg(user_id)
             .arg(now_ms)
             .arg(sale_id)
@@ -294,6 +325,41 @@ impl RedisAdmin {
                 .ignore();
         }
         pipe.query(&mut *c)
+    }
+
+    /// Every closed order of an item: order id → `<state>:<ms>`.
+    pub fn closed_orders(
+        &self,
+        sale_id: &str,
+        item_id: &str,
+    ) -> Result<std::collections::HashMap<String, String>, RedisError> {
+        let mut c = self.conn()?;
+        let mut all: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(item_keys(sale_id, item_id).closed)
+            .query(&mut *c)?;
+        // The sale load's placeholder field.
+        all.remove("");
+        Ok(all)
+    }
+
+    /// The units the per-user counts of an item add up to.
+    pub fn buyer_units(&self, sale_id: &str, item_id: &str) -> Result<u64, RedisError> {
+        let mut c = self.conn()?;
+        let counts: Vec<String> = redis::cmd("HVALS")
+            .arg(item_keys(sale_id, item_id).buyers)
+            .query(&mut *c)?;
+        // The placeholder's empty value reads as nothing.
+        Ok(counts.iter().filter_map(|n| n.parse::<u64>().ok()).sum())
+    }
+
+    /// The item ids of a sale round, in order (empty: no such round).
+    pub fn round_items(&self, sale_id: &str) -> Result<Vec<String>, RedisError> {
+        let mut c = self.conn()?;
+        redis::cmd("LRANGE")
+            .arg(super::keys::round_items(sale_id))
+            .arg(0)
+            .arg(-1)
+            .query(&mut *c)
     }
 
     pub fn blacklist(&self) -> Result<(HashSet<String>, HashSet<IpAddr>), RedisError> {

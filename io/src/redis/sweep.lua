@@ -19,7 +19,7 @@ for _, oid in ipairs(due) do
       released = released + q
       redis.call('HSET', KEYS[4], oid, 'expired:' .. now)
       redis.call('RPUSH', KEYS[5], cjson.encode({
-        event = 'expired', order_id = oid, sale_id = ARGV[3], item_id = ARGV[4],
+        v = 1, event = 'expired', order_id = oid, sale_id = ARGV[3], item_id = ARGV[4],
         user_id = user, quantity = q, request_id = rid, at_ms = now }))
     end
   end

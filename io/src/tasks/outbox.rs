@@ -20,7 +20,7 @@ use crate::shutdown::until_true;
 const OUTBOX_PER_ITEM: isize = 256;
 
 pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    let producer = event_producer(&app.cfg.kafka_brokers);
+    let producer = event_producer(&app.cfg.kafka_brokers, &app.cfg.kafka_properties.0);
     let every = Duration::from_millis(app.cfg.sweep_interval_ms.max(1));
     let mut first = true;
     loop {

@@ -27,10 +27,11 @@ const TOPICS_RECREATE_MAX: Duration = Duration::from_secs(10);
 /// Background health probe, once a second: Redis PING (and the catalog
 /// other daemons wrote), Kafka metadata.
 pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    let kafka_client: Option<Arc<BaseProducer>> = kafka::base_config(&app.cfg.kafka_brokers)
-        .create()
-        .ok()
-        .map(Arc::new);
+    let kafka_client: Option<Arc<BaseProducer>> =
+        kafka::base_config(&app.cfg.kafka_brokers, &app.cfg.kafka_properties.0)
+            .create()
+            .ok()
+            .map(Arc::new);
     let mut tick: u64 = 0;
     loop {
         tokio::select! {
@@ -79,11 +80,14 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                     // them (again on every tick until Kafka is up: the
                     // broker may still be starting) before the failed
                     // orders go out.
-                    let brokers = app.cfg.kafka_brokers.clone();
-                    let partitions = app.cfg.kafka_partitions;
+                    let cfg = &app.cfg;
                     let created = tokio::time::timeout(
                         TOPICS_RECREATE_MAX,
-                        kafka::ensure_topics(&brokers, partitions),
+                        kafka::ensure_topics(
+                            &cfg.kafka_brokers,
+                            &cfg.kafka_properties.0,
+                            cfg.kafka_partitions,
+                        ),
                     )
                     .await;
                     if !matches!(created, Ok(Ok(()))) {

@@ -18,7 +18,7 @@ use crate::http::error::{ApiError, ErrorBody, ErrorCode};
 use crate::http::extract::{
     admit, parse_user, query_param, read_body, UserBody, USER_BODY_BYTES_MAX,
 };
-use crate::redis::{OrderAction, OrderRecord, OrderState};
+use crate::redis::{Action, OrderAction, OrderRecord, OrderState};
 
 /// One order, with its price.
 #[derive(Debug, Serialize, ToSchema)]
@@ -61,6 +61,7 @@ pub async fn order_status(
         OrderState::Paid => Some(Status::Paid),
         OrderState::Cancelled => Some(Status::Cancelled),
         OrderState::Expired => Some(Status::Expired),
+        OrderState::Failed => Some(Status::Failed),
     }
 }
 
@@ -152,7 +153,7 @@ async fn order_action(
     app: &Arc<App>,
     ip: IpAddr,
     order_id: &str,
-    pay: bool,
+    act: Action,
     req: Request<Incoming>,
 ) -> Result<Resp, ApiError> {
     admit(app, ip)?;
@@ -164,7 +165,7 @@ async fn order_action(
     let (s, i, o, u) = (sale.clone(), item.clone(), order_id.to_string(), user);
     let now = app.clock.now_ms();
     let done = blocking(move || {
-        let a = r.order_action(&s, &i, &o, pay, &u, now)?;
+        let a = r.order_action(&s, &i, &o, act, &u, now)?;
         let rec = r.order(&s, &i, &o)?;
         Ok::<_, redis::RedisError>((a, rec))
     })
@@ -220,7 +221,7 @@ pub async fn pay_order(
     order_id: &str,
     req: Request<Incoming>,
 ) -> Result<Resp, ApiError> {
-    order_action(app, ip, order_id, true, req).await
+    order_action(app, ip, order_id, Action::Pay, req).await
 }
 
 #[utoipa::path(post, path = "/api/v1/orders/{order_id}/cancel", tag = "orders",
@@ -237,5 +238,5 @@ pub async fn cancel_order(
     order_id: &str,
     req: Request<Incoming>,
 ) -> Result<Resp, ApiError> {
-    order_action(app, ip, order_id, false, req).await
+    order_action(app, ip, order_id, Action::Cancel, req).await
 }

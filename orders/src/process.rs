@@ -1,0 +1,465 @@
+//! One batch, from what was polled to what is left to publish:
+//!
+//! ```text
+//!  decode ─► business check ─► stock check ─► backlog release ─► ONE transaction ─► outbox
+//!  (bytes)   (rows by order     (Redis: one    (Redis: the        (orders, closed,   (retries, dead
+//!             and request id)    HMGET each     cancel rules,      events, DLQ        letters, failed
+//!                                item)          state failed)      entries)           events)
+//! ```
+//!
+//! Every step can be done again with the same result: the release script
+//! answers "again", the rows are inserted unless present, the events are
+//! kept once per (order, event). So when anything fails the consumer just
+//! tries the whole batch again, offsets still uncommitted, and a crash
+//! anywhere in here loses and doubles nothing.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+
+use seckill_io::redis::{Action, OrderAction, OrderState, RedisAdmin};
+
+use crate::config::{Config, DbWrite};
+use crate::health::Health;
+use crate::kafka::{Outgoing, Producer, DLQ_TOPIC, ORDERS_TOPIC, ORDER_EVENTS_TOPIC, RETRY_TOPIC};
+use crate::message::{decode_event, decode_order, failed_event, Poison};
+use crate::meta::{Meta, Source};
+use crate::metrics::Metrics;
+use crate::plan::{self, Kind};
+use crate::store::{Applied, DlqIn, NewOrder, Store, StoreError, Write};
+
+/// The reason a backlog-released order carries.
+pub const BACKLOG: &str = "backlog";
+/// Longest error text carried in headers and the DLQ.
+const ERROR_LEN_MAX: usize = 1000;
+
+/// A message as polled, owned (the consumer's borrow ends at the poll).
+#[derive(Debug, Clone)]
+pub struct Polled {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub meta: Meta,
+}
+
+impl Polled {
+    /// Where the message was first read (through retries and redrives).
+    pub fn source(&self) -> Source {
+        self.meta.source.clone().unwrap_or_else(|| Source {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset: self.offset,
+        })
+    }
+
+    /// The topic whose schema the payload has.
+    fn schema_topic(&self) -> &str {
+        match &self.meta.source {
+            Some(s) if self.topic == RETRY_TOPIC => &s.topic,
+            _ => &self.topic,
+        }
+    }
+}
+
+/// Decodes one message by its topic.
+pub fn decode(p: &Polled, now_ms: u64) -> Kind {
+    if p.topic == DLQ_TOPIC {
+        return Kind::Dlq(DlqIn {
+            source: p.source(),
+            key: p.key.clone(),
+            payload: p.payload.clone(),
+            error_kind: p.meta.error_kind.clone(),
+            error: p.meta.error.clone(),
+            attempts: p.meta.attempt,
+            first_failed_ms: p.meta.first_failed_ms,
+            last_failed_ms: now_ms,
+        });
+    }
+    let Some(payload) = p.payload.as_deref() else {
+        return Kind::Poison(Poison::BadJson("the message has no payload".into()));
+    };
+    let decoded = match p.schema_topic() {
+        ORDERS_TOPIC => decode_order(payload).map(Kind::Order),
+        ORDER_EVENTS_TOPIC => decode_event(payload).map(Kind::Event),
+        other => Err(Poison::Invalid(format!(
+            "a message of unknown topic {other}"
+        ))),
+    };
+    decoded.unwrap_or_else(Kind::Poison)
+}
+
+/// A dependency that refused a batch: the batch waits and is tried again.
+#[derive(Debug, Clone)]
+pub enum Failure {
+    Database(String),
+    Redis(String),
+    Kafka(String),
+}
+
+impl Failure {
+    pub fn dependency(&self) -> &'static str {
+        match self {
+            Failure::Database(_) => "database",
+            Failure::Redis(_) => "redis",
+            Failure::Kafka(_) => "kafka",
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Failure::Database(m) | Failure::Redis(m) | Failure::Kafka(m) => m,
+        }
+    }
+}
+
+fn db(e: StoreError) -> Failure {
+    Failure::Database(e.to_string())
+}
+
+/// What the batch still has to publish once its rows are committed.
+#[derive(Debug, Default)]
+pub struct Outbox(pub Vec<Outgoing>);
+
+pub struct Processor {
+    pub store: Arc<Store>,
+    pub redis: RedisAdmin,
+    pub producer: Producer,
+    pub cfg: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Processor {
+    /// Everything but the publishing: decode, check, release, write.
+    pub async fn write(&self, batch: &[Polled]) -> Result<Outbox, Failure> {
+        let now = now_ms();
+        let kinds: Vec<Kind> = batch.iter().map(|p| decode(p, now)).collect();
+        let orders: Vec<&crate::message::OrderIn> = kinds
+            .iter()
+            .filter_map(|k| match k {
+                Kind::Order(o) => Some(o),
+                _ => None,
+            })
+            .collect();
+        let order_ids: Vec<&str> = orders.iter().map(|o| o.order_id.as_str()).collect();
+        let request_ids: Vec<&str> = orders.iter().map(|o| o.request_id.as_str()).collect();
+        let stored = self
+            .store
+            .existing(&order_ids, &request_ids)
+            .await
+            .map_err(db)?;
+        self.health.db_up.store(true, Relaxed);
+        let checked = plan::check(&kinds, &stored);
+        let anomalies = self.stock_check(&kinds, &checked.candidates)?;
+        let release_after = self
+            .cfg
+            .backlog_release
+            .then_some(self.cfg.backlog_release_after_ms);
+        let split = plan::split(&kinds, &checked.candidates, &anomalies, release_after, now);
+
+        let mut poison: Vec<(usize, Poison)> = checked.poison;
+        poison.extend(split.park);
+        for (i, k) in kinds.iter().enumerate() {
+            if let Kind::Poison(p) = k {
+                poison.push((i, p.clone()));
+            }
+        }
+        let mut w = Write::default();
+        let order_at = |i: usize| match kinds.get(i) {
+            Some(Kind::Order(o)) => Some(o),
+            _ => None,
+        };
+        let new_order = |i: usize, state, reason| {
+            let p = &batch[i];
+            let src = p.source();
+            order_at(i).map(|o| NewOrder {
+                order: o,
+                state,
+                reason,
+                partition: src.partition,
+                offset: src.offset,
+            })
+        };
+        w.orders = split
+            .create
+            .iter()
+            .filter_map(|&i| new_order(i, OrderState::AwaitingPayment, None))
+            .collect();
+        let mut failed_events = Vec::new();
+        for &i in &split.release {
+            let Some(o) = order_at(i) else { continue };
+            let r = self
+                .redis
+                .order_action(&o.sale_id, &o.item_id, &o.order_id, Action::Fail, "", now)
+                .map_err(|e| Failure::Redis(e.to_string()))?;
+            match r {
+                OrderAction::Done(OrderState::Failed) | OrderAction::Again(OrderState::Failed) => {
+                    w.closed
+                        .extend(new_order(i, OrderState::Failed, Some(BACKLOG)));
+                    failed_events.push(Outgoing {
+                        topic: ORDER_EVENTS_TOPIC,
+                        key: Some(o.order_id.clone().into_bytes()),
+                        payload: Some(failed_event(o, BACKLOG, now)),
+                        headers: None,
+                    });
+                }
+                // Closed before the release got to it (paid, cancelled or
+                // expired on a daemon): the row takes that state, and the
+                // daemon's outbox publishes its event.
+                OrderAction::Done(s) | OrderAction::Again(s) | OrderAction::Conflict(s) => {
+                    w.closed.extend(new_order(i, s, None));
+                }
+                OrderAction::Unknown | OrderAction::Forbidden => poison.push((
+                    i,
+                    Poison::UnknownOrder(format!(
+                        "Redis holds no order {} of {}/{} to release",
+                        o.order_id, o.sale_id, o.item_id
+                    )),
+                )),
+            }
+        }
+        w.events = kinds
+            .iter()
+            .filter_map(|k| match k {
+                Kind::Event(e) => Some(e),
+                _ => None,
+            })
+            .collect();
+        w.dlq = kinds
+            .iter()
+            .filter_map(|k| match k {
+                Kind::Dlq(d) => Some(d.clone()),
+                _ => None,
+            })
+            .collect();
+
+        let refused = self.commit(&w).await?;
+        // What the database refused is poison, found by writing alone.
+        for (o, why) in refused.orders {
+            let at = kinds
+                .iter()
+                .position(|k| matches!(k, Kind::Order(x) if x.order_id == o));
+            poison.extend(at.map(|i| (i, Poison::Constraint(why))));
+        }
+        for ((order, event), why) in refused.events {
+            let at = kinds.iter().position(
+                |k| matches!(k, Kind::Event(x) if x.order_id == order && x.kind.as_str() == event),
+            );
+            poison.extend(at.map(|i| (i, Poison::Constraint(why))));
+        }
+
+        let m = &self.metrics;
+        m.count("created", w.orders.len());
+        m.count("duplicate", checked.duplicates.len());
+        m.count("released", failed_events.len());
+        m.count("closed", w.closed.len().saturating_sub(failed_events.len()));
+        m.count("event", w.events.len());
+        m.count("dlq_recorded", w.dlq.len());
+        let done = now_ms();
+        for o in w.orders.iter().chain(&w.closed) {
+            m.decision_to_row_seconds
+                .observe(done.saturating_sub(o.order.created_ms) as f64 / 1000.0);
+        }
+
+        let mut out = failed_events;
+        for (i, p) in poison {
+            out.push(self.forward(&batch[i], &p, now));
+        }
+        Ok(Outbox(out))
+    }
+
+    /// Checks the stock hash of every item the candidates belong to: the
+    /// anomalous items, with what is wrong.
+    fn stock_check(
+        &self,
+        kinds: &[Kind],
+        candidates: &[usize],
+    ) -> Result<HashMap<(String, String), String>, Failure> {
+        let mut anomalies = HashMap::new();
+        if !self.cfg.stock_check || candidates.is_empty() {
+            return Ok(anomalies);
+        }
+        let items = plan::items(kinds, candidates);
+        let stocks = self
+            .redis
+            .stocks(&items)
+            .map_err(|e| Failure::Redis(e.to_string()))?;
+        self.health.redis_up.store(true, Relaxed);
+        for ((sale, item), stock) in items.iter().zip(stocks) {
+            let why = match stock {
+                None => Some("the item has no stock hash in Redis".to_string()),
+                Some(s) => s.anomaly(),
+            };
+            let gauge = self.metrics.stock_anomaly.with_label_values(&[sale, item]);
+            match why {
+                Some(why) => {
+                    if gauge.get() == 0 {
+                        tracing::error!(sale, item, %why, "stock anomaly: the item's orders are kept in the dead-letter queue");
+                    }
+                    gauge.set(1);
+                    anomalies.insert((sale.to_string(), item.to_string()), why);
+                }
+                None => gauge.set(0),
+            }
+        }
+        Ok(anomalies)
+    }
+
+    /// Writes the batch in one transaction (or one per message for the
+    /// `single` baseline); what the database refuses is found by writing
+    /// each part alone.
+    async fn commit(&self, w: &Write<'_>) -> Result<Refused, Failure> {
+        if w.is_empty() {
+            return Ok(Refused::default());
+        }
+        let started = Instant::now();
+        let whole = match self.cfg.db_write {
+            DbWrite::Batch => self.store.write(w, now_ms() as i64).await,
+            // The baseline: one transaction per message.
+            DbWrite::Single => Err(StoreError::Refused(String::new())),
+        };
+        let refused = match whole {
+            Ok(a) => {
+                self.applied(&a);
+                Refused::default()
+            }
+            Err(StoreError::Refused(why)) => {
+                if !why.is_empty() {
+                    tracing::warn!(%why, "the database refused a batch; writing its messages one by one");
+                }
+                self.one_by_one(w).await?
+            }
+            Err(e) => return Err(db(e)),
+        };
+        self.metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.health.db_up.store(true, Relaxed);
+        Ok(refused)
+    }
+
+    async fn one_by_one(&self, w: &Write<'_>) -> Result<Refused, Failure> {
+        let mut refused = Refused::default();
+        let now = now_ms() as i64;
+        let parts = w
+            .orders
+            .iter()
+            .map(|o| Write {
+                orders: vec![o.clone()],
+                ..Write::default()
+            })
+            .chain(w.closed.iter().map(|o| Write {
+                closed: vec![o.clone()],
+                ..Write::default()
+            }))
+            .chain(w.events.iter().map(|e| Write {
+                events: vec![*e],
+                ..Write::default()
+            }))
+            .chain(w.dlq.iter().map(|d| Write {
+                dlq: vec![d.clone()],
+                ..Write::default()
+            }));
+        for part in parts {
+            match self.store.write(&part, now).await {
+                Ok(a) => self.applied(&a),
+                Err(StoreError::Refused(why)) => {
+                    if let Some(o) = part.orders.first().or(part.closed.first()) {
+                        refused.orders.push((o.order.order_id.clone(), why));
+                    } else if let Some(e) = part.events.first() {
+                        refused
+                            .events
+                            .push(((e.order_id.clone(), e.kind.as_str()), why));
+                    } else if let Some(d) = part.dlq.first() {
+                        // Nothing else can hold it: said loudly, counted.
+                        tracing::error!(source = ?d.source, %why, "a dead letter cannot be recorded");
+                        self.metrics.count("dlq_unrecordable", 1);
+                    }
+                }
+                Err(e) => return Err(db(e)),
+            }
+        }
+        Ok(refused)
+    }
+
+    fn applied(&self, a: &Applied) {
+        self.metrics.count("event_applied", a.applied);
+        for (order, state, event) in &a.conflicts {
+            tracing::warn!(
+                order,
+                state,
+                event,
+                "an event found its order closed in another state"
+            );
+            self.metrics.event_conflicts.inc();
+        }
+    }
+
+    /// A poison message's next stop: the retry topic (with its delay) or
+    /// the dead-letter queue.
+    fn forward(&self, p: &Polled, why: &Poison, now: u64) -> Outgoing {
+        let attempt = p.meta.attempt.saturating_add(1);
+        let to_dlq = why.for_a_human() || attempt > self.cfg.retry_attempts_max;
+        let mut error = why.to_string();
+        if error.len() > ERROR_LEN_MAX {
+            let mut cut = ERROR_LEN_MAX;
+            while !error.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            error.truncate(cut);
+        }
+        let meta = Meta {
+            attempt,
+            due_ms: if to_dlq {
+                0
+            } else {
+                now.saturating_add(self.cfg.retry_delay(attempt).as_millis() as u64)
+            },
+            source: Some(p.source()),
+            error_kind: why.kind().to_string(),
+            error,
+            first_failed_ms: if p.meta.first_failed_ms == 0 {
+                now
+            } else {
+                p.meta.first_failed_ms
+            },
+        };
+        self.metrics
+            .count(if to_dlq { "dead_lettered" } else { "retried" }, 1);
+        tracing::warn!(source = ?meta.source, reason = why.kind(), error = %meta.error, attempt, to_dlq, "poison message");
+        Outgoing {
+            topic: if to_dlq { DLQ_TOPIC } else { RETRY_TOPIC },
+            key: p.key.clone(),
+            payload: p.payload.clone(),
+            headers: Some(meta.headers()),
+        }
+    }
+
+    /// Publishes the outbox; what Kafka did not acknowledge comes back.
+    pub async fn publish(&self, out: Outbox) -> Result<(), (Failure, Outbox)> {
+        match self.producer.send_all(out.0).await {
+            Ok(()) => {
+                self.health.kafka_up.store(true, Relaxed);
+                Ok(())
+            }
+            Err((e, rest)) => Err((Failure::Kafka(e), Outbox(rest))),
+        }
+    }
+}
+
+/// What the database refused, by order id and by (order id, event).
+#[derive(Debug, Default)]
+struct Refused {
+    orders: Vec<(String, String)>,
+    events: Vec<((String, &'static str), String)>,
+}
