@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # A local flash sale you can watch: starts (or reuses) Redis and a
-# Kafka-protocol broker on loopback, starts seckilld, creates a sale, lets
-# simulated users race for it, and prints the outcome counts and the
-# invariant check. Ctrl-C stops everything it started.
+# Kafka-protocol broker on loopback, starts a PostgreSQL of its own and the
+# order service (seckill-orders) on it, starts seckilld, creates a sale,
+# lets simulated users race for it, and prints the outcome counts, the
+# invariant check and the order rows by state. Ctrl-C stops everything it
+# started.
 #
 # Knobs (environment): DEMO_USERS (20000), DEMO_CLICKS (2), DEMO_STOCK (500),
 # DEMO_ITEMS (1), DEMO_CONCURRENCY (64), DEMO_REDIS_PORT (16379),
-# DEMO_KAFKA_PORT (19092), DEMO_HTTP_PORT (18080), DEMO_COUNTDOWN_S (3: the
+# DEMO_KAFKA_PORT (19092), DEMO_HTTP_PORT (18080), DEMO_PG_PORT (15432),
+# DEMO_ORDERS_PORT (18090), DEMO_COUNTDOWN_S (3: the
 # sale starts this long after it is created; give yourself 30 to open the
 # dashboard first), DEMO_KEEP (unset: stop after the sale; 1: keep the
 # daemon and its dashboard up until Ctrl-C).
@@ -26,8 +29,19 @@ COUNTDOWN=${DEMO_COUNTDOWN_S:-3}
 # A read-only token for the live dashboard (/dashboard), new every run.
 DASHBOARD_TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d " \n")
 TOKEN_KEY=$(od -An -N32 -tx1 /dev/urandom | tr -d " \n")
+ORDERS_PORT=${DEMO_ORDERS_PORT:-18090}
 source scripts/services.sh
 prepare
+start_postgres
+
+say "starting seckill-orders on 127.0.0.1:$ORDERS_PORT (log: $STATE/seckill-orders.log)"
+SECKILL_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres" \
+SECKILL_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" \
+SECKILL_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" \
+SECKILL_ORDERS_LISTEN="127.0.0.1:$ORDERS_PORT" \
+  target/release/seckill-orders run >"$STATE/seckill-orders.log" 2>&1 &
+pids+=($!)
+wait_port "$ORDERS_PORT"
 
 say "starting seckilld on 127.0.0.1:$HTTP_PORT (log: $STATE/seckilld.log)"
 rm -rf "$STATE/wal"
@@ -56,6 +70,19 @@ exec 3<>"/dev/tcp/127.0.0.1/$HTTP_PORT"
 printf 'GET /metrics HTTP/1.0\r\nHost: demo\r\n\r\n' >&3
 grep -E '^seckill_(requests|redis_(calls|requests)|wal_commits|kafka_acked|ring_batch_len_max)' <&3 | grep -v ' 0$' || true
 exec 3>&-
+
+say "order rows in PostgreSQL by state (seckill-orders; once they stop moving)"
+rows=0 same=0
+for _ in $(seq 1 150); do
+  now=$(psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -X -A -t \
+    -c "SELECT COUNT(*) FROM seckill_orders" 2>/dev/null || echo 0)
+  if [ "$now" = "$rows" ] && [ "$now" != 0 ]; then same=$((same + 1)); else same=0; fi
+  rows=$now
+  [ "$same" -ge 5 ] && break
+  sleep 0.2
+done
+pg_rows_by_state | sed 's/^/    /'
+echo "    rows: $rows (one per win; GET http://127.0.0.1:$ORDERS_PORT/api/v1/users/user-0/orders lists a user's)"
 
 if [ -n "${DEMO_KEEP:-}" ]; then
   say "the sale is over; the dashboard stays at http://127.0.0.1:$HTTP_PORT/dashboard (token: $DASHBOARD_TOKEN) until Ctrl-C"

@@ -38,9 +38,39 @@ start_services() {
   fi
 }
 
+# A PostgreSQL of the demo's own (initdb in a fresh directory, a loopback
+# port): the order service's database. PostgreSQL refuses to run as root,
+# so as root the server runs as the `postgres` user the package created.
+PG_PORT=${DEMO_PG_PORT:-15432}
+PG_DIR=""
+start_postgres() {
+  local bin run=()
+  bin=$(pg_bindir) || { echo "PostgreSQL's initdb not found" >&2; return 1; }
+  PG_DIR=$(mktemp -d /tmp/seckill-demo-pg.XXXXXX)
+  if [ "$(id -u)" -eq 0 ]; then
+    chown postgres:postgres "$PG_DIR"
+    run=(runuser -u postgres --)
+  fi
+  say "starting PostgreSQL on 127.0.0.1:$PG_PORT (data: $PG_DIR)"
+  "${run[@]}" "$bin/initdb" -D "$PG_DIR/data" -U postgres --auth=trust -E UTF8 --no-sync >/dev/null
+  "${run[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w \
+    -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1" start >/dev/null
+  PG_STOP=("${run[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -m fast stop)
+}
+
+# Rows of the order service's table by state, as `state  count` lines.
+pg_rows_by_state() {
+  psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -X -A -t -F '  ' \
+    -c "SELECT state, COUNT(*) FROM seckill_orders GROUP BY state ORDER BY state"
+}
+
 stop_services() {
   for p in "${started_pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if [ -n "$PG_DIR" ]; then
+    "${PG_STOP[@]}" >/dev/null 2>&1 || true
+    rm -rf "$PG_DIR"
+  fi
 }
 
 # Processes the calling script starts (daemons, baselines), ended on exit
@@ -54,7 +84,7 @@ trap cleanup EXIT
 
 # Builds the release binaries and starts the services.
 prepare() {
-  say "building seckilld, seckill-load, seckill-bare, seckill-naive and seckill-replay (release)"
-  cargo build --release --quiet -p seckill-io -p seckill-benches -p seckill-replay-cli --bins
+  say "building seckilld, seckill-orders, seckill-load, seckill-bare, seckill-naive and seckill-replay (release)"
+  cargo build --release --quiet -p seckill-io -p seckill-orders -p seckill-benches -p seckill-replay-cli --bins
   start_services
 }

@@ -124,6 +124,10 @@ pub fn consumer(cfg: &Config, ctx: Ctx) -> Result<OrderConsumer, rdkafka::error:
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
+        // A broker may hold a fetch until this long has passed (tansu does,
+        // with data waiting): the bound of what the fetch adds to the
+        // decision-to-row lag.
+        .set("fetch.wait.max.ms", "50")
         .set("statistics.interval.ms", "5000");
     c.create_with_context(ctx)
 }

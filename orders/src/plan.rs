@@ -36,13 +36,42 @@ pub struct Checked {
     pub poison: Vec<(usize, Poison)>,
 }
 
+/// What a win is against the stored rows: `None` when no row holds its
+/// order id or its request id.
+fn against_rows(
+    o: &OrderIn,
+    by_order: &HashMap<&str, &OrderRow>,
+    by_request: &HashMap<&str, &OrderRow>,
+) -> Option<Result<(), Poison>> {
+    if let Some(row) = by_order.get(o.order_id.as_str()) {
+        return Some(if row.matches(o) {
+            Ok(())
+        } else {
+            Err(Poison::Conflict(format!(
+                "order {} is stored with other content (request {}, user {})",
+                o.order_id, row.request_id, row.user_id
+            )))
+        });
+    }
+    by_request.get(o.request_id.as_str()).map(|row| {
+        Err(Poison::Conflict(format!(
+            "request {} already belongs to order {}",
+            o.request_id, row.order_id
+        )))
+    })
+}
+
+fn index(stored: &[OrderRow]) -> (HashMap<&str, &OrderRow>, HashMap<&str, &OrderRow>) {
+    (
+        stored.iter().map(|r| (r.order_id.as_str(), r)).collect(),
+        stored.iter().map(|r| (r.request_id.as_str(), r)).collect(),
+    )
+}
+
 /// Checks every win against the stored rows (by order id and by request
 /// id) and against the wins before it in the batch.
 pub fn check(batch: &[Kind], stored: &[OrderRow]) -> Checked {
-    let by_order: HashMap<&str, &OrderRow> =
-        stored.iter().map(|r| (r.order_id.as_str(), r)).collect();
-    let by_request: HashMap<&str, &OrderRow> =
-        stored.iter().map(|r| (r.request_id.as_str(), r)).collect();
+    let (by_order, by_request) = index(stored);
     // Earlier wins of this batch: order id → its message, request id → its
     // order id.
     let mut seen: HashMap<&str, &OrderIn> = HashMap::new();
@@ -50,29 +79,16 @@ pub fn check(batch: &[Kind], stored: &[OrderRow]) -> Checked {
     let mut out = Checked::default();
     for (i, k) in batch.iter().enumerate() {
         let Kind::Order(o) = k else { continue };
-        if let Some(row) = by_order.get(o.order_id.as_str()) {
-            if row.matches(o) {
+        match against_rows(o, &by_order, &by_request) {
+            Some(Ok(())) => {
                 out.duplicates.push(i);
-            } else {
-                out.poison.push((
-                    i,
-                    Poison::Conflict(format!(
-                        "order {} is stored with other content (request {}, user {})",
-                        o.order_id, row.request_id, row.user_id
-                    )),
-                ));
+                continue;
             }
-            continue;
-        }
-        if let Some(row) = by_request.get(o.request_id.as_str()) {
-            out.poison.push((
-                i,
-                Poison::Conflict(format!(
-                    "request {} already belongs to order {}",
-                    o.request_id, row.order_id
-                )),
-            ));
-            continue;
+            Some(Err(p)) => {
+                out.poison.push((i, p));
+                continue;
+            }
+            None => {}
         }
         if let Some(first) = seen.get(o.order_id.as_str()) {
             if *first == o {
@@ -101,6 +117,25 @@ pub fn check(batch: &[Kind], stored: &[OrderRow]) -> Checked {
         seen.insert(&o.order_id, o);
         seen_request.insert(&o.request_id, &o.order_id);
         out.candidates.push(i);
+    }
+    out
+}
+
+/// Checks the wins at `at` (already unique in their batch) against the
+/// stored rows only: for the wins looked up after the batch's first check
+/// (the old ones before a release, the ones an insert skipped).
+pub fn against(batch: &[Kind], at: &[usize], stored: &[OrderRow]) -> Checked {
+    let (by_order, by_request) = index(stored);
+    let mut out = Checked::default();
+    for &i in at {
+        let Some(Kind::Order(o)) = batch.get(i) else {
+            continue;
+        };
+        match against_rows(o, &by_order, &by_request) {
+            Some(Ok(())) => out.duplicates.push(i),
+            Some(Err(p)) => out.poison.push((i, p)),
+            None => out.candidates.push(i),
+        }
     }
     out
 }
@@ -249,6 +284,12 @@ mod tests {
         // Backlog release off: nothing is released, however old.
         let s = split(&batch, &[0, 1], &HashMap::new(), None, 10_000);
         assert_eq!(s.create, vec![0, 1]);
+        // Looked up late: the stored row of win 1 makes it a duplicate.
+        let Kind::Order(second) = &batch[1] else {
+            unreachable!()
+        };
+        let late = against(&batch, &[0, 1], &[row(second)]);
+        assert_eq!((late.candidates, late.duplicates), (vec![0], vec![1]));
         assert_eq!(items(&batch, &[0, 1, 2]), vec![("s", "i"), ("s", "broken")]);
     }
 }

@@ -81,7 +81,7 @@ macro_rules! backend {
             use sqlx::{QueryBuilder, Row};
 
             use super::super::dialect::Dialect;
-            use super::super::{Cursor, DlqIn, DlqRow, NewOrder, OrderRow, Write};
+            use super::super::{Cursor, DlqIn, DlqRow, NewOrder, OrderRow, Write, Written};
             use super::{fold_waiting, touched, Applied, WaitingRow, CHUNK, ORDER_COLUMNS};
 
             type Db = $db;
@@ -133,35 +133,34 @@ macro_rules! backend {
                 sqlx::query("SELECT 1").execute(p).await.map(|_| ())
             }
 
+            /// Two plain index lookups rather than one `OR`: with no
+            /// statistics yet (a table filling fast) the planner may scan
+            /// the whole table for the `OR`.
             pub async fn existing(
                 p: &Pool,
                 order_ids: &[&str],
                 request_ids: &[&str],
             ) -> Result<Vec<OrderRow>, sqlx::Error> {
-                let mut qb = QueryBuilder::<Db>::new(format!(
-                    "SELECT {ORDER_COLUMNS} FROM seckill_orders WHERE "
-                ));
-                if !order_ids.is_empty() {
-                    qb.push("order_id IN (");
-                    let mut s = qb.separated(", ");
-                    for id in order_ids {
-                        s.push_bind(id.to_string());
+                let mut out = Vec::new();
+                for (column, ids) in [("order_id", order_ids), ("request_id", request_ids)] {
+                    for chunk in ids.chunks(CHUNK) {
+                        let mut qb = QueryBuilder::<Db>::new(format!(
+                            "SELECT {ORDER_COLUMNS} FROM seckill_orders WHERE {column} IN ("
+                        ));
+                        let mut s = qb.separated(", ");
+                        for id in chunk {
+                            s.push_bind(id.to_string());
+                        }
+                        qb.push(")");
+                        for r in qb.build().fetch_all(p).await? {
+                            let row = order_row(&r)?;
+                            if !out.iter().any(|o: &OrderRow| o.order_id == row.order_id) {
+                                out.push(row);
+                            }
+                        }
                     }
-                    qb.push(")");
                 }
-                if !request_ids.is_empty() {
-                    if !order_ids.is_empty() {
-                        qb.push(" OR ");
-                    }
-                    qb.push("request_id IN (");
-                    let mut s = qb.separated(", ");
-                    for id in request_ids {
-                        s.push_bind(id.to_string());
-                    }
-                    qb.push(")");
-                }
-                let rows = qb.build().fetch_all(p).await?;
-                rows.iter().map(order_row).collect()
+                Ok(out)
             }
 
             async fn insert_orders(
@@ -169,7 +168,8 @@ macro_rules! backend {
                 rows: &[NewOrder<'_>],
                 now_ms: i64,
                 on_present: &str,
-            ) -> Result<(), sqlx::Error> {
+                returning: bool,
+            ) -> Result<Vec<String>, sqlx::Error> {
                 let mut qb = QueryBuilder::<Db>::new(
                     "INSERT INTO seckill_orders (order_id, request_id, sale_id, item_id, \
                      user_id, quantity, price_cents, state, reason, created_ms, updated_ms, \
@@ -192,7 +192,11 @@ macro_rules! backend {
                         .push_bind(r.offset);
                 });
                 qb.push(on_present);
-                qb.build().execute(&mut **tx).await.map(|_| ())
+                if returning {
+                    let rows = qb.build().fetch_all(&mut **tx).await?;
+                    return rows.iter().map(|r| r.try_get(0)).collect();
+                }
+                qb.build().execute(&mut **tx).await.map(|_| Vec::new())
             }
 
             async fn insert_events(
@@ -239,34 +243,66 @@ macro_rules! backend {
                 qb.build().execute(&mut **tx).await.map(|_| ())
             }
 
-            /// Applies the waiting events of `ids` (all orders: `None`).
-            async fn apply(
-                tx: &mut Tx,
-                ids: Option<&[&str]>,
-                now_ms: i64,
-                limit: i64,
-            ) -> Result<Applied, sqlx::Error> {
+            /// The waiting events of `ids` whose order has a row: the
+            /// events first (by their key: usually none), then their
+            /// orders' states by primary key — no join for the planner to
+            /// get wrong on a table filling faster than its statistics.
+            async fn waiting_of(tx: &mut Tx, ids: &[&str]) -> Result<Vec<WaitingRow>, sqlx::Error> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut qb = QueryBuilder::<Db>::new(
+                    "SELECT order_id, event, reason FROM seckill_order_events_waiting \
+                     WHERE order_id IN (",
+                );
+                let mut s = qb.separated(", ");
+                for id in ids {
+                    s.push_bind(id.to_string());
+                }
+                qb.push(") ORDER BY at_ms, order_id");
+                let mut waiting = Vec::new();
+                for r in qb.build().fetch_all(&mut **tx).await? {
+                    let w: (String, String, Option<String>) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+                    waiting.push(w);
+                }
+                if waiting.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut qb = QueryBuilder::<Db>::new(
+                    "SELECT order_id, state FROM seckill_orders WHERE order_id IN (",
+                );
+                let mut s = qb.separated(", ");
+                for w in &waiting {
+                    s.push_bind(w.0.clone());
+                }
+                qb.push(")");
+                let mut states = std::collections::HashMap::new();
+                for r in qb.build().fetch_all(&mut **tx).await? {
+                    let (id, state): (String, String) = (r.try_get(0)?, r.try_get(1)?);
+                    states.insert(id, state);
+                }
+                // Events whose order has no row yet keep waiting.
+                Ok(waiting
+                    .into_iter()
+                    .filter_map(|(order_id, event, reason)| {
+                        let state = states.get(&order_id)?.clone();
+                        Some(WaitingRow { order_id, event, reason, state })
+                    })
+                    .collect())
+            }
+
+            /// The oldest waiting events whose order has a row (the
+            /// background pass: one join a second, however it is planned).
+            async fn waiting_with_orders(tx: &mut Tx, limit: i64) -> Result<Vec<WaitingRow>, sqlx::Error> {
                 let mut qb = QueryBuilder::<Db>::new(
                     "SELECT w.order_id, w.event, w.reason, o.state \
                      FROM seckill_order_events_waiting w \
-                     JOIN seckill_orders o ON o.order_id = w.order_id",
+                     JOIN seckill_orders o ON o.order_id = w.order_id \
+                     ORDER BY w.at_ms, w.order_id LIMIT ",
                 );
-                if let Some(ids) = ids {
-                    if ids.is_empty() {
-                        return Ok(Applied::default());
-                    }
-                    qb.push(" WHERE w.order_id IN (");
-                    let mut s = qb.separated(", ");
-                    for id in ids {
-                        s.push_bind(id.to_string());
-                    }
-                    qb.push(")");
-                }
-                qb.push(" ORDER BY w.at_ms, w.order_id LIMIT ");
                 qb.push_bind(limit);
                 let rows = qb.build().fetch_all(&mut **tx).await?;
-                let rows = rows
-                    .iter()
+                rows.iter()
                     .map(|r| {
                         Ok(WaitingRow {
                             order_id: r.try_get(0)?,
@@ -275,7 +311,20 @@ macro_rules! backend {
                             state: r.try_get(3)?,
                         })
                     })
-                    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+                    .collect()
+            }
+
+            /// Applies the waiting events of `ids` (all orders: `None`).
+            async fn apply(
+                tx: &mut Tx,
+                ids: Option<&[&str]>,
+                now_ms: i64,
+                limit: i64,
+            ) -> Result<Applied, sqlx::Error> {
+                let rows = match ids {
+                    Some(ids) => waiting_of(tx, ids).await?,
+                    None => waiting_with_orders(tx, limit).await?,
+                };
                 let (updates, applied) = fold_waiting(&rows);
                 for ((state, reason), orders) in &updates {
                     for chunk in orders.chunks(CHUNK) {
@@ -306,13 +355,19 @@ macro_rules! backend {
                 Ok(applied)
             }
 
-            pub async fn write(p: &Pool, w: &Write<'_>, now_ms: i64) -> Result<Applied, sqlx::Error> {
+            pub fn returns_inserted() -> bool {
+                D.returns_inserted
+            }
+
+            pub async fn write(p: &Pool, w: &Write<'_>, now_ms: i64) -> Result<Written, sqlx::Error> {
                 let mut tx = p.begin().await?;
+                let mut inserted = std::collections::BTreeSet::new();
                 for chunk in w.orders.chunks(CHUNK) {
-                    insert_orders(&mut tx, chunk, now_ms, D.keep_present).await?;
+                    let ids = insert_orders(&mut tx, chunk, now_ms, D.insert_orders, D.returns_inserted).await?;
+                    inserted.extend(ids);
                 }
                 for chunk in w.closed.chunks(CHUNK) {
-                    insert_orders(&mut tx, chunk, now_ms, D.close_awaiting).await?;
+                    insert_orders(&mut tx, chunk, now_ms, D.close_awaiting, false).await?;
                 }
                 for chunk in w.events.chunks(CHUNK) {
                     insert_events(&mut tx, "seckill_order_events", chunk, now_ms).await?;
@@ -330,7 +385,10 @@ macro_rules! backend {
                     applied.conflicts.extend(a.conflicts);
                 }
                 tx.commit().await?;
-                Ok(applied)
+                Ok(Written {
+                    applied,
+                    inserted: D.returns_inserted.then_some(inserted),
+                })
             }
 
             pub async fn apply_waiting(p: &Pool, now_ms: i64, limit: i64) -> Result<Applied, sqlx::Error> {

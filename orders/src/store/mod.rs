@@ -168,6 +168,16 @@ impl Write<'_> {
     }
 }
 
+/// What a write did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Written {
+    pub applied: Applied,
+    /// The order ids of `Write::orders` that were inserted (the others
+    /// were present), where the engine tells (PostgreSQL); `None` for
+    /// MySQL, whose batches look their wins up before writing.
+    pub inserted: Option<std::collections::BTreeSet<String>>,
+}
+
 /// What applying waiting events did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Applied {
@@ -238,12 +248,17 @@ impl Store {
     /// says it is not ready, while the database is down).
     pub fn connect_lazy(url: &str, pool_max: u32, timeout: Duration) -> Result<Store, StoreError> {
         let db = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options: sqlx::postgres::PgConnectOptions =
+                url.parse().map_err(|_| StoreError::Url)?;
+            // A plan per execution: the batch's statements are prepared
+            // once, while the table is small, and PostgreSQL's generic plan
+            // for them (chosen then) scans the whole table once it is big.
+            let options = options.options([("plan_cache_mode", "force_custom_plan")]);
             Db::Pg(
                 sqlx::postgres::PgPoolOptions::new()
                     .max_connections(pool_max)
                     .acquire_timeout(timeout)
-                    .connect_lazy(url)
-                    .map_err(|_| StoreError::Url)?,
+                    .connect_lazy_with(options),
             )
         } else if let Some(rest) = url
             .strip_prefix("mysql://")
@@ -301,8 +316,17 @@ impl Store {
 
     /// Writes one batch in one transaction and applies the waiting events
     /// of its orders.
-    pub async fn write(&self, w: &Write<'_>, now_ms: i64) -> Result<Applied, StoreError> {
+    pub async fn write(&self, w: &Write<'_>, now_ms: i64) -> Result<Written, StoreError> {
         call!(self, write(w, now_ms))
+    }
+
+    /// Whether a batch must look its wins up before writing them (the
+    /// engine cannot say which rows an insert skipped).
+    pub fn looks_up_first(&self) -> bool {
+        match self.db {
+            Db::Pg(_) => !backend::pg::returns_inserted(),
+            Db::My(_) => !backend::my::returns_inserted(),
+        }
     }
 
     /// Applies waiting events whose order has arrived, oldest first, at

@@ -25,7 +25,8 @@ use crate::http::extract::admit;
 pub struct RequestView {
     pub request_id: String,
     /// `pending`, `success`, `order_created`, `paid`, `cancelled`,
-    /// `expired` or the rejection it got.
+    /// `expired`, `failed` (released by the order service's backlog
+    /// release) or the rejection it got.
     pub status: String,
     pub order_id: Option<String>,
     pub sale_id: String,

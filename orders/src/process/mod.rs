@@ -16,18 +16,19 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
 
 use seckill_io::redis::{Action, OrderAction, OrderState, RedisAdmin};
 
-use crate::config::{Config, DbWrite};
+use crate::config::Config;
 use crate::health::Health;
 use crate::kafka::{Outgoing, Producer, DLQ_TOPIC, ORDERS_TOPIC, ORDER_EVENTS_TOPIC, RETRY_TOPIC};
 use crate::message::{decode_event, decode_order, failed_event, Poison};
 use crate::meta::{Meta, Source};
 use crate::metrics::Metrics;
 use crate::plan::{self, Kind};
-use crate::store::{Applied, DlqIn, NewOrder, Store, StoreError, Write};
+use crate::store::{DlqIn, NewOrder, Store, StoreError, Write};
+
+mod commit;
 
 /// The reason a backlog-released order carries.
 pub const BACKLOG: &str = "backlog";
@@ -153,19 +154,33 @@ impl Processor {
             .collect();
         let order_ids: Vec<&str> = orders.iter().map(|o| o.order_id.as_str()).collect();
         let request_ids: Vec<&str> = orders.iter().map(|o| o.request_id.as_str()).collect();
-        let stored = self
-            .store
-            .existing(&order_ids, &request_ids)
-            .await
-            .map_err(db)?;
+        // MySQL cannot say which rows an insert skipped: its batches look
+        // their wins up first. PostgreSQL's insert says (below).
+        let first = self.store.looks_up_first();
+        let stored = if first {
+            self.store
+                .existing(&order_ids, &request_ids)
+                .await
+                .map_err(db)?
+        } else {
+            Vec::new()
+        };
         self.health.db_up.store(true, Relaxed);
-        let checked = plan::check(&kinds, &stored);
+        let mut checked = plan::check(&kinds, &stored);
         let anomalies = self.stock_check(&kinds, &checked.candidates)?;
         let release_after = self
             .cfg
             .backlog_release
             .then_some(self.cfg.backlog_release_after_ms);
-        let split = plan::split(&kinds, &checked.candidates, &anomalies, release_after, now);
+        let mut split = plan::split(&kinds, &checked.candidates, &anomalies, release_after, now);
+        if !first && !split.release.is_empty() {
+            // A win is released only if it has no row: the old ones are
+            // looked up before their release.
+            let old = self.lookup(&kinds, &split.release).await?;
+            split.release = old.candidates;
+            checked.duplicates.extend(old.duplicates);
+            checked.poison.extend(old.poison);
+        }
 
         let mut poison: Vec<(usize, Poison)> = checked.poison;
         poison.extend(split.park);
@@ -243,7 +258,7 @@ impl Processor {
             })
             .collect();
 
-        let refused = self.commit(&w).await?;
+        let (refused, inserted) = self.commit(&w).await?;
         // What the database refused is poison, found by writing alone.
         for (o, why) in refused.orders {
             let at = kinds
@@ -258,8 +273,41 @@ impl Processor {
             poison.extend(at.map(|i| (i, Poison::Constraint(why))));
         }
 
+        let mut created = w.orders.len();
+        if let Some(inserted) = inserted {
+            // The wins the insert skipped: present already (a redelivery),
+            // or present with other content.
+            let refused_ids: Vec<&str> = poison
+                .iter()
+                .filter_map(|(i, _)| match kinds.get(*i) {
+                    Some(Kind::Order(o)) => Some(o.order_id.as_str()),
+                    _ => None,
+                })
+                .collect();
+            let skipped: Vec<usize> = split
+                .create
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    matches!(kinds.get(i), Some(Kind::Order(o))
+                        if !inserted.contains(&o.order_id) && !refused_ids.contains(&o.order_id.as_str()))
+                })
+                .collect();
+            created = inserted.len();
+            if !skipped.is_empty() {
+                let late = self.lookup(&kinds, &skipped).await?;
+                checked.duplicates.extend(late.duplicates);
+                poison.extend(late.poison);
+                for i in late.candidates {
+                    poison.push((
+                        i,
+                        Poison::Constraint("the insert skipped it and no row holds it".into()),
+                    ));
+                }
+            }
+        }
         let m = &self.metrics;
-        m.count("created", w.orders.len());
+        m.count("created", created);
         m.count("duplicate", checked.duplicates.len());
         m.count("released", failed_events.len());
         m.count("closed", w.closed.len().saturating_sub(failed_events.len()));
@@ -276,6 +324,21 @@ impl Processor {
             out.push(self.forward(&batch[i], &p, now));
         }
         Ok(Outbox(out))
+    }
+
+    /// The wins at `at` checked against their rows, looked up now.
+    async fn lookup(&self, kinds: &[Kind], at: &[usize]) -> Result<plan::Checked, Failure> {
+        let orders: Vec<&crate::message::OrderIn> = at
+            .iter()
+            .filter_map(|&i| match kinds.get(i) {
+                Some(Kind::Order(o)) => Some(o),
+                _ => None,
+            })
+            .collect();
+        let ids: Vec<&str> = orders.iter().map(|o| o.order_id.as_str()).collect();
+        let rids: Vec<&str> = orders.iter().map(|o| o.request_id.as_str()).collect();
+        let rows = self.store.existing(&ids, &rids).await.map_err(db)?;
+        Ok(plan::against(kinds, at, &rows))
     }
 
     /// Checks the stock hash of every item the candidates belong to: the
@@ -313,96 +376,6 @@ impl Processor {
             }
         }
         Ok(anomalies)
-    }
-
-    /// Writes the batch in one transaction (or one per message for the
-    /// `single` baseline); what the database refuses is found by writing
-    /// each part alone.
-    async fn commit(&self, w: &Write<'_>) -> Result<Refused, Failure> {
-        if w.is_empty() {
-            return Ok(Refused::default());
-        }
-        let started = Instant::now();
-        let whole = match self.cfg.db_write {
-            DbWrite::Batch => self.store.write(w, now_ms() as i64).await,
-            // The baseline: one transaction per message.
-            DbWrite::Single => Err(StoreError::Refused(String::new())),
-        };
-        let refused = match whole {
-            Ok(a) => {
-                self.applied(&a);
-                Refused::default()
-            }
-            Err(StoreError::Refused(why)) => {
-                if !why.is_empty() {
-                    tracing::warn!(%why, "the database refused a batch; writing its messages one by one");
-                }
-                self.one_by_one(w).await?
-            }
-            Err(e) => return Err(db(e)),
-        };
-        self.metrics
-            .commit_seconds
-            .observe(started.elapsed().as_secs_f64());
-        self.health.db_up.store(true, Relaxed);
-        Ok(refused)
-    }
-
-    async fn one_by_one(&self, w: &Write<'_>) -> Result<Refused, Failure> {
-        let mut refused = Refused::default();
-        let now = now_ms() as i64;
-        let parts = w
-            .orders
-            .iter()
-            .map(|o| Write {
-                orders: vec![o.clone()],
-                ..Write::default()
-            })
-            .chain(w.closed.iter().map(|o| Write {
-                closed: vec![o.clone()],
-                ..Write::default()
-            }))
-            .chain(w.events.iter().map(|e| Write {
-                events: vec![*e],
-                ..Write::default()
-            }))
-            .chain(w.dlq.iter().map(|d| Write {
-                dlq: vec![d.clone()],
-                ..Write::default()
-            }));
-        for part in parts {
-            match self.store.write(&part, now).await {
-                Ok(a) => self.applied(&a),
-                Err(StoreError::Refused(why)) => {
-                    if let Some(o) = part.orders.first().or(part.closed.first()) {
-                        refused.orders.push((o.order.order_id.clone(), why));
-                    } else if let Some(e) = part.events.first() {
-                        refused
-                            .events
-                            .push(((e.order_id.clone(), e.kind.as_str()), why));
-                    } else if let Some(d) = part.dlq.first() {
-                        // Nothing else can hold it: said loudly, counted.
-                        tracing::error!(source = ?d.source, %why, "a dead letter cannot be recorded");
-                        self.metrics.count("dlq_unrecordable", 1);
-                    }
-                }
-                Err(e) => return Err(db(e)),
-            }
-        }
-        Ok(refused)
-    }
-
-    fn applied(&self, a: &Applied) {
-        self.metrics.count("event_applied", a.applied);
-        for (order, state, event) in &a.conflicts {
-            tracing::warn!(
-                order,
-                state,
-                event,
-                "an event found its order closed in another state"
-            );
-            self.metrics.event_conflicts.inc();
-        }
     }
 
     /// A poison message's next stop: the retry topic (with its delay) or
@@ -455,11 +428,4 @@ impl Processor {
             Err((e, rest)) => Err((Failure::Kafka(e), Outbox(rest))),
         }
     }
-}
-
-/// What the database refused, by order id and by (order id, event).
-#[derive(Debug, Default)]
-struct Refused {
-    orders: Vec<(String, String)>,
-    events: Vec<((String, &'static str), String)>,
 }
