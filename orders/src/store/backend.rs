@@ -3,12 +3,10 @@
 //! (an executor per connection type, an encoder per bound type) would say
 //! more than the SQL does.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
-use seckill_io::redis::OrderState;
-
+use super::waiting::{fold_waiting, WaitingRow};
 use super::Applied;
-use crate::state::{parse_state, step, Step};
 
 /// Rows per multi-row statement (13 columns: well under either engine's
 /// limit of bound parameters).
@@ -16,55 +14,6 @@ const CHUNK: usize = 500;
 
 const ORDER_COLUMNS: &str = "order_id, request_id, sale_id, item_id, user_id, quantity, \
     price_cents, state, reason, created_ms, updated_ms";
-
-/// One waiting event joined with its order's state.
-struct WaitingRow {
-    order_id: String,
-    event: String,
-    reason: Option<String>,
-    state: String,
-}
-
-/// The updates applying events makes: (state, reason) → the orders.
-type Updates<'a> = BTreeMap<(String, Option<String>), Vec<&'a str>>;
-
-/// What applying a list of waiting events changes, and what it did.
-fn fold_waiting(rows: &[WaitingRow]) -> (Updates<'_>, Applied) {
-    let mut now: HashMap<&str, OrderState> = HashMap::new();
-    let mut updates: Updates<'_> = BTreeMap::new();
-    let mut applied = Applied::default();
-    for r in rows {
-        let Some(ev) = crate::message::EventKind::parse(&r.event) else {
-            continue;
-        };
-        let current = match now.get(r.order_id.as_str()) {
-            Some(s) => *s,
-            None => parse_state(&r.state).unwrap_or(OrderState::AwaitingPayment),
-        };
-        match step(current, ev) {
-            Step::Apply(s) => {
-                now.insert(&r.order_id, s);
-                let reason = if s == OrderState::Failed {
-                    r.reason.clone()
-                } else {
-                    None
-                };
-                updates
-                    .entry((s.as_str().to_string(), reason))
-                    .or_default()
-                    .push(&r.order_id);
-                applied.applied += 1;
-            }
-            Step::Same => applied.same += 1,
-            Step::Conflict(s) => applied.conflicts.push((
-                r.order_id.clone(),
-                s.as_str().to_string(),
-                r.event.clone(),
-            )),
-        }
-    }
-    (updates, applied)
-}
 
 fn touched<'a>(w: &'a super::Write<'_>) -> BTreeSet<&'a str> {
     w.orders
@@ -514,40 +463,3 @@ macro_rules! backend {
 
 backend!(pg, sqlx::Postgres, super::super::dialect::POSTGRES);
 backend!(my, sqlx::MySql, super::super::dialect::MYSQL);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(order: &str, event: &str, state: &str) -> WaitingRow {
-        WaitingRow {
-            order_id: order.into(),
-            event: event.into(),
-            reason: (event == "failed").then(|| "backlog".to_string()),
-            state: state.into(),
-        }
-    }
-
-    #[test]
-    fn waiting_events_fold_through_the_state_machine() {
-        let rows = [
-            row("a", "paid", "awaiting_payment"),
-            // A second event of the same order, after it was paid here.
-            row("a", "expired", "awaiting_payment"),
-            row("b", "failed", "awaiting_payment"),
-            row("c", "cancelled", "cancelled"),
-        ];
-        let (updates, applied) = fold_waiting(&rows);
-        assert_eq!(applied.applied, 2);
-        assert_eq!(applied.same, 1);
-        assert_eq!(
-            applied.conflicts,
-            vec![("a".into(), "paid".into(), "expired".into())]
-        );
-        assert_eq!(updates[&("paid".to_string(), None)], vec!["a"]);
-        assert_eq!(
-            updates[&("failed".to_string(), Some("backlog".to_string()))],
-            vec!["b"]
-        );
-    }
-}

@@ -18,6 +18,7 @@ use crate::meta::Source;
 
 mod backend;
 mod dialect;
+mod waiting;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
