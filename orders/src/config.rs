@@ -143,6 +143,14 @@ impl Config {
         if self.retry_attempts_max > 20 {
             return bad("retry_attempts_max", "must be at most 20");
         }
+        // The retry topic is read in order: a long delay holds every
+        // retry behind it.
+        if self.retry_delay(self.retry_attempts_max) > Duration::from_secs(3600) {
+            return bad(
+                "retry_delay_ms",
+                "the last retry (retry_delay_ms × 4^(retry_attempts_max − 1)) must wait at most an hour",
+            );
+        }
         Ok(())
     }
 
@@ -175,6 +183,8 @@ mod tests {
         assert_eq!(cfg.retry_delay(1), Duration::from_secs(1));
         assert_eq!(cfg.retry_delay(3), Duration::from_secs(16));
         assert_eq!(cfg.retry_delay(60), Duration::from_secs(24 * 3600));
+        cfg.retry_attempts_max = 8;
+        assert!(cfg.validate().is_err(), "16384 s for the last retry");
     }
 
     #[test]

@@ -10,20 +10,26 @@
 //!        └── resume ◄── pause every partition, back off (jitter), poll to stay in the group
 //! ```
 //!
-//! The retry topic's messages carry the time they are due: one that is not
-//! due yet stops its partition (seek back to it, pause) until then.
+//! Nothing polled is ever dropped or sought back to: a message is in the
+//! batch, in `carry` (polled while a batch waited; first in the next
+//! batch) or in `held` (a retry not due yet, with whatever its partition
+//! delivered after it). Pausing a partition makes librdkafka fetch, on
+//! resume, from just after the last message it handed over — which is in
+//! one of those three places — so no seek is needed, and none can fail.
+//! A rebalance drops `held` (the partitions are read again from their
+//! committed offsets, which never pass a held message).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::kafka::{OrderConsumer, RETRY_TOPIC, TOPICS};
+use crate::kafka::{OrderConsumer, DLQ_TOPIC, RETRY_TOPIC, TOPICS};
 use crate::meta::Meta;
 use crate::process::{now_ms, Failure, Outbox, Polled, Processor};
 
@@ -32,14 +38,46 @@ const IDLE_POLL: Duration = Duration::from_millis(100);
 /// The first wait after a refused batch; doubled each time up to
 /// `retry_backoff_max_ms`.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Tries of a refused batch after which it is written message by message
+/// (a batch some statement of which the database will never take, under
+/// a code that does not say so, still gets through).
+const TRIES_BEFORE_ONE_BY_ONE: u32 = 3;
+
+/// A retry partition stopped at a message not due yet.
+struct Held {
+    due_ms: u64,
+    /// The message and what its partition delivered after it, in order.
+    msgs: Vec<Polled>,
+}
 
 pub struct Loop {
     pub consumer: OrderConsumer,
     pub processor: Processor,
     pub rt: tokio::runtime::Handle,
     pub stop: Arc<AtomicBool>,
-    /// Retry partitions paused until their head message is due (ms).
-    held: HashMap<(String, i32), u64>,
+    /// Bumped by every rebalance (the consumer's context).
+    rebalances: Arc<AtomicU64>,
+    seen_rebalances: u64,
+    held: HashMap<(String, i32), Held>,
+    carry: Vec<Polled>,
+}
+
+fn owned(m: &BorrowedMessage<'_>) -> Polled {
+    // Only the service's own topics carry its headers; on the others a
+    // header named like ours is not ours.
+    let meta = if m.topic() == RETRY_TOPIC || m.topic() == DLQ_TOPIC {
+        Meta::read(m.headers())
+    } else {
+        Meta::default()
+    };
+    Polled {
+        topic: m.topic().to_string(),
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(<[u8]>::to_vec),
+        payload: m.payload().map(<[u8]>::to_vec),
+        meta,
+    }
 }
 
 impl Loop {
@@ -48,13 +86,17 @@ impl Loop {
         processor: Processor,
         rt: tokio::runtime::Handle,
         stop: Arc<AtomicBool>,
+        rebalances: Arc<AtomicU64>,
     ) -> Loop {
         Loop {
             consumer,
             processor,
             rt,
             stop,
+            rebalances,
+            seen_rebalances: 0,
             held: HashMap::new(),
+            carry: Vec::new(),
         }
     }
 
@@ -82,12 +124,56 @@ impl Loop {
         tracing::info!("consumer stopped");
     }
 
-    /// Polls up to `batch_len_max` messages: waits `IDLE_POLL` for the
-    /// first, then at most `batch_wait_ms` for the rest.
+    /// After a rebalance the held messages are stale: their partitions are
+    /// read again from the committed offsets (or by another member).
+    fn after_rebalance(&mut self) {
+        let n = self.rebalances.load(Relaxed);
+        if n != self.seen_rebalances {
+            self.seen_rebalances = n;
+            self.held.clear();
+        }
+    }
+
+    /// Where one message goes: the batch, or the held messages of its
+    /// partition (a retry not due yet, or anything behind one).
+    fn admit(&mut self, p: Polled, out: &mut Vec<Polled>) {
+        let key = (p.topic.clone(), p.partition);
+        if let Some(h) = self.held.get_mut(&key) {
+            h.msgs.push(p);
+            return;
+        }
+        if p.topic == RETRY_TOPIC && p.meta.due_ms > now_ms() {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&key.0, key.1);
+            if let Err(e) = self.consumer.pause(&tpl) {
+                // Still held: what the partition delivers meanwhile waits
+                // behind the message in memory.
+                tracing::warn!(error = %e, "cannot pause a retry partition");
+            }
+            let due_ms = p.meta.due_ms;
+            self.held.insert(
+                key,
+                Held {
+                    due_ms,
+                    msgs: vec![p],
+                },
+            );
+            return;
+        }
+        out.push(p);
+    }
+
+    /// Polls up to `batch_len_max` messages (after what was carried over):
+    /// waits `IDLE_POLL` for the first, then at most `batch_wait_ms`.
     fn collect(&mut self) -> Vec<Polled> {
-        let cfg = std::sync::Arc::clone(&self.processor.cfg);
+        self.after_rebalance();
+        let cfg = Arc::clone(&self.processor.cfg);
         let mut out = Vec::new();
-        let mut deadline: Option<Instant> = None;
+        for p in std::mem::take(&mut self.carry) {
+            self.admit(p, &mut out);
+        }
+        let mut deadline: Option<Instant> =
+            (!out.is_empty()).then(|| Instant::now() + Duration::from_millis(cfg.batch_wait_ms));
         while out.len() < cfg.batch_len_max {
             let wait = match deadline {
                 None => IDLE_POLL,
@@ -96,56 +182,27 @@ impl Loop {
             if deadline.is_some() && wait.is_zero() {
                 break;
             }
-            let m = match self.consumer.poll(wait) {
+            let p = match self.consumer.poll(wait) {
                 None => break,
                 Some(Err(e)) => {
                     tracing::debug!(error = %e, "consumer error");
                     continue;
                 }
-                Some(Ok(m)) => m,
+                Some(Ok(m)) => owned(&m),
             };
-            let key = (m.topic().to_string(), m.partition());
-            if self.held.contains_key(&key) {
-                // Fetched before the pause took effect: read again later.
-                continue;
+            self.after_rebalance();
+            self.admit(p, &mut out);
+            if !out.is_empty() {
+                deadline.get_or_insert_with(|| {
+                    Instant::now() + Duration::from_millis(cfg.batch_wait_ms)
+                });
             }
-            let meta = Meta::read(m.headers());
-            if m.topic() == RETRY_TOPIC && meta.due_ms > now_ms() {
-                self.hold(&key, m.offset(), meta.due_ms);
-                continue;
-            }
-            out.push(Polled {
-                topic: key.0,
-                partition: key.1,
-                offset: m.offset(),
-                key: m.key().map(<[u8]>::to_vec),
-                payload: m.payload().map(<[u8]>::to_vec),
-                meta,
-            });
-            deadline
-                .get_or_insert_with(|| Instant::now() + Duration::from_millis(cfg.batch_wait_ms));
         }
         out
     }
 
-    /// Stops a retry partition at a message that is not due yet.
-    fn hold(&mut self, key: &(String, i32), offset: i64, due_ms: u64) {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&key.0, key.1);
-        if let Err(e) = self.consumer.seek(
-            &key.0,
-            key.1,
-            Offset::Offset(offset),
-            Duration::from_secs(5),
-        ) {
-            tracing::warn!(error = %e, "cannot seek back to a retry that is not due");
-        }
-        if let Err(e) = self.consumer.pause(&tpl) {
-            tracing::warn!(error = %e, "cannot pause a retry partition");
-        }
-        self.held.insert(key.clone(), due_ms);
-    }
-
+    /// Retry partitions whose head is due: their messages go first in the
+    /// next batch, and fetching resumes behind them.
     fn resume_due(&mut self) {
         if self.held.is_empty() || self.processor.health.paused.load(Relaxed) {
             return;
@@ -154,11 +211,14 @@ impl Loop {
         let due: Vec<(String, i32)> = self
             .held
             .iter()
-            .filter(|(_, d)| **d <= now)
+            .filter(|(_, h)| h.due_ms <= now)
             .map(|(k, _)| k.clone())
             .collect();
         for key in due {
-            self.held.remove(&key);
+            let Some(h) = self.held.remove(&key) else {
+                continue;
+            };
+            self.carry.extend(h.msgs);
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition(&key.0, key.1);
             if let Err(e) = self.consumer.resume(&tpl) {
@@ -172,7 +232,8 @@ impl Loop {
     fn handle(&mut self, batch: &[Polled]) -> bool {
         let mut tries = 0u32;
         let outbox = loop {
-            match self.rt.block_on(self.processor.write(batch)) {
+            let one_by_one = tries >= TRIES_BEFORE_ONE_BY_ONE;
+            match self.rt.block_on(self.processor.write(batch, one_by_one)) {
                 Ok(o) => break o,
                 Err(f) => {
                     if !self.wait_out(&f, tries) {
@@ -201,6 +262,14 @@ impl Loop {
         true
     }
 
+    fn pause_assignment(&self) {
+        if let Ok(a) = self.consumer.assignment() {
+            if let Err(e) = self.consumer.pause(&a) {
+                tracing::warn!(error = %e, "cannot pause the partitions");
+            }
+        }
+    }
+
     /// After a refused batch: marks the dependency down, pauses fetching
     /// (once), and waits the backoff while still polling (to stay in the
     /// group). False when stopped meanwhile.
@@ -224,34 +293,24 @@ impl Loop {
         }
         if !p.health.paused.swap(true, Relaxed) {
             p.metrics.paused.set(1);
-            if let Ok(a) = self.consumer.assignment() {
-                if let Err(e) = self.consumer.pause(&a) {
-                    tracing::warn!(error = %e, "cannot pause the partitions");
-                }
-            }
+            self.pause_assignment();
         }
-        let max = Duration::from_millis(p.cfg.retry_backoff_max_ms.max(100));
+        let max = Duration::from_millis(self.processor.cfg.retry_backoff_max_ms.max(100));
         let full = BACKOFF_MIN.saturating_mul(1u32 << tries.min(16)).min(max);
-        // Full jitter over the upper half: consumers refused together do
-        // not come back together.
+        // Drawn in the upper half: consumers refused together do not come
+        // back together.
         let wait = full / 2 + full.mul_f64(fastrand::f64() / 2.0);
         let until = Instant::now() + wait;
         while Instant::now() < until {
             if self.stop.load(Relaxed) {
                 return false;
             }
-            // Paused: nothing should arrive. A partition assigned before
-            // the pause reached it may still deliver: put it back.
+            // Paused: nothing should arrive. What a partition delivers
+            // before its pause took effect waits for the next batch.
             if let Some(Ok(m)) = self.consumer.poll(IDLE_POLL.min(until - Instant::now())) {
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition(m.topic(), m.partition());
-                let _ = self.consumer.seek(
-                    m.topic(),
-                    m.partition(),
-                    Offset::Offset(m.offset()),
-                    Duration::from_secs(5),
-                );
-                let _ = self.consumer.pause(&tpl);
+                self.carry.push(owned(&m));
+                drop(m);
+                self.pause_assignment();
             }
         }
         true

@@ -17,6 +17,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use seckill_io::http::extract::query_param;
+
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::store::{Cursor, OrderRow, Store};
@@ -55,18 +57,8 @@ fn error(status: StatusCode, code: &str, message: &str) -> Resp {
 
 /// The id rules of the daemon's API: 1 to 128 of letters, digits, `_ - . : @`.
 fn valid_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':' | b'@'))
-}
-
-fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
-    query?
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+    seckill_io::http::codec::check_id("user_id", s, seckill_io::http::codec::CLIENT_ID_LEN_MAX)
+        .is_ok()
 }
 
 fn row_json(r: &OrderRow) -> serde_json::Value {
@@ -83,7 +75,6 @@ impl Http {
             );
         }
         let path = req.uri().path();
-        let query = req.uri().query();
         let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         match parts.as_slice() {
             ["livez"] => json(StatusCode::OK, &serde_json::json!({ "live": true })),
@@ -104,13 +95,17 @@ impl Http {
                 );
                 r
             }
-            ["api", "v1", "users", user, "orders"] => self.user_orders(user, query).await,
+            ["api", "v1", "users", user, "orders"] => {
+                let limit = query_param(&req, "limit");
+                let cursor = query_param(&req, "cursor");
+                self.user_orders(user, limit, cursor).await
+            }
             ["api", "v1", "orders", order] => self.order(order).await,
             _ => error(StatusCode::NOT_FOUND, "not_found", "no such route"),
         }
     }
 
-    async fn user_orders(&self, user: &str, query: Option<&str>) -> Resp {
+    async fn user_orders(&self, user: &str, limit: Option<&str>, cursor: Option<&str>) -> Resp {
         if !valid_id(user) {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -118,7 +113,7 @@ impl Http {
                 "user_id must be 1 to 128 of letters, digits, _ - . : @",
             );
         }
-        let limit = match query_param(query, "limit").map(str::parse::<i64>) {
+        let limit = match limit.map(str::parse::<i64>) {
             None => PAGE_LEN,
             Some(Ok(n)) if (1..=PAGE_LEN_MAX).contains(&n) => n,
             Some(_) => {
@@ -129,7 +124,7 @@ impl Http {
                 )
             }
         };
-        let cursor = match query_param(query, "cursor") {
+        let cursor = match cursor {
             None | Some("") => None,
             Some(c) => match Cursor::decode(c) {
                 Some(c) => Some(c),
@@ -232,15 +227,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_and_query_params_follow_the_daemons_rules() {
+    fn ids_follow_the_daemons_rules() {
         assert!(valid_id("user-1@x.y:z_"));
         assert!(!valid_id(""));
         assert!(!valid_id("a/b"));
         assert!(!valid_id(&"u".repeat(129)));
-        assert_eq!(
-            query_param(Some("limit=5&cursor=1.a"), "cursor"),
-            Some("1.a")
-        );
-        assert_eq!(query_param(None, "limit"), None);
     }
 }

@@ -3,6 +3,7 @@
 //! producer of what the service itself publishes — retries, dead letters
 //! and `failed` events — each send awaited before offsets are committed.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,6 +76,9 @@ pub async fn ensure_topics(
 pub struct Ctx {
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
+    /// Bumped by every rebalance: the consumer loop drops what it held of
+    /// partitions that are read again from their committed offsets.
+    pub rebalances: Arc<AtomicU64>,
 }
 
 impl ClientContext for Ctx {
@@ -96,12 +100,19 @@ impl ConsumerContext for Ctx {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 tracing::info!(partitions = tpl.count(), "partitions assigned");
-                // Partitions that arrive while the database is down wait
-                // like the others: nothing is fetched that cannot be written.
-                if self.health.paused.load(Relaxed) {
-                    if let Err(e) = consumer.pause(tpl) {
-                        tracing::warn!(error = %e, "cannot pause the new partitions");
-                    }
+                // The pause state is set on every assignment: librdkafka
+                // keeps a partition's pause across an unassignment, so a
+                // partition paused during an outage, moved away and given
+                // back later would otherwise never be read again.
+                // Partitions that arrive while the service waits on a
+                // dependency wait like the others.
+                let r = if self.health.paused.load(Relaxed) {
+                    consumer.pause(tpl)
+                } else {
+                    consumer.resume(tpl)
+                };
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "cannot set the new partitions' pause state");
                 }
             }
             Rebalance::Revoke(tpl) => {
@@ -109,6 +120,7 @@ impl ConsumerContext for Ctx {
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
         }
+        self.rebalances.fetch_add(1, Relaxed);
         let n = consumer.assignment().map(|a| a.count()).unwrap_or(0);
         self.health.assigned.store(n, Relaxed);
     }

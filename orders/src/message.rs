@@ -19,6 +19,9 @@ pub const CLIENT_ID_LEN_MAX: usize = 128;
 pub const QUANTITY_MAX: u32 = 1000;
 /// Highest price of one unit (the daemon's admin API bound).
 pub const PRICE_CENTS_MAX: u64 = 1_000_000_000_000;
+/// Latest time a message may carry (the daemon's latest sale end, year
+/// 9999): every time fits the columns' signed 64 bits.
+pub const TIME_MS_MAX: u64 = seckill_io::redis::SALE_END_MS_MAX;
 
 /// A win, as the daemon published it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +195,16 @@ fn id(name: &str, v: Option<String>, len_max: usize) -> Result<String, Poison> {
 }
 
 /// An order id is 16 hex digits (the stock script's sha1 prefix).
+fn time(name: &str, v: Option<u64>) -> Result<u64, Poison> {
+    let v = field(name, v)?;
+    if v == 0 || v > TIME_MS_MAX {
+        return Err(Poison::Invalid(format!(
+            "{name} must be an epoch time in ms up to {TIME_MS_MAX}"
+        )));
+    }
+    Ok(v)
+}
+
 fn order_id(v: Option<String>) -> Result<String, Poison> {
     let v = field("order_id", v)?;
     if v.len() != 16 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -224,7 +237,7 @@ pub fn decode_order(payload: &[u8]) -> Result<OrderIn, Poison> {
         user_id: id("user_id", raw.user_id, CLIENT_ID_LEN_MAX)?,
         price_cents,
         quantity,
-        created_ms: field("created_ms", raw.created_ms)?,
+        created_ms: time("created_ms", raw.created_ms)?,
     })
 }
 
@@ -245,7 +258,7 @@ pub fn decode_event(payload: &[u8]) -> Result<EventIn, Poison> {
         sale_id: id("sale_id", raw.sale_id, ID_LEN_MAX)?,
         item_id: id("item_id", raw.item_id, ID_LEN_MAX)?,
         reason,
-        at_ms: field("at_ms", raw.at_ms)?,
+        at_ms: time("at_ms", raw.at_ms)?,
     })
 }
 
@@ -309,6 +322,10 @@ mod tests {
                 "invalid",
             ),
             (r#"[1,2]"#.to_string(), "bad_json"),
+            (
+                ORDER.replace(r#""created_ms":5"#, r#""created_ms":18446744073709551615"#),
+                "invalid",
+            ),
         ];
         for (msg, kind) in cases {
             let err = decode_order(msg.as_bytes()).expect_err(&msg);

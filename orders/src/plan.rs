@@ -164,13 +164,15 @@ pub struct Split {
 
 /// Splits the candidates by their item's stock check (`anomalies`: item →
 /// what is wrong) and by their age (`release_after_ms`: `None` when the
-/// backlog release is off).
+/// backlog release is off); `never_release` exempts a win from the age
+/// rule (one back from the retry topic).
 pub fn split(
     batch: &[Kind],
     candidates: &[usize],
     anomalies: &HashMap<(String, String), String>,
     release_after_ms: Option<u64>,
     now_ms: u64,
+    never_release: &dyn Fn(usize) -> bool,
 ) -> Split {
     let mut out = Split::default();
     for &i in candidates {
@@ -187,7 +189,8 @@ pub fn split(
             ));
             continue;
         }
-        let old = release_after_ms.is_some_and(|after| now_ms.saturating_sub(o.created_ms) > after);
+        let old = !never_release(i)
+            && release_after_ms.is_some_and(|after| now_ms.saturating_sub(o.created_ms) > after);
         if old {
             out.release.push(i);
         } else {
@@ -195,6 +198,43 @@ pub fn split(
         }
     }
     out
+}
+
+/// The batch's events, once per (order, event): the copies are
+/// redeliveries (counted).
+pub fn events(batch: &[Kind]) -> (Vec<&EventIn>, usize) {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let mut copies = 0;
+    for k in batch {
+        if let Kind::Event(e) = k {
+            if seen.insert((e.order_id.as_str(), e.kind)) {
+                out.push(e);
+            } else {
+                copies += 1;
+            }
+        }
+    }
+    (out, copies)
+}
+
+/// The batch's dead letters, once per source message (the last copy: a
+/// message parked twice, say after a crash between publishing and
+/// committing, or by two redrives).
+pub fn dead_letters(batch: &[Kind]) -> Vec<DlqIn> {
+    let mut by_source: HashMap<&crate::meta::Source, &DlqIn> = HashMap::new();
+    let mut order = Vec::new();
+    for k in batch {
+        if let Kind::Dlq(d) = k {
+            if by_source.insert(&d.source, d).is_none() {
+                order.push(&d.source);
+            }
+        }
+    }
+    order
+        .into_iter()
+        .filter_map(|s| by_source.get(s).map(|d| (*d).clone()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -275,14 +315,21 @@ mod tests {
             ("s".to_string(), "broken".to_string()),
             "locked 3 + sold 9 > total 10".to_string(),
         )]);
-        let s = split(&batch, &[0, 1, 2], &anomalies, Some(5_000), 10_000);
+        let s = split(&batch, &[0, 1, 2], &anomalies, Some(5_000), 10_000, &|_| {
+            false
+        });
         assert_eq!(s.create, vec![0]);
         assert_eq!(s.release, vec![1]);
         assert_eq!(s.park.len(), 1);
         assert_eq!(s.park[0].0, 2);
         assert!(s.park[0].1.for_a_human());
         // Backlog release off: nothing is released, however old.
-        let s = split(&batch, &[0, 1], &HashMap::new(), None, 10_000);
+        let s = split(&batch, &[0, 1], &HashMap::new(), None, 10_000, &|_| false);
+        // A win back from the retry topic is created however old.
+        let retried = split(&batch, &[1], &HashMap::new(), Some(5_000), 10_000, &|i| {
+            i == 1
+        });
+        assert_eq!(retried.create, vec![1]);
         assert_eq!(s.create, vec![0, 1]);
         // Looked up late: the stored row of win 1 makes it a duplicate.
         let Kind::Order(second) = &batch[1] else {

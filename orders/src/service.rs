@@ -75,11 +75,13 @@ impl Service {
         let redis =
             RedisAdmin::new(&cfg.redis_url, cfg.redis_timeout()).map_err(ServiceError::Redis)?;
         let producer = Producer::new(&cfg).map_err(ServiceError::Kafka)?;
+        let rebalances = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let consumer = kafka::consumer(
             &cfg,
             Ctx {
                 metrics: Arc::clone(&metrics),
                 health: Arc::clone(&health),
+                rebalances: Arc::clone(&rebalances),
             },
         )
         .map_err(ServiceError::Kafka)?;
@@ -110,7 +112,7 @@ impl Service {
             metrics,
             health: Arc::clone(&health),
         };
-        let task = tokio::spawn(run(processor, consumer, stop_rx));
+        let task = tokio::spawn(run(processor, consumer, rebalances, stop_rx));
         tracing::info!(%addr, "seckill-orders serving");
         Ok(Service {
             addr,
@@ -128,7 +130,12 @@ impl Service {
     }
 }
 
-async fn run(p: Processor, consumer: kafka::OrderConsumer, mut stop: watch::Receiver<bool>) {
+async fn run(
+    p: Processor,
+    consumer: kafka::OrderConsumer,
+    rebalances: Arc<std::sync::atomic::AtomicU64>,
+    mut stop: watch::Receiver<bool>,
+) {
     // The schema first: nothing is consumed before it exists.
     let mut wait = Duration::from_millis(200);
     loop {
@@ -170,6 +177,7 @@ async fn run(p: Processor, consumer: kafka::OrderConsumer, mut stop: watch::Rece
         tokio::spawn(gauges(
             Arc::clone(&p.store),
             Arc::clone(&p.metrics),
+            Arc::clone(&p.health),
             stop.clone(),
         )),
         tokio::spawn(redrive_every(
@@ -181,7 +189,7 @@ async fn run(p: Processor, consumer: kafka::OrderConsumer, mut stop: watch::Rece
     ];
     let halt = Arc::new(AtomicBool::new(false));
     let rt = tokio::runtime::Handle::current();
-    let looper = Loop::new(consumer, p, rt, Arc::clone(&halt));
+    let looper = Loop::new(consumer, p, rt, Arc::clone(&halt), rebalances);
     let thread = std::thread::Builder::new()
         .name("orders-consumer".into())
         .spawn(move || looper.run());
@@ -224,8 +232,23 @@ async fn waiting_pass(store: Arc<Store>, metrics: Arc<Metrics>, mut stop: watch:
     }
 }
 
-async fn gauges(store: Arc<Store>, metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) {
+async fn gauges(
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
+        for (dep, up) in [
+            ("database", &health.db_up),
+            ("redis", &health.redis_up),
+            ("kafka", &health.kafka_up),
+        ] {
+            metrics
+                .dependency_up
+                .with_label_values(&[dep])
+                .set(i64::from(up.load(Relaxed)));
+        }
         if let Ok(n) = store.dlq_parked().await {
             metrics.dlq_parked.set(n);
         }

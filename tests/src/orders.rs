@@ -216,10 +216,12 @@ pub fn produce_raw(brokers: &str, topic: &str, msgs: &[RawMessage]) {
     p.flush(Duration::from_secs(30)).expect("flush");
 }
 
-/// A counter of the service's `/metrics` (`family{labels}`), 0 when absent.
+/// A series of the service's `/metrics` (`family{labels}`), 0 when the
+/// service has none of it yet; a service that does not answer fails the
+/// test.
 pub fn metric(p: &OrdersProcess, series: &str) -> f64 {
     let Some((200, text)) = p.get("/metrics") else {
-        return 0.0;
+        panic!("seckill-orders on {} answers no /metrics", p.port);
     };
     text.lines()
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
@@ -264,4 +266,18 @@ pub fn dlq_list(env: &[(String, String)]) -> Vec<serde_json::Value> {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
+}
+
+/// Nothing left over: no dead letter, no event waiting for its order.
+pub fn assert_clean(db: &SqlServer, name: &str) {
+    assert_eq!(
+        db.count(name, "SELECT COUNT(*) FROM seckill_dlq"),
+        0,
+        "dead letters"
+    );
+    assert_eq!(
+        db.count(name, "SELECT COUNT(*) FROM seckill_order_events_waiting"),
+        0,
+        "events waiting"
+    );
 }

@@ -3,6 +3,8 @@
 //! process, and a PostgreSQL or MariaDB server of the test's own.
 
 use std::collections::BTreeSet;
+
+type Win = (String, String, String);
 use std::time::Duration;
 
 use seckill_benches::load::{self, ItemSpec, Plan};
@@ -85,8 +87,10 @@ async fn sell(
     sell_at(s, sale, items, users, None).await
 }
 
-fn rows(db: &SqlServer, name: &str, sql: &str) -> BTreeSet<(String, String, String)> {
-    db.exec_in(name, sql)
+/// The rows, every one (a doubled row would show twice), sorted.
+fn rows(db: &SqlServer, name: &str, sql: &str) -> Vec<Win> {
+    let mut v: Vec<Win> = db
+        .exec_in(name, sql)
         .expect("rows")
         .lines()
         .filter(|l| !l.is_empty())
@@ -98,7 +102,14 @@ fn rows(db: &SqlServer, name: &str, sql: &str) -> BTreeSet<(String, String, Stri
                 f.next().unwrap_or_default(),
             )
         })
-        .collect()
+        .collect();
+    v.sort();
+    v
+}
+
+/// The wins, sorted, to compare with `rows`.
+fn listed(wins: &BTreeSet<Win>) -> Vec<Win> {
+    wins.iter().cloned().collect()
 }
 
 async fn a_sale_of_1000_is_1000_rows_even_delivered_three_times(engine: Engine) {
@@ -118,7 +129,11 @@ async fn a_sale_of_1000_is_1000_rows_even_delivered_three_times(engine: Engine) 
         "orders_a",
         "SELECT order_id, request_id, user_id FROM seckill_orders",
     );
-    assert_eq!(stored, wins, "the rows are the wins, field for field");
+    assert_eq!(
+        stored,
+        listed(&wins),
+        "the rows are the wins, field for field"
+    );
     assert_eq!(
         db.count(
             "orders_a",
@@ -153,8 +168,9 @@ async fn a_sale_of_1000_is_1000_rows_even_delivered_three_times(engine: Engine) 
             "orders_a",
             "SELECT order_id, request_id, user_id FROM seckill_orders"
         ),
-        wins
+        listed(&wins)
     );
+    seckill_tests::orders::assert_clean(&db, "orders_a");
     drop(svc);
 }
 
@@ -224,7 +240,8 @@ async fn the_database_killed_mid_stream_loses_and_doubles_nothing(engine: Engine
         "every win a row after the restart; log in {}",
         dir.path().display()
     );
-    assert_eq!(rows(&db, "orders_k", WINS), wins);
+    assert_eq!(rows(&db, "orders_k", WINS), listed(&wins));
+    seckill_tests::orders::assert_clean(&db, "orders_k");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while svc.get("/readyz").map(|(c, _)| c) != Some(200) {
         assert!(std::time::Instant::now() < deadline, "never ready again");
@@ -274,7 +291,8 @@ async fn the_consumer_killed_mid_batch_loses_and_doubles_nothing() {
     let svc = OrdersProcess::start(&env, &log);
     let n = wait_count(&db, "orders_c", ROWS, 1200, Duration::from_secs(90));
     assert_eq!(n, 1200, "every win once; log in {}", log.display());
-    assert_eq!(rows(&db, "orders_c", WINS), wins);
+    assert_eq!(rows(&db, "orders_c", WINS), listed(&wins));
+    seckill_tests::orders::assert_clean(&db, "orders_c");
     drop(svc);
 }
 
@@ -361,7 +379,8 @@ async fn two_consumers_one_stopped_lose_and_double_nothing(kill: bool) {
     assert!(at_stop < 1600, "stopped mid-run: {at_stop} rows then");
     let n = wait_count(&db, "orders_g", ROWS, 1600, Duration::from_secs(120));
     assert_eq!(n, 1600, "every win once; logs in {}", dir.path().display());
-    assert_eq!(rows(&db, "orders_g", WINS), wins);
+    assert_eq!(rows(&db, "orders_g", WINS), listed(&wins));
+    seckill_tests::orders::assert_clean(&db, "orders_g");
     assert_eq!(assigned(&a), total, "the survivor holds every partition");
     drop((a, b));
 }

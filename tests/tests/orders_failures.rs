@@ -110,6 +110,9 @@ async fn poison_goes_to_the_dlq_with_its_reason_and_is_redriven_after_the_fix() 
     let mut env = orders_env(&s.redis, &s.broker, &url);
     set_env(&mut env, "SECKILL_RETRY_ATTEMPTS_MAX", "2");
     set_env(&mut env, "SECKILL_DLQ_REDRIVE_INTERVAL_MS", "0");
+    // The redrive comes after this: the redriven wins are older, and are
+    // created all the same (only the main stream's late wins are released).
+    set_env(&mut env, "SECKILL_BACKLOG_RELEASE_AFTER_MS", "5000");
     let svc = OrdersProcess::start(&env, &dir.path().join("orders.log"));
 
     open_sale(&s, "poison", &[item("good", 10), item("hot", 10)]).await;
@@ -182,13 +185,14 @@ async fn poison_goes_to_the_dlq_with_its_reason_and_is_redriven_after_the_fix() 
     );
     assert_eq!(metric(&svc, "seckill_orders_dlq_parked"), 11.0);
 
-    // The fix, then the redrive.
+    // The fix, then the redrive — past the backlog threshold.
     let () = redis::cmd("HSET")
         .arg(&stock_key)
         .arg("total")
         .arg(10)
         .query(&mut r)
         .expect("HSET");
+    tokio::time::sleep(Duration::from_millis(5500)).await;
     let out = orders_command(&env, &["dlq", "redrive", "--all"]);
     assert!(
         out.status.success(),
@@ -204,6 +208,11 @@ async fn poison_goes_to_the_dlq_with_its_reason_and_is_redriven_after_the_fix() 
         wait_count(&db, "orders_p", ROWS, 20, Duration::from_secs(60)),
         20,
         "the kept wins are rows now"
+    );
+    assert_eq!(
+        by_state(&db, "orders_p"),
+        BTreeMap::from([("awaiting_payment".into(), 20)]),
+        "redriven late, created all the same"
     );
     let back = wait_for(
         "the bad message never came back",

@@ -67,9 +67,10 @@ settings! {
     /// Kafka bootstrap brokers (comma separated).
     kafka_brokers: String = "127.0.0.1:9092".into(), "SECKILL_KAFKA_BROKERS";
     /// librdkafka properties for every Kafka client, as `key=value` pairs
-    /// separated by commas (a table in TOML): security.protocol, sasl.*,
-    /// ssl.*, client.id … The daemon's own guarantees (idempotence,
-    /// acks=all, its timeouts) are set after them and win.
+    /// separated by commas (a table in TOML, the way to give a value that
+    /// holds a comma): security.protocol, sasl.*, ssl.*, client.id … The
+    /// daemon's own guarantees (idempotence, acks=all, its timeouts) are
+    /// set after them and win.
     kafka_properties: KafkaProperties = KafkaProperties::default(), "SECKILL_KAFKA_PROPERTIES";
     /// Directory of the write-ahead log (created if missing).
     wal_dir: PathBuf = PathBuf::from("seckill-wal"), "SECKILL_WAL_DIR";

@@ -1,4 +1,6 @@
--- MySQL / MariaDB. The orders, one row per win (keyed by the deterministic order id), and
+-- MySQL / MariaDB. Binary collation: ids are case-sensitive, as the
+-- daemon's are (a case-insensitive key would make `R1` and `r1` one).
+-- The orders, one row per win (keyed by the deterministic order id), and
 -- what happened to them. Written by seckill-orders; see docs/orders.md.
 
 CREATE TABLE seckill_orders (
@@ -21,7 +23,7 @@ CREATE TABLE seckill_orders (
     -- Where the win's message was read (the original, through any retry).
     source_partition INTEGER     NOT NULL,
     source_offset   BIGINT       NOT NULL
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 -- A user's orders, newest first (GET /api/v1/users/{user}/orders).
 CREATE INDEX seckill_orders_by_user ON seckill_orders (user_id, created_ms, order_id);
@@ -36,7 +38,7 @@ CREATE TABLE seckill_order_events (
     at_ms       BIGINT      NOT NULL,
     received_ms BIGINT      NOT NULL,
     PRIMARY KEY (order_id, event)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 -- Events not applied yet: their order has no row yet (the order and its
 -- events travel on different topics), or they were just received.
@@ -47,7 +49,7 @@ CREATE TABLE seckill_order_events_waiting (
     at_ms       BIGINT      NOT NULL,
     received_ms BIGINT      NOT NULL,
     PRIMARY KEY (order_id, event)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 
 -- The dead-letter queue as read back from seckill.orders.dlq: one entry per
 -- original message (where it was first read), redriven by `dlq redrive`
@@ -70,5 +72,5 @@ CREATE TABLE seckill_dlq (
     state            VARCHAR(16)  NOT NULL,
     redriven_ms      BIGINT,
     UNIQUE (source_topic, source_partition, source_offset)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
 CREATE INDEX seckill_dlq_by_state ON seckill_dlq (state);

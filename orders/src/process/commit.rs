@@ -8,51 +8,53 @@ use std::time::Instant;
 
 use super::{db, now_ms, Failure, Processor};
 use crate::config::DbWrite;
-use crate::store::{Applied, StoreError, Write};
+use crate::store::{Applied, StoreError, Write, Written};
+
+/// What a batch's write did: what was refused, the orders inserted (where
+/// the engine tells), the orders the insert skipped without a word.
+pub(super) type Committed = (Refused, Option<BTreeSet<String>>, Vec<String>);
 
 impl Processor {
     /// Writes the batch in one transaction (or one per message for the
     /// `single` baseline); what the database refuses is found by writing
     /// each part alone.
+    /// `one_by_one` (or `db_write = single`): a transaction per message
+    /// from the start.
     pub(super) async fn commit(
         &self,
         w: &Write<'_>,
-    ) -> Result<(Refused, Option<BTreeSet<String>>), Failure> {
+        one_by_one: bool,
+    ) -> Result<Committed, Failure> {
         if w.is_empty() {
-            return Ok((Refused::default(), None));
+            return Ok((Refused::default(), None, Vec::new()));
         }
         let started = Instant::now();
-        let whole = match self.cfg.db_write {
-            DbWrite::Batch => self.store.write(w, now_ms() as i64).await,
-            // The baseline: one transaction per message.
-            DbWrite::Single => Err(StoreError::Refused(String::new())),
-        };
-        let (refused, inserted) = match whole {
-            Ok(written) => {
-                self.applied(&written.applied);
-                (Refused::default(), written.inserted)
-            }
-            Err(StoreError::Refused(why)) => {
-                if !why.is_empty() {
-                    tracing::warn!(%why, "the database refused a batch; writing its messages one by one");
+        let done = if one_by_one || self.cfg.db_write == DbWrite::Single {
+            self.one_by_one(w).await?
+        } else {
+            match self.store.write(w, now_ms() as i64).await {
+                Ok(written) => {
+                    self.applied(&written.applied);
+                    (Refused::default(), written.inserted, written.missing)
                 }
-                self.one_by_one(w).await?
+                Err(StoreError::Refused(why)) => {
+                    tracing::warn!(%why, "the database refused a batch; writing its messages one by one");
+                    self.one_by_one(w).await?
+                }
+                Err(e) => return Err(db(e)),
             }
-            Err(e) => return Err(db(e)),
         };
         self.metrics
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());
         self.health.db_up.store(true, Relaxed);
-        Ok((refused, inserted))
+        Ok(done)
     }
 
-    async fn one_by_one(
-        &self,
-        w: &Write<'_>,
-    ) -> Result<(Refused, Option<BTreeSet<String>>), Failure> {
+    async fn one_by_one(&self, w: &Write<'_>) -> Result<Committed, Failure> {
         let mut refused = Refused::default();
         let mut inserted: Option<BTreeSet<String>> = None;
+        let mut missing = Vec::new();
         let now = now_ms() as i64;
         let parts = w
             .orders
@@ -75,11 +77,16 @@ impl Processor {
             }));
         for part in parts {
             match self.store.write(&part, now).await {
-                Ok(written) => {
-                    self.applied(&written.applied);
-                    if let Some(ids) = written.inserted {
+                Ok(Written {
+                    applied,
+                    inserted: ids,
+                    missing: gone,
+                }) => {
+                    self.applied(&applied);
+                    if let Some(ids) = ids {
                         inserted.get_or_insert_with(BTreeSet::new).extend(ids);
                     }
+                    missing.extend(gone);
                 }
                 Err(StoreError::Refused(why)) => {
                     if let Some(o) = part.orders.first().or(part.closed.first()) {
@@ -97,7 +104,7 @@ impl Processor {
                 Err(e) => return Err(db(e)),
             }
         }
-        Ok((refused, inserted))
+        Ok((refused, inserted, missing))
     }
 
     pub(super) fn applied(&self, a: &Applied) {

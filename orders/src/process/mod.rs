@@ -68,12 +68,16 @@ impl Polled {
 /// Decodes one message by its topic.
 pub fn decode(p: &Polled, now_ms: u64) -> Kind {
     if p.topic == DLQ_TOPIC {
+        // Headers are anyone's to write: cut to the columns and cleaned of
+        // what a database refuses (NUL), so an entry always fits.
+        let mut source = p.source();
+        source.topic = fit(&source.topic, 255);
         return Kind::Dlq(DlqIn {
-            source: p.source(),
+            source,
             key: p.key.clone(),
             payload: p.payload.clone(),
-            error_kind: p.meta.error_kind.clone(),
-            error: p.meta.error.clone(),
+            error_kind: fit(&p.meta.error_kind, 32),
+            error: fit(&p.meta.error, ERROR_LEN_MAX),
             attempts: p.meta.attempt,
             first_failed_ms: p.meta.first_failed_ms,
             last_failed_ms: now_ms,
@@ -90,6 +94,54 @@ pub fn decode(p: &Polled, now_ms: u64) -> Kind {
         ))),
     };
     decoded.unwrap_or_else(Kind::Poison)
+}
+
+/// `s` without NUL and control characters but newlines, at most `max`
+/// bytes (on a character boundary).
+fn fit(s: &str, max: usize) -> String {
+    let mut out: String = s
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\n')
+        .collect();
+    if out.len() > max {
+        let mut cut = max;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+    }
+    out
+}
+
+/// The order ids and request ids of the wins at `at`.
+fn ids_of<'a>(kinds: &'a [Kind], at: &[usize]) -> (Vec<&'a str>, Vec<&'a str>) {
+    at.iter()
+        .filter_map(|&i| match kinds.get(i) {
+            Some(Kind::Order(o)) => Some((o.order_id.as_str(), o.request_id.as_str())),
+            _ => None,
+        })
+        .unzip()
+}
+
+/// The row a win at `i` becomes.
+fn new_order<'a>(
+    batch: &[Polled],
+    kinds: &'a [Kind],
+    i: usize,
+    state: OrderState,
+    reason: Option<&'a str>,
+) -> Option<NewOrder<'a>> {
+    let Some(Kind::Order(o)) = kinds.get(i) else {
+        return None;
+    };
+    let src = batch.get(i)?.source();
+    Some(NewOrder {
+        order: o,
+        state,
+        reason,
+        partition: src.partition,
+        offset: src.offset,
+    })
 }
 
 /// A dependency that refused a batch: the batch waits and is tried again.
@@ -133,35 +185,22 @@ pub struct Processor {
     pub health: Arc<Health>,
 }
 
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use seckill_pipeline::now_ms;
 
 impl Processor {
     /// Everything but the publishing: decode, check, release, write.
-    pub async fn write(&self, batch: &[Polled]) -> Result<Outbox, Failure> {
+    /// `one_by_one`: one transaction per message (a batch refused for a
+    /// reason the database does not name as the message's).
+    pub async fn write(&self, batch: &[Polled], one_by_one: bool) -> Result<Outbox, Failure> {
         let now = now_ms();
         let kinds: Vec<Kind> = batch.iter().map(|p| decode(p, now)).collect();
-        let orders: Vec<&crate::message::OrderIn> = kinds
-            .iter()
-            .filter_map(|k| match k {
-                Kind::Order(o) => Some(o),
-                _ => None,
-            })
-            .collect();
-        let order_ids: Vec<&str> = orders.iter().map(|o| o.order_id.as_str()).collect();
-        let request_ids: Vec<&str> = orders.iter().map(|o| o.request_id.as_str()).collect();
         // MySQL cannot say which rows an insert skipped: its batches look
         // their wins up first. PostgreSQL's insert says (below).
         let first = self.store.looks_up_first();
         let stored = if first {
-            self.store
-                .existing(&order_ids, &request_ids)
-                .await
-                .map_err(db)?
+            let all: Vec<usize> = (0..kinds.len()).collect();
+            let (ids, rids) = ids_of(&kinds, &all);
+            self.store.existing(&ids, &rids).await.map_err(db)?
         } else {
             Vec::new()
         };
@@ -172,14 +211,30 @@ impl Processor {
             .cfg
             .backlog_release
             .then_some(self.cfg.backlog_release_after_ms);
-        let mut split = plan::split(&kinds, &checked.candidates, &anomalies, release_after, now);
-        if !first && !split.release.is_empty() {
-            // A win is released only if it has no row: the old ones are
-            // looked up before their release.
-            let old = self.lookup(&kinds, &split.release).await?;
-            split.release = old.candidates;
-            checked.duplicates.extend(old.duplicates);
-            checked.poison.extend(old.poison);
+        // A win back from the retry topic (retried, or redriven from the
+        // DLQ by a human) is created however old it is: it is late because
+        // it failed, not because the service is behind.
+        let retried = |i: usize| batch[i].meta.source.is_some();
+        let mut split = plan::split(
+            &kinds,
+            &checked.candidates,
+            &anomalies,
+            release_after,
+            now,
+            &retried,
+        );
+        if !first {
+            // Without the lookup before: the wins about to be released or
+            // parked are looked up now (a redelivery is neither).
+            let late = self.lookup(&kinds, &split.release).await?;
+            split.release = late.candidates;
+            checked.duplicates.extend(late.duplicates);
+            checked.poison.extend(late.poison);
+            let parked: Vec<usize> = split.park.iter().map(|(i, _)| *i).collect();
+            let late = self.lookup(&kinds, &parked).await?;
+            split.park.retain(|(i, _)| late.candidates.contains(i));
+            checked.duplicates.extend(late.duplicates);
+            checked.poison.extend(late.poison);
         }
 
         let mut poison: Vec<(usize, Poison)> = checked.poison;
@@ -189,81 +244,29 @@ impl Processor {
                 poison.push((i, p.clone()));
             }
         }
-        let mut w = Write::default();
-        let order_at = |i: usize| match kinds.get(i) {
-            Some(Kind::Order(o)) => Some(o),
-            _ => None,
-        };
-        let new_order = |i: usize, state, reason| {
-            let p = &batch[i];
-            let src = p.source();
-            order_at(i).map(|o| NewOrder {
-                order: o,
-                state,
-                reason,
-                partition: src.partition,
-                offset: src.offset,
-            })
-        };
-        w.orders = split
-            .create
-            .iter()
-            .filter_map(|&i| new_order(i, OrderState::AwaitingPayment, None))
-            .collect();
-        let mut failed_events = Vec::new();
-        for &i in &split.release {
-            let Some(o) = order_at(i) else { continue };
-            let r = self
-                .redis
-                .order_action(&o.sale_id, &o.item_id, &o.order_id, Action::Fail, "", now)
-                .map_err(|e| Failure::Redis(e.to_string()))?;
-            match r {
-                OrderAction::Done(OrderState::Failed) | OrderAction::Again(OrderState::Failed) => {
-                    w.closed
-                        .extend(new_order(i, OrderState::Failed, Some(BACKLOG)));
-                    failed_events.push(Outgoing {
-                        topic: ORDER_EVENTS_TOPIC,
-                        key: Some(o.order_id.clone().into_bytes()),
-                        payload: Some(failed_event(o, BACKLOG, now)),
-                        headers: None,
-                    });
-                }
-                // Closed before the release got to it (paid, cancelled or
-                // expired on a daemon): the row takes that state, and the
-                // daemon's outbox publishes its event.
-                OrderAction::Done(s) | OrderAction::Again(s) | OrderAction::Conflict(s) => {
-                    w.closed.extend(new_order(i, s, None));
-                }
-                OrderAction::Unknown | OrderAction::Forbidden => poison.push((
-                    i,
-                    Poison::UnknownOrder(format!(
-                        "Redis holds no order {} of {}/{} to release",
-                        o.order_id, o.sale_id, o.item_id
-                    )),
-                )),
-            }
-        }
-        w.events = kinds
-            .iter()
-            .filter_map(|k| match k {
-                Kind::Event(e) => Some(e),
-                _ => None,
-            })
-            .collect();
-        w.dlq = kinds
-            .iter()
-            .filter_map(|k| match k {
-                Kind::Dlq(d) => Some(d.clone()),
-                _ => None,
-            })
-            .collect();
-
-        let (refused, inserted) = self.commit(&w).await?;
-        // What the database refused is poison, found by writing alone.
-        for (o, why) in refused.orders {
-            let at = kinds
+        let mut w = Write {
+            orders: split
+                .create
                 .iter()
-                .position(|k| matches!(k, Kind::Order(x) if x.order_id == o));
+                .filter_map(|&i| new_order(batch, &kinds, i, OrderState::AwaitingPayment, None))
+                .collect(),
+            ..Write::default()
+        };
+        let released = self.release(batch, &kinds, &split.release, now, &mut w, &mut poison)?;
+        let (events, event_dups) = plan::events(&kinds);
+        w.events = events;
+        w.dlq = plan::dead_letters(&kinds);
+
+        let (refused, inserted, missing) = self.commit(&w, one_by_one).await?;
+        // What the database refused is poison, found by writing alone
+        // (the batch's wins and events are unique by now).
+        for (o, why) in refused.orders {
+            let at = split
+                .create
+                .iter()
+                .chain(&split.release)
+                .copied()
+                .find(|&i| matches!(kinds.get(i), Some(Kind::Order(x)) if x.order_id == o));
             poison.extend(at.map(|i| (i, Poison::Constraint(why))));
         }
         for ((order, event), why) in refused.events {
@@ -272,25 +275,39 @@ impl Processor {
             );
             poison.extend(at.map(|i| (i, Poison::Constraint(why))));
         }
-
-        let mut created = w.orders.len();
+        for o in missing {
+            let at = split
+                .create
+                .iter()
+                .copied()
+                .find(|&i| matches!(kinds.get(i), Some(Kind::Order(x)) if x.order_id == o));
+            poison.extend(at.map(|i| {
+                (
+                    i,
+                    Poison::Constraint(format!(
+                        "order {o} was not written: its request id belongs to another order"
+                    )),
+                )
+            }));
+        }
+        let refused_ids: Vec<String> = poison
+            .iter()
+            .filter_map(|(i, _)| match kinds.get(*i) {
+                Some(Kind::Order(o)) => Some(o.order_id.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut created = w.orders.len().saturating_sub(refused_ids.len());
         if let Some(inserted) = inserted {
             // The wins the insert skipped: present already (a redelivery),
             // or present with other content.
-            let refused_ids: Vec<&str> = poison
-                .iter()
-                .filter_map(|(i, _)| match kinds.get(*i) {
-                    Some(Kind::Order(o)) => Some(o.order_id.as_str()),
-                    _ => None,
-                })
-                .collect();
             let skipped: Vec<usize> = split
                 .create
                 .iter()
                 .copied()
                 .filter(|&i| {
                     matches!(kinds.get(i), Some(Kind::Order(o))
-                        if !inserted.contains(&o.order_id) && !refused_ids.contains(&o.order_id.as_str()))
+                        if !inserted.contains(&o.order_id) && !refused_ids.contains(&o.order_id))
                 })
                 .collect();
             created = inserted.len();
@@ -306,9 +323,15 @@ impl Processor {
                 }
             }
         }
+        // A `failed` event only for a release whose row was written.
+        let failed_events: Vec<Outgoing> = released
+            .into_iter()
+            .filter(|(order, _)| !refused_ids.contains(order))
+            .map(|(_, e)| e)
+            .collect();
         let m = &self.metrics;
         m.count("created", created);
-        m.count("duplicate", checked.duplicates.len());
+        m.count("duplicate", checked.duplicates.len() + event_dups);
         m.count("released", failed_events.len());
         m.count("closed", w.closed.len().saturating_sub(failed_events.len()));
         m.count("event", w.events.len());
@@ -326,17 +349,70 @@ impl Processor {
         Ok(Outbox(out))
     }
 
+    /// Releases the old wins in Redis (the cancel rules, state `failed`)
+    /// and adds their rows to `w`; returns each release's `failed` event.
+    fn release<'a>(
+        &self,
+        batch: &[Polled],
+        kinds: &'a [Kind],
+        at: &[usize],
+        now: u64,
+        w: &mut Write<'a>,
+        poison: &mut Vec<(usize, Poison)>,
+    ) -> Result<Vec<(String, Outgoing)>, Failure> {
+        let mut events = Vec::new();
+        for &i in at {
+            let Some(Kind::Order(o)) = kinds.get(i) else {
+                continue;
+            };
+            let r = self
+                .redis
+                .order_action(&o.sale_id, &o.item_id, &o.order_id, Action::Fail, "", now)
+                .map_err(|e| Failure::Redis(e.to_string()))?;
+            self.health.redis_up.store(true, Relaxed);
+            match r {
+                OrderAction::Done(OrderState::Failed) | OrderAction::Again(OrderState::Failed) => {
+                    w.closed.extend(new_order(
+                        batch,
+                        kinds,
+                        i,
+                        OrderState::Failed,
+                        Some(BACKLOG),
+                    ));
+                    events.push((
+                        o.order_id.clone(),
+                        Outgoing {
+                            topic: ORDER_EVENTS_TOPIC,
+                            key: Some(o.order_id.clone().into_bytes()),
+                            payload: Some(failed_event(o, BACKLOG, now)),
+                            headers: None,
+                        },
+                    ));
+                }
+                // Closed before the release got to it (paid, cancelled or
+                // expired on a daemon): the row takes that state, and the
+                // daemon's outbox publishes its event.
+                OrderAction::Done(s) | OrderAction::Again(s) | OrderAction::Conflict(s) => {
+                    w.closed.extend(new_order(batch, kinds, i, s, None));
+                }
+                OrderAction::Unknown | OrderAction::Forbidden => poison.push((
+                    i,
+                    Poison::UnknownOrder(format!(
+                        "Redis holds no order {} of {}/{} to release",
+                        o.order_id, o.sale_id, o.item_id
+                    )),
+                )),
+            }
+        }
+        Ok(events)
+    }
+
     /// The wins at `at` checked against their rows, looked up now.
     async fn lookup(&self, kinds: &[Kind], at: &[usize]) -> Result<plan::Checked, Failure> {
-        let orders: Vec<&crate::message::OrderIn> = at
-            .iter()
-            .filter_map(|&i| match kinds.get(i) {
-                Some(Kind::Order(o)) => Some(o),
-                _ => None,
-            })
-            .collect();
-        let ids: Vec<&str> = orders.iter().map(|o| o.order_id.as_str()).collect();
-        let rids: Vec<&str> = orders.iter().map(|o| o.request_id.as_str()).collect();
+        if at.is_empty() {
+            return Ok(plan::Checked::default());
+        }
+        let (ids, rids) = ids_of(kinds, at);
         let rows = self.store.existing(&ids, &rids).await.map_err(db)?;
         Ok(plan::against(kinds, at, &rows))
     }
@@ -383,14 +459,7 @@ impl Processor {
     fn forward(&self, p: &Polled, why: &Poison, now: u64) -> Outgoing {
         let attempt = p.meta.attempt.saturating_add(1);
         let to_dlq = why.for_a_human() || attempt > self.cfg.retry_attempts_max;
-        let mut error = why.to_string();
-        if error.len() > ERROR_LEN_MAX {
-            let mut cut = ERROR_LEN_MAX;
-            while !error.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            error.truncate(cut);
-        }
+        let error = fit(&why.to_string(), ERROR_LEN_MAX);
         let meta = Meta {
             attempt,
             due_ms: if to_dlq {

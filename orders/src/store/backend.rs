@@ -39,17 +39,35 @@ macro_rules! backend {
             type DbRow = <Db as sqlx::Database>::Row;
             const D: &Dialect = &$dialect;
 
+            /// A text column. MySQL reports a column of a binary collation
+            /// (the ids are `utf8mb4_bin`: case-sensitive) as VARBINARY,
+            /// which sqlx will not decode as a `String`; its bytes are the
+            /// UTF-8 text.
+            fn text(r: &DbRow, i: usize) -> Result<String, sqlx::Error> {
+                r.try_get::<String, _>(i).or_else(|_| {
+                    r.try_get::<Vec<u8>, _>(i)
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
+                })
+            }
+
+            fn text_opt(r: &DbRow, i: usize) -> Result<Option<String>, sqlx::Error> {
+                r.try_get::<Option<String>, _>(i).or_else(|_| {
+                    r.try_get::<Option<Vec<u8>>, _>(i)
+                        .map(|b| b.map(|b| String::from_utf8_lossy(&b).into_owned()))
+                })
+            }
+
             fn order_row(r: &DbRow) -> Result<OrderRow, sqlx::Error> {
                 Ok(OrderRow {
-                    order_id: r.try_get(0)?,
-                    request_id: r.try_get(1)?,
-                    sale_id: r.try_get(2)?,
-                    item_id: r.try_get(3)?,
-                    user_id: r.try_get(4)?,
+                    order_id: text(r, 0)?,
+                    request_id: text(r, 1)?,
+                    sale_id: text(r, 2)?,
+                    item_id: text(r, 3)?,
+                    user_id: text(r, 4)?,
                     quantity: r.try_get(5)?,
                     price_cents: r.try_get(6)?,
-                    state: r.try_get(7)?,
-                    reason: r.try_get(8)?,
+                    state: text(r, 7)?,
+                    reason: text_opt(r, 8)?,
                     created_ms: r.try_get(9)?,
                     updated_ms: r.try_get(10)?,
                 })
@@ -58,18 +76,18 @@ macro_rules! backend {
             fn dlq_row(r: &DbRow) -> Result<DlqRow, sqlx::Error> {
                 Ok(DlqRow {
                     id: r.try_get(0)?,
-                    source_topic: r.try_get(1)?,
+                    source_topic: text(r, 1)?,
                     source_partition: r.try_get(2)?,
                     source_offset: r.try_get(3)?,
                     key: r.try_get(4)?,
                     payload: r.try_get(5)?,
-                    error_kind: r.try_get(6)?,
-                    error: r.try_get(7)?,
+                    error_kind: text(r, 6)?,
+                    error: text(r, 7)?,
                     attempts: r.try_get(8)?,
                     first_failed_ms: r.try_get(9)?,
                     last_failed_ms: r.try_get(10)?,
                     parks: r.try_get(11)?,
-                    state: r.try_get(12)?,
+                    state: text(r, 12)?,
                     redriven_ms: r.try_get(13)?,
                 })
             }
@@ -91,6 +109,7 @@ macro_rules! backend {
                 request_ids: &[&str],
             ) -> Result<Vec<OrderRow>, sqlx::Error> {
                 let mut out = Vec::new();
+                let mut seen = std::collections::HashSet::new();
                 for (column, ids) in [("order_id", order_ids), ("request_id", request_ids)] {
                     for chunk in ids.chunks(CHUNK) {
                         let mut qb = QueryBuilder::<Db>::new(format!(
@@ -103,7 +122,7 @@ macro_rules! backend {
                         qb.push(")");
                         for r in qb.build().fetch_all(p).await? {
                             let row = order_row(&r)?;
-                            if !out.iter().any(|o: &OrderRow| o.order_id == row.order_id) {
+                            if seen.insert(row.order_id.clone()) {
                                 out.push(row);
                             }
                         }
@@ -143,9 +162,33 @@ macro_rules! backend {
                 qb.push(on_present);
                 if returning {
                     let rows = qb.build().fetch_all(&mut **tx).await?;
-                    return rows.iter().map(|r| r.try_get(0)).collect();
+                    return rows.iter().map(|r| text(r, 0)).collect();
                 }
                 qb.build().execute(&mut **tx).await.map(|_| Vec::new())
+            }
+
+            /// The orders of `rows` with no row of theirs (by primary key).
+            async fn absent(tx: &mut Tx, rows: &[NewOrder<'_>]) -> Result<Vec<String>, sqlx::Error> {
+                let mut qb = QueryBuilder::<Db>::new(
+                    "SELECT order_id FROM seckill_orders WHERE order_id IN (",
+                );
+                let mut s = qb.separated(", ");
+                for r in rows {
+                    s.push_bind(r.order.order_id.clone());
+                }
+                qb.push(")");
+                let present: std::collections::HashSet<String> = qb
+                    .build()
+                    .fetch_all(&mut **tx)
+                    .await?
+                    .iter()
+                    .map(|r| text(r, 0))
+                    .collect::<Result<_, sqlx::Error>>()?;
+                Ok(rows
+                    .iter()
+                    .filter(|r| !present.contains(&r.order.order_id))
+                    .map(|r| r.order.order_id.clone())
+                    .collect())
             }
 
             async fn insert_events(
@@ -211,7 +254,7 @@ macro_rules! backend {
                 qb.push(") ORDER BY at_ms, order_id");
                 let mut waiting = Vec::new();
                 for r in qb.build().fetch_all(&mut **tx).await? {
-                    let w: (String, String, Option<String>) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+                    let w: (String, String, Option<String>) = (text(&r, 0)?, text(&r, 1)?, text_opt(&r, 2)?);
                     waiting.push(w);
                 }
                 if waiting.is_empty() {
@@ -227,7 +270,7 @@ macro_rules! backend {
                 qb.push(")");
                 let mut states = std::collections::HashMap::new();
                 for r in qb.build().fetch_all(&mut **tx).await? {
-                    let (id, state): (String, String) = (r.try_get(0)?, r.try_get(1)?);
+                    let (id, state): (String, String) = (text(&r, 0)?, text(&r, 1)?);
                     states.insert(id, state);
                 }
                 // Events whose order has no row yet keep waiting.
@@ -254,10 +297,10 @@ macro_rules! backend {
                 rows.iter()
                     .map(|r| {
                         Ok(WaitingRow {
-                            order_id: r.try_get(0)?,
-                            event: r.try_get(1)?,
-                            reason: r.try_get(2)?,
-                            state: r.try_get(3)?,
+                            order_id: text(r, 0)?,
+                            event: text(r, 1)?,
+                            reason: text_opt(r, 2)?,
+                            state: text(r, 3)?,
                         })
                     })
                     .collect()
@@ -311,9 +354,13 @@ macro_rules! backend {
             pub async fn write(p: &Pool, w: &Write<'_>, now_ms: i64) -> Result<Written, sqlx::Error> {
                 let mut tx = p.begin().await?;
                 let mut inserted = std::collections::BTreeSet::new();
+                let mut missing = Vec::new();
                 for chunk in w.orders.chunks(CHUNK) {
                     let ids = insert_orders(&mut tx, chunk, now_ms, D.insert_orders, D.returns_inserted).await?;
                     inserted.extend(ids);
+                    if !D.returns_inserted {
+                        missing.extend(absent(&mut tx, chunk).await?);
+                    }
                 }
                 for chunk in w.closed.chunks(CHUNK) {
                     insert_orders(&mut tx, chunk, now_ms, D.close_awaiting, false).await?;
@@ -337,6 +384,7 @@ macro_rules! backend {
                 Ok(Written {
                     applied,
                     inserted: D.returns_inserted.then_some(inserted),
+                    missing,
                 })
             }
 
@@ -407,7 +455,7 @@ macro_rules! backend {
                 qb.push(" GROUP BY state ORDER BY state");
                 let rows = qb.build().fetch_all(p).await?;
                 rows.iter()
-                    .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                    .map(|r| Ok((text(r, 0)?, r.try_get(1)?)))
                     .collect()
             }
 

@@ -48,9 +48,10 @@ impl StoreError {
                     | ErrorKind::CheckViolation
             ) || db
                 .code()
-                // SQLSTATE classes 22 (data exception) and 23 (integrity
+                // SQLSTATE classes 21 (cardinality: one statement touching a
+                // key twice), 22 (data exception) and 23 (integrity
                 // constraint violation), as both engines report them.
-                .is_some_and(|c| c.starts_with("22") || c.starts_with("23"));
+                .is_some_and(|c| c.starts_with("21") || c.starts_with("22") || c.starts_with("23"));
             if refused {
                 return StoreError::Refused(db.message().to_string());
             }
@@ -177,6 +178,10 @@ pub struct Written {
     /// were present), where the engine tells (PostgreSQL); `None` for
     /// MySQL, whose batches look their wins up before writing.
     pub inserted: Option<std::collections::BTreeSet<String>>,
+    /// The order ids of `Write::orders` that have no row after the insert
+    /// (MySQL: an `ON DUPLICATE KEY` on the request id skipped them
+    /// without a word); always empty on PostgreSQL, which refuses instead.
+    pub missing: Vec<String>,
 }
 
 /// What applying waiting events did.
