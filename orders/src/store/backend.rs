@@ -1,7 +1,8 @@
 //! The statements, written once and compiled for each engine (`pg`,
 //! `my`): a macro rather than generics, because sqlx's generic bounds
 //! (an executor per connection type, an encoder per bound type) would say
-//! more than the SQL does.
+//! more than the SQL does. One file on purpose, longer than most: every
+//! statement lives in the one macro body.
 
 use std::collections::BTreeSet;
 
