@@ -86,6 +86,23 @@ pub async fn settle(
     out
 }
 
+/// Waits until `/healthz` says Redis is `up` again (a daemon stays ready
+/// while Redis is down: readiness is about taking purchases).
+pub async fn redis_up(client: &HttpClient, base: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let url = format!("{base}/healthz");
+        if let Ok((200, body)) = send(client, Method::GET, &url, None, vec![]).await {
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            if v["redis"] == "up" {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
 /// Waits until `/readyz` answers 200.
 pub async fn ready(client: &HttpClient, base: &str, within: Duration) -> bool {
     let deadline = Instant::now() + within;

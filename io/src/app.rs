@@ -34,6 +34,13 @@ pub struct App {
     pub(crate) known_wins: Arc<KnownWins>,
     /// False once shutdown began: new purchases get 503.
     pub accepting: AtomicBool,
+    /// SIGTERM arrived: `/readyz` fails for `shutdown_drain_ms` while
+    /// purchases are still served, so a balancer stops sending before the
+    /// daemon stops taking.
+    pub draining: AtomicBool,
+    /// When the ring last refused a purchase (epoch ms; 0: never): a
+    /// daemon whose ring refused within the last second is not ready.
+    pub last_ring_full_ms: std::sync::atomic::AtomicU64,
     /// Purchase token keys (None: tokens are neither handed out nor checked).
     pub tokens: Option<TokenKeys>,
     pub limits: Limits,

@@ -135,6 +135,8 @@ impl Daemon {
             redis,
             known_wins,
             accepting: AtomicBool::new(true),
+            draining: AtomicBool::new(false),
+            last_ring_full_ms: std::sync::atomic::AtomicU64::new(0),
             tokens,
             limits,
             proxies: cfg.trusted_proxies.parse().unwrap_or_else(|e| {
@@ -192,6 +194,17 @@ impl Daemon {
     /// drain the ring (the journal commits, the producer flushes), then
     /// write the checkpoint.
     pub async fn shutdown(mut self) -> Result<(), DaemonError> {
+        let drain = std::time::Duration::from_millis(self.app.cfg.shutdown_drain_ms);
+        if !drain.is_zero() {
+            // Readiness first: the balancer notices and stops sending,
+            // while what it still sends is served.
+            self.app.draining.store(true, Ordering::Relaxed);
+            tracing::info!(
+                drain_ms = self.app.cfg.shutdown_drain_ms,
+                "shutting down: not ready, still serving for the drain time"
+            );
+            tokio::time::sleep(drain).await;
+        }
         tracing::info!("shutting down: intake stopped, draining the ring");
         self.app.accepting.store(false, Ordering::Relaxed);
         let _ = self.stop.send(true);

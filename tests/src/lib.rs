@@ -426,5 +426,5 @@ pub async fn one_item_sale(
 pub mod settle {
     //! Turning answers into final answers, as a patient client would (the
     //! load generator's own logic).
-    pub use seckill_benches::settle::{ready, settle};
+    pub use seckill_benches::settle::{ready, redis_up, settle};
 }

@@ -13,7 +13,7 @@ use seckill_benches::check::{self, Answer, CheckReport};
 use seckill_benches::load::{self, HttpClient, ItemSpec, Plan};
 use seckill_io::redis::RedisAdmin;
 use seckill_io::Daemon;
-use seckill_tests::settle::{ready, settle};
+use seckill_tests::settle::{redis_up, settle};
 use seckill_tests::{daemon_config, Broker, RedisServer, Stack, ADMIN_TOKEN};
 
 fn plan(base: &str, sale: &str, users: std::ops::Range<usize>, retries: usize) -> Plan {
@@ -145,7 +145,7 @@ async fn redis_killed_mid_sale_then_restarted_decides_the_pending_in_arrival_ord
     let p3 = load::run(&client, &plan(&base, "redis-chaos", 1000..1500, 0)).await;
     let redis = restart.await.expect("restart");
     assert!(
-        ready(&client, &base, Duration::from_secs(30)).await,
+        redis_up(&client, &base, Duration::from_secs(30)).await,
         "back to up"
     );
 
@@ -210,7 +210,7 @@ async fn a_frozen_redis_costs_one_timeout_and_the_sale_resumes_when_it_thaws() {
     // The breaker: one timeout, then no request waits on Redis. 400
     // requests at one 250 ms timeout each would take 100 s.
     assert!(took < Duration::from_secs(20), "took {took:?}");
-    assert!(ready(&client, &base, Duration::from_secs(30)).await);
+    assert!(redis_up(&client, &base, Duration::from_secs(30)).await);
     let fin = settle(
         &client,
         &base,

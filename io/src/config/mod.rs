@@ -171,6 +171,11 @@ settings! {
     /// How often unpaid orders past their deadline are released and order
     /// events are published, ms.
     sweep_interval_ms: u64 = 1_000, "SECKILL_SWEEP_INTERVAL_MS";
+    /// On SIGTERM, how long `/readyz` fails while purchases are still
+    /// served (so a load balancer stops sending first), ms; then intake
+    /// stops and the ring drains. Set it above the balancer's check
+    /// interval × its failure threshold.
+    shutdown_drain_ms: u64 = 0, "SECKILL_SHUTDOWN_DRAIN_MS";
     /// tokio worker threads for the ingress.
     worker_threads: usize = 2, "SECKILL_WORKER_THREADS";
     /// Log filter (tracing env-filter syntax), e.g. "info" or

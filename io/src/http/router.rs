@@ -111,7 +111,8 @@ async fn route(
             Err(not_found())
         }
         // Operations.
-        (&Method::GET, ["healthz"]) => Ok(health::healthz()),
+        (&Method::GET, ["livez"]) => Ok(health::livez()),
+        (&Method::GET, ["healthz"]) => Ok(health::healthz(app)),
         (&Method::GET, ["readyz"]) => Ok(health::readyz(app)),
         (&Method::GET, ["metrics"]) => Ok(health::metrics(app)),
         // The dashboard: the page, its event stream, the summary export.
@@ -154,7 +155,7 @@ fn allowed(path: &[&str]) -> Option<&'static str> {
         ["api", "v1", "requests" | "orders" | "sales", _]
         | ["api", "v1", "time" | "rounds" | "openapi.json"]
         | ["admin", "v1", "sales" | "blacklist"]
-        | ["healthz" | "readyz" | "metrics" | "dashboard"]
+        | ["livez" | "healthz" | "readyz" | "metrics" | "dashboard"]
         | ["dashboard", "events"]
         | ["dashboard", "sales", _, "summary"] => "GET, HEAD",
         ["admin", "v1", "sales", _] => "GET, HEAD, PUT",

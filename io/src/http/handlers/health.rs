@@ -8,34 +8,67 @@ use seckill_pipeline::health::State;
 use crate::app::App;
 use crate::http::codec::{json, text, Resp};
 
-/// Alive: the process answers.
-pub fn healthz() -> Resp {
+/// How long a ring refusal keeps the daemon unready.
+const RING_FULL_UNREADY_MS: u64 = 1_000;
+
+/// Alive: the process answers (for a liveness probe: restart me if not).
+pub fn livez() -> Resp {
     json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
 }
 
+/// Whether this daemon can take purchases, and why not.
+fn readiness(app: &App) -> (bool, Vec<&'static str>) {
+    let mut why = Vec::new();
+    if !app.accepting.load(Ordering::Relaxed) {
+        why.push("shutting_down");
+    }
+    if app.draining.load(Ordering::Relaxed) {
+        why.push("draining");
+    }
+    if app.shared.journal.state() != State::Up {
+        why.push("journal_down");
+    }
+    let full = app.last_ring_full_ms.load(Ordering::Relaxed);
+    if full != 0 && app.clock.now_ms().saturating_sub(full) < RING_FULL_UNREADY_MS {
+        why.push("ring_full");
+    }
+    (why.is_empty(), why)
+}
+
+/// Every dependency's state, the backlog and the last errors; `ready` is
+/// what `/readyz` answers.
+fn state(app: &App) -> serde_json::Value {
+    let (ready, why) = readiness(app);
+    serde_json::json!({"status": "ok", "ready": ready, "not_ready": why,
+        "accepting": app.accepting.load(Ordering::Relaxed),
+        "draining": app.draining.load(Ordering::Relaxed),
+        "redis": app.shared.redis.state().as_str(),
+        "kafka": app.kafka.state().as_str(),
+        "journal": app.shared.journal.state().as_str(),
+        "journal_held_wins": app.shared.rescued.held(),
+        "journal_last_error": app.shared.journal.last_error(),
+        "pending_backlog": app.shared.backlog.total(),
+        "redis_last_error": app.shared.redis.last_error()})
+}
+
+/// The process answers (always 200), with every dependency's state.
+pub fn healthz(app: &App) -> Resp {
+    json(StatusCode::OK, &state(app))
+}
+
+/// Send me traffic: 200 unless this daemon cannot take purchases — the
+/// journal cannot write (a full or broken disk), the ring refused one in
+/// the last second, or it is shutting down (or draining before). Redis or
+/// Kafka being down is not a reason: purchases are then answered
+/// `pending` or published later, which is what the fleet is for.
 pub fn readyz(app: &App) -> Resp {
-    let accepting = app.accepting.load(Ordering::Relaxed);
-    let redis = app.shared.redis.state();
-    let kafka = app.kafka.state();
-    let journal = app.shared.journal.state();
-    // Ready means: purchases are decided now, not parked as pending nor
-    // refused for a journal that cannot write (a full disk).
-    let ready = accepting && redis == State::Up && journal == State::Up;
-    let code = if ready {
+    let body = state(app);
+    let code = if body["ready"] == true {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    json(
-        code,
-        &serde_json::json!({"ready": ready, "accepting": accepting,
-            "redis": redis.as_str(), "kafka": kafka.as_str(),
-            "journal": journal.as_str(),
-            "journal_held_wins": app.shared.rescued.held(),
-            "journal_last_error": app.shared.journal.last_error(),
-            "pending_backlog": app.shared.backlog.total(),
-            "redis_last_error": app.shared.redis.last_error()}),
-    )
+    json(code, &body)
 }
 
 /// The Prometheus text exposition.

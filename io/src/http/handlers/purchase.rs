@@ -156,6 +156,7 @@ pub async fn purchase(
         sub.try_submit(|e| e.fill(&purchase, Arc::clone(&item), tx.take()))
     };
     if submitted.is_err() {
+        app.last_ring_full_ms.store(now, Ordering::Relaxed);
         return Err(ApiError::new(
             ErrorCode::RingFull,
             "too many requests in flight; retry shortly",
