@@ -120,7 +120,7 @@ pub async fn connect(
         kafka::ensure_topics(
             &cfg.kafka_brokers,
             &cfg.kafka_properties.0,
-            cfg.kafka_partitions,
+            &cfg.topic_spec(),
         ),
     )
     .await

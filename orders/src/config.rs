@@ -37,6 +37,12 @@ seckill_io::settings! {
     kafka_properties: KafkaProperties = KafkaProperties::default(), "SECKILL_KAFKA_PROPERTIES";
     /// Partitions of the topics when this service creates them.
     kafka_partitions: i32 = 3, "SECKILL_KAFKA_PARTITIONS";
+    /// Replication factor of the topics it creates; 0: 3 when the cluster
+    /// has 3 brokers or more, else as many as it has.
+    kafka_replication_factor: i32 = 0, "SECKILL_KAFKA_REPLICATION_FACTOR";
+    /// `min.insync.replicas` of the topics it creates; 0: 2 with 3 or more
+    /// replicas, else 1.
+    kafka_min_insync_replicas: i32 = 0, "SECKILL_KAFKA_MIN_INSYNC_REPLICAS";
     /// Consumer group; several services in one group share the partitions.
     group_id: String = "seckill-orders".into(), "SECKILL_ORDERS_GROUP";
     /// Redis URL of the stock authority (for the stock check and the
@@ -185,6 +191,15 @@ mod tests {
         assert_eq!(cfg.retry_delay(60), Duration::from_secs(24 * 3600));
         cfg.retry_attempts_max = 8;
         assert!(cfg.validate().is_err(), "16384 s for the last retry");
+    }
+
+    #[test]
+    fn the_example_config_parses_and_validates() {
+        let s: Settings = toml::from_str(include_str!("../../seckill-orders.example.toml"))
+            .expect("example parses");
+        let cfg = s.resolve();
+        cfg.validate().expect("the example is valid");
+        assert_eq!(cfg.kafka_properties.0.len(), 1);
     }
 
     #[test]

@@ -66,7 +66,11 @@ pub async fn ensure_topics(
         &cfg.kafka_brokers,
         &cfg.kafka_properties.0,
         &TOPICS,
-        cfg.kafka_partitions,
+        &seckill_io::kafka::TopicSpec {
+            partitions: cfg.kafka_partitions,
+            replication: cfg.kafka_replication_factor,
+            min_insync: cfg.kafka_min_insync_replicas,
+        },
     )
     .await
 }

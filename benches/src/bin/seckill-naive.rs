@@ -267,9 +267,13 @@ fn main() -> anyhow::Result<()> {
             .await
             .context("connect to redis")?;
         let admin = RedisAdmin::new(&args.redis_url, Duration::from_secs(2)).context("redis")?;
-        seckill_io::kafka::ensure_topics(&args.kafka_brokers, &[], 3)
-            .await
-            .context("create the Kafka topics")?;
+        seckill_io::kafka::ensure_topics(
+            &args.kafka_brokers,
+            &[],
+            &seckill_io::kafka::TopicSpec::new(3),
+        )
+        .await
+        .context("create the Kafka topics")?;
         let producer: FutureProducer = seckill_io::kafka::base_config(&args.kafka_brokers, &[])
             .set("enable.idempotence", "true")
             .set("acks", "all")

@@ -134,7 +134,7 @@ fn main() -> anyhow::Result<()> {
         .block_on(seckill_io::kafka::ensure_topics(
             &args.kafka_brokers,
             &[],
-            3,
+            &seckill_io::kafka::TopicSpec::new(3),
         ))
         .context("create the topics")?;
     let p: BaseProducer<Failures> = seckill_io::kafka::base_config(&args.kafka_brokers, &[])

@@ -115,6 +115,14 @@ settings! {
     kafka_retry_queue_max: usize = crate::kafka::FAILED_MAX, "SECKILL_KAFKA_RETRY_QUEUE_MAX";
     /// Partitions of the topics when seckilld creates them.
     kafka_partitions: i32 = 3, "SECKILL_KAFKA_PARTITIONS";
+    /// Replication factor of the topics when seckilld creates them; 0:
+    /// 3 when the cluster has 3 brokers or more, else as many as it has
+    /// (logged at creation).
+    kafka_replication_factor: i32 = 0, "SECKILL_KAFKA_REPLICATION_FACTOR";
+    /// `min.insync.replicas` of the topics it creates; 0: 2 with 3 or more
+    /// replicas, else 1. With acks=all, a win is acknowledged only once
+    /// this many replicas hold it.
+    kafka_min_insync_replicas: i32 = 0, "SECKILL_KAFKA_MIN_INSYNC_REPLICAS";
     /// How long a win waits for payment before its unit is released, ms.
     pay_timeout_ms: u64 = 15 * 60 * 1000, "SECKILL_PAY_TIMEOUT_MS";
     /// How long the ingress waits for the ring's answer before 504, ms.
@@ -334,6 +342,15 @@ impl Config {
             ip_burst: burst(self.rate_ip_burst, self.rate_ip_per_s),
             user_per_s: self.rate_user_per_s,
             user_burst: burst(self.rate_user_burst, self.rate_user_per_s),
+        }
+    }
+
+    /// How seckilld creates its topics.
+    pub fn topic_spec(&self) -> crate::kafka::TopicSpec {
+        crate::kafka::TopicSpec {
+            partitions: self.kafka_partitions,
+            replication: self.kafka_replication_factor,
+            min_insync: self.kafka_min_insync_replicas,
         }
     }
 

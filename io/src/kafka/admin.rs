@@ -7,6 +7,7 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 pub const ORDERS_TOPIC: &str = "seckill.orders";
@@ -37,28 +38,80 @@ pub enum KafkaSetupError {
 /// after this for its own guarantees wins over them.
 pub fn base_config(brokers: &str, properties: &[(String, String)]) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", brokers)
-        // Loopback brokers: don't let a slow DNS or IPv6 attempt stall.
-        .set("broker.address.family", "v4");
+    c.set("bootstrap.servers", brokers);
     for (k, v) in properties {
         c.set(k, v);
     }
     c
 }
 
+/// How topics are created: partitions, replication factor and
+/// `min.insync.replicas` (0: chosen from the cluster — a replication factor
+/// of 3 when it has 3 brokers or more, else as many as it has, and
+/// min.insync.replicas 2 with 3 replicas or more, else 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub partitions: i32,
+    pub replication: i32,
+    pub min_insync: i32,
+}
+
+impl TopicSpec {
+    /// `partitions` partitions, the rest chosen from the cluster.
+    pub fn new(partitions: i32) -> TopicSpec {
+        TopicSpec {
+            partitions,
+            replication: 0,
+            min_insync: 0,
+        }
+    }
+
+    /// The replication factor and min.insync.replicas for a cluster of
+    /// `brokers` brokers.
+    pub fn resolve(&self, brokers: usize) -> (i32, i32) {
+        let brokers = i32::try_from(brokers).unwrap_or(i32::MAX).max(1);
+        let replication = if self.replication > 0 {
+            self.replication
+        } else {
+            brokers.min(3)
+        };
+        let min_insync = if self.min_insync > 0 {
+            self.min_insync
+        } else if replication >= 3 {
+            2
+        } else {
+            1
+        };
+        (replication, min_insync)
+    }
+}
+
 /// Creates the daemon's topics if they do not exist.
 pub async fn ensure_topics(
     brokers: &str,
     properties: &[(String, String)],
-    partitions: i32,
+    spec: &TopicSpec,
 ) -> Result<(), KafkaSetupError> {
     create_topics(
         brokers,
         properties,
         &[ORDERS_TOPIC, ORDER_EVENTS_TOPIC],
-        partitions,
+        spec,
     )
     .await
+}
+
+/// How many brokers the cluster has (its metadata), off the async threads.
+async fn broker_count(config: ClientConfig) -> Result<usize, KafkaSetupError> {
+    tokio::task::spawn_blocking(move || {
+        let client: BaseConsumer = config.create().map_err(KafkaSetupError::Client)?;
+        let md = client
+            .fetch_metadata(None, TOPIC_OPERATION_TIMEOUT)
+            .map_err(KafkaSetupError::Admin)?;
+        Ok(md.brokers().len())
+    })
+    .await
+    .unwrap_or(Ok(1))
 }
 
 /// Creates `names` if they do not exist.
@@ -66,14 +119,20 @@ pub async fn create_topics(
     brokers: &str,
     properties: &[(String, String)],
     names: &[&str],
-    partitions: i32,
+    spec: &TopicSpec,
 ) -> Result<(), KafkaSetupError> {
-    let admin: AdminClient<DefaultClientContext> = base_config(brokers, properties)
-        .create()
-        .map_err(KafkaSetupError::Client)?;
+    let config = base_config(brokers, properties);
+    let admin: AdminClient<DefaultClientContext> =
+        config.create().map_err(KafkaSetupError::Client)?;
+    let cluster = broker_count(config).await?;
+    let (replication, min_insync) = spec.resolve(cluster);
+    let min_insync_text = min_insync.to_string();
     let topics: Vec<NewTopic<'_>> = names
         .iter()
-        .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
+        .map(|n| {
+            NewTopic::new(n, spec.partitions, TopicReplication::Fixed(replication))
+                .set("min.insync.replicas", &min_insync_text)
+        })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(TOPIC_OPERATION_TIMEOUT));
     let results = admin
@@ -82,10 +141,36 @@ pub async fn create_topics(
         .map_err(KafkaSetupError::Admin)?;
     for r in results {
         match r {
-            Ok(_) => {}
+            Ok(topic) => tracing::info!(
+                %topic,
+                partitions = spec.partitions,
+                replication,
+                min_insync,
+                brokers = cluster,
+                "topic created"
+            ),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => return Err(KafkaSetupError::Topic { topic, code }),
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replication_follows_the_cluster_unless_set() {
+        let auto = TopicSpec::new(3);
+        assert_eq!(auto.resolve(1), (1, 1));
+        assert_eq!(auto.resolve(2), (2, 1));
+        assert_eq!(auto.resolve(5), (3, 2));
+        let set = TopicSpec {
+            partitions: 3,
+            replication: 2,
+            min_insync: 2,
+        };
+        assert_eq!(set.resolve(5), (2, 2));
+    }
 }

@@ -86,7 +86,7 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                         kafka::ensure_topics(
                             &cfg.kafka_brokers,
                             &cfg.kafka_properties.0,
-                            cfg.kafka_partitions,
+                            &cfg.topic_spec(),
                         ),
                     )
                     .await;
