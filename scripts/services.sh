@@ -58,6 +58,31 @@ start_postgres() {
   PG_STOP=("${run[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -m fast stop)
 }
 
+# nginx with the shipped configuration (docs/deploy/nginx.conf) on
+# 127.0.0.1:$1 in front of the daemons on the other ports: only its
+# upstream `server` lines and its `listen` line are replaced.
+start_nginx() {
+  local port=$1 dir servers="" bin
+  shift
+  for p in "$@"; do servers="$servers    server 127.0.0.1:$p max_fails=1 fail_timeout=5s;\n"; done
+  dir="$PWD/$STATE/nginx"
+  rm -rf "$dir" && mkdir -p "$dir"
+  awk -v servers="$servers" -v port="$port" '
+    /^[[:space:]]*server 127\.0\.0\.1:/ { if (!done) { printf "%s", servers; done = 1 } next }
+    /^[[:space:]]*listen 80;/ { print "    listen 127.0.0.1:" port ";"; next }
+    { print }' docs/deploy/nginx.conf >"$dir/site.conf"
+  printf '%s\n' "daemon off;" "worker_processes auto;" "pid $dir/nginx.pid;" \
+    "error_log $dir/error.log;" "events { worker_connections 4096; }" "http {" \
+    "  access_log off;" "  client_body_temp_path $dir/body;" \
+    "  proxy_temp_path $dir/proxy;" "  fastcgi_temp_path $dir/fastcgi;" \
+    "  uwsgi_temp_path $dir/uwsgi;" "  scgi_temp_path $dir/scgi;" \
+    "  include $dir/site.conf;" "}" >"$dir/nginx.conf"
+  bin=$(command -v nginx || echo /usr/sbin/nginx)
+  "$bin" -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" &
+  pids+=($!)
+  wait_port "$port"
+}
+
 # Rows of the order service's table by state, as `state  count` lines.
 pg_rows_by_state() {
   psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -X -A -t -F '  ' \

@@ -239,12 +239,46 @@ fn read_json<T: serde::de::DeserializeOwned>(
     expected: usize,
     timeout: Duration,
 ) -> Result<Vec<T>, rdkafka::error::KafkaError> {
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    // A reader that sees nothing for this long while messages are missing
+    // starts over with a new consumer (and reads from the beginning again):
+    // one that asked a broker that had just come back empty may hold stale
+    // partition metadata.
+    const FRESH_START_AFTER: Duration = Duration::from_secs(10);
+    while Instant::now() < deadline {
+        out.clear();
+        if read_once(
+            brokers,
+            topic,
+            &keep,
+            expected,
+            deadline,
+            FRESH_START_AFTER,
+            &mut out,
+        )? {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// One consumer's read of `topic` from the beginning; true when it is
+/// done (enough messages, or the deadline), false to start over.
+fn read_once<T: serde::de::DeserializeOwned>(
+    brokers: &str,
+    topic: &str,
+    keep: &impl Fn(&T) -> bool,
+    expected: usize,
+    deadline: Instant,
+    fresh_start_after: Duration,
+    out: &mut Vec<T>,
+) -> Result<bool, rdkafka::error::KafkaError> {
     let consumer: BaseConsumer = kafka::base_config(brokers, &[])
         .set("group.id", format!("seckill-check-{}", std::process::id()))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .create()?;
-    let deadline = Instant::now() + timeout;
     // The topic may not exist yet (a broker that just came back empty gets
     // it re-created by the daemon): wait for its partitions.
     let mut tpl = TopicPartitionList::new();
@@ -261,7 +295,6 @@ fn read_json<T: serde::de::DeserializeOwned>(
         std::thread::sleep(Duration::from_millis(200));
     }
     consumer.assign(&tpl)?;
-    let mut out = Vec::new();
     let mut last_msg = Instant::now();
     while Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(200)) {
@@ -276,10 +309,19 @@ fn read_json<T: serde::de::DeserializeOwned>(
             Some(Err(e)) => tracing::debug!(error = %e, "consumer error"),
             None => {
                 if out.len() >= expected && last_msg.elapsed() > Duration::from_secs(1) {
-                    break;
+                    return Ok(true);
+                }
+                // Only with time left for the fresh one to read it all.
+                let left = deadline.saturating_duration_since(Instant::now());
+                if out.len() < expected
+                    && last_msg.elapsed() > fresh_start_after
+                    && left > fresh_start_after
+                {
+                    tracing::debug!(topic, read = out.len(), "nothing new: a fresh consumer");
+                    return Ok(false);
                 }
             }
         }
     }
-    Ok(out)
+    Ok(true)
 }

@@ -32,6 +32,9 @@ pub struct App {
     pub kafka: Arc<Health>,
     pub redis: RedisAdmin,
     pub(crate) known_wins: Arc<KnownWins>,
+    /// Held by the catalog sync (the probe's, or a catch-up before an
+    /// `unknown_item` answer): one at a time.
+    pub catalog_sync: tokio::sync::Mutex<()>,
     /// False once shutdown began: new purchases get 503.
     pub accepting: AtomicBool,
     /// SIGTERM arrived: `/readyz` fails for `shutdown_drain_ms` while
@@ -46,6 +49,9 @@ pub struct App {
     pub limits: Limits,
     /// The proxies whose X-Forwarded-For entries are believed.
     pub proxies: TrustedProxies,
+    /// The other daemons of the fleet, asked about requests nobody else
+    /// knows.
+    pub peers: crate::peers::Peers,
     pub order_stats: OrderStats,
     pub conn_stats: ConnStats,
     pub order_wake: Wake,

@@ -16,6 +16,8 @@ use crate::admission::{Limits, TokenKeys, TrustedProxies};
 use crate::app::{blocking, App, KnownWins};
 use crate::config::Config;
 use crate::error::DaemonError;
+use crate::http::Door;
+use crate::peers::Peers;
 use crate::shutdown::{self, CONNECTION_GRACE};
 use crate::tasks;
 use crate::wiring::{self, Connected, Recovered};
@@ -23,6 +25,8 @@ use crate::wiring::{self, Connected, Recovered};
 /// A running daemon.
 pub struct Daemon {
     pub addr: SocketAddr,
+    /// The admin socket's address, when `admin_listen` gives it one.
+    pub admin_addr: Option<SocketAddr>,
     pub app: Arc<App>,
     stop: watch::Sender<bool>,
     /// The accept loop, then the background tasks: awaited in this order
@@ -99,19 +103,19 @@ impl Daemon {
         }
 
         // 4. Serve.
-        let listener =
-            TcpListener::bind(cfg.listen)
-                .await
-                .map_err(|source| DaemonError::Listen {
-                    addr: cfg.listen,
-                    source,
-                })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| DaemonError::Listen {
-                addr: cfg.listen,
-                source,
-            })?;
+        let (listener, addr) = bind(cfg.listen).await?;
+        let admin = match cfg.admin_addr() {
+            Ok(Some(a)) => Some(bind(a).await?),
+            Ok(None) => None,
+            Err(reason) => {
+                return Err(crate::config::ConfigError::Invalid {
+                    key: "admin_listen",
+                    reason,
+                }
+                .into())
+            }
+        };
+        let admin_addr = admin.as_ref().map(|(_, a)| *a);
         let tokens = if cfg.token_key.is_empty() {
             None
         } else {
@@ -134,6 +138,7 @@ impl Daemon {
             kafka,
             redis,
             known_wins,
+            catalog_sync: Default::default(),
             accepting: AtomicBool::new(true),
             draining: AtomicBool::new(false),
             last_ring_full_ms: std::sync::atomic::AtomicU64::new(0),
@@ -143,6 +148,11 @@ impl Daemon {
                 tracing::warn!(error = %e, "trusted_proxies unreadable: no proxy trusted");
                 TrustedProxies::None
             }),
+            peers: Peers::new(
+                cfg.peer_list().unwrap_or_default(),
+                cfg.admin_token.clone(),
+                std::time::Duration::from_millis(cfg.peer_timeout_ms.max(1)),
+            ),
             order_stats: Default::default(),
             conn_stats: Default::default(),
             order_wake: Default::default(),
@@ -155,9 +165,24 @@ impl Daemon {
             feed: Default::default(),
         });
         let (stop, stop_rx) = shutdown::channel();
-        let tasks = vec![
+        let mut tasks = Vec::new();
+        let public_door = if let Some((admin, _)) = admin {
+            tasks.push(tokio::spawn(crate::http::serve(
+                admin,
+                Door::Admin,
+                Arc::clone(&app),
+                submitter.clone(),
+                stop_rx.clone(),
+                CONNECTION_GRACE,
+            )));
+            Door::Public
+        } else {
+            Door::Both
+        };
+        tasks.extend([
             tokio::spawn(crate::http::serve(
                 listener,
+                public_door,
                 Arc::clone(&app),
                 submitter,
                 stop_rx.clone(),
@@ -178,11 +203,12 @@ impl Daemon {
                 addr,
                 stop_rx.clone(),
             )),
-        ];
+        ]);
         tasks::reopen::spawn(Arc::clone(&app), stop_rx);
-        tracing::info!(%addr, "seckilld listening");
+        tracing::info!(%addr, admin = ?admin_addr, "seckilld listening");
         Ok(Daemon {
             addr,
+            admin_addr,
             app,
             stop,
             tasks,
@@ -226,4 +252,12 @@ impl Daemon {
         tracing::info!(checkpoint = safe, "shutdown complete");
         Ok(())
     }
+}
+
+/// Binds a listening socket and reads back its address (port 0 picks one).
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), DaemonError> {
+    let failed = |source| DaemonError::Listen { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(failed)?;
+    let local = listener.local_addr().map_err(failed)?;
+    Ok((listener, local))
 }

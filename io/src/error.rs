@@ -33,6 +33,9 @@ pub enum DaemonError {
     /// The pipeline was started without a producer handle.
     #[error("the pipeline has no submitter")]
     NoSubmitter,
+    /// A setting the daemon cannot use (it is also checked at load).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("purchase token key: {0}")]
     TokenKey(#[from] crate::admission::token::KeyTooShort),
 }

@@ -18,6 +18,7 @@ pub mod journal;
 pub mod kafka;
 pub mod metrics;
 pub mod offline;
+pub mod peers;
 pub mod redis;
 pub mod shutdown;
 pub mod tasks;

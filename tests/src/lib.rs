@@ -390,10 +390,12 @@ mod observe;
 pub mod orders;
 pub mod sql;
 mod stack;
+mod verdict;
 
 pub use nginx::Nginx;
 pub use observe::{scrape, wait_acknowledged};
 pub use stack::{another_daemon, Stack};
+pub use verdict::verdict_within;
 
 /// Creates sale `sale` with one item `i` of `stock` units, per-user limit
 /// 1, from `start_ms` for ten minutes (through the admin API).

@@ -9,11 +9,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use seckill_benches::check::{self, Answer, CheckReport};
+use seckill_benches::check::{Answer, CheckReport};
 use seckill_benches::load::{self, HttpClient, ItemSpec, Plan};
-use seckill_io::redis::RedisAdmin;
 use seckill_io::Daemon;
 use seckill_tests::settle::{redis_up, settle};
+use seckill_tests::verdict_within;
 use seckill_tests::{daemon_config, Broker, RedisServer, Stack, ADMIN_TOKEN};
 
 fn plan(base: &str, sale: &str, users: std::ops::Range<usize>, retries: usize) -> Plan {
@@ -66,49 +66,6 @@ async fn verdict(
     answers: &[Answer],
 ) -> CheckReport {
     verdict_within(redis, broker, sale, answers, Duration::from_secs(30)).await
-}
-
-/// Runs the checker over final answers.
-async fn verdict_within(
-    redis: &RedisServer,
-    broker: &Broker,
-    sale: &str,
-    answers: &[Answer],
-    wait: Duration,
-) -> CheckReport {
-    let admin = RedisAdmin::new(&redis.url(), Duration::from_secs(2)).expect("redis");
-    let mut stock = BTreeMap::new();
-    stock.insert(
-        "item".to_string(),
-        admin
-            .stock(sale, "item")
-            .expect("stock")
-            .expect("stock hash"),
-    );
-    let wins = answers
-        .iter()
-        .filter(|a| a.status == "success")
-        .filter_map(|a| a.order_id.as_deref())
-        .collect::<std::collections::HashSet<_>>()
-        .len();
-    let brokers = broker.brokers();
-    let sale_id = sale.to_string();
-    let orders =
-        tokio::task::spawn_blocking(move || check::read_orders(&brokers, &sale_id, wins, wait))
-            .await
-            .expect("join")
-            .expect("orders");
-    let report = check::check(answers, &stock, &orders, 1);
-    eprintln!(
-        "chaos verdict for {sale}: {} answers, {} successes, {} orders ({} distinct), locked+sold {}, violations {:?}",
-        answers.len(),
-        report.successes,
-        report.kafka_orders,
-        report.kafka_distinct_orders,
-        report.locked_plus_sold,
-        report.violations
-    );
-    report
 }
 
 fn count(answers: &[Answer], status: &str) -> usize {

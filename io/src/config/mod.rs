@@ -59,6 +59,20 @@ macro_rules! settings {
 settings! {
     /// Address the HTTP ingress listens on (port 0 picks a free one).
     listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080)), "SECKILL_LISTEN";
+    /// Address of a second socket for the admin API, `/metrics`, the
+    /// dashboard and the peers' lookups (`/internal/v1`); the public socket
+    /// then serves only `/api/v1` and the health checks. Empty: one socket
+    /// serves everything.
+    admin_listen: String = String::new(), "SECKILL_ADMIN_LISTEN";
+    /// The other daemons of the fleet, as `host:port` of their admin
+    /// socket (or their only one), comma separated: a status poll for a
+    /// request this daemon does not know, and Redis does not either, asks
+    /// them (a request left `pending` lives in one daemon's journal). The
+    /// peers are asked with the admin token. Empty: no peers.
+    peers: String = String::new(), "SECKILL_PEERS";
+    /// How long a peer gets to answer a lookup, ms; a peer that does not
+    /// makes the poll answer 503 with Retry-After, never a wrong 404.
+    peer_timeout_ms: u64 = 300, "SECKILL_PEER_TIMEOUT_MS";
     /// Redis URL of the stock authority (a password goes in its userinfo).
     redis_url: String = "redis://127.0.0.1:6379/".into(), "SECKILL_REDIS_URL";
     /// A file holding the Redis URL (it may carry a password); instead of
@@ -321,7 +335,50 @@ impl Config {
         if self.body_bytes_max < 64 {
             return bad("body_bytes_max", "must be at least 64");
         }
+        if let Err(e) = self.admin_addr() {
+            return bad("admin_listen", &e);
+        }
+        if let Err(e) = self.peer_list() {
+            return bad("peers", &e);
+        }
+        if !self.peers.trim().is_empty() && self.admin_token.is_empty() {
+            return bad(
+                "peers",
+                "peers are asked with the admin token: set admin_token",
+            );
+        }
         Ok(())
+    }
+
+    /// The admin socket's address, if it has one of its own.
+    pub fn admin_addr(&self) -> Result<Option<SocketAddr>, String> {
+        let a = self.admin_listen.trim();
+        if a.is_empty() {
+            return Ok(None);
+        }
+        a.parse()
+            .map(Some)
+            .map_err(|e| format!("{a:?} is not an address (host:port): {e}"))
+    }
+
+    /// The peers, each a `host:port` (a name is resolved when asked).
+    pub fn peer_list(&self) -> Result<Vec<String>, String> {
+        let mut out = Vec::new();
+        for p in self
+            .peers
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            let ok = p
+                .rsplit_once(':')
+                .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok());
+            if !ok || p.contains('/') {
+                return Err(format!("{p:?} is not host:port"));
+            }
+            out.push(p.to_string());
+        }
+        Ok(out)
     }
 
     /// The WAL options these settings ask for.

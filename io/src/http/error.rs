@@ -87,6 +87,7 @@ error_codes! {
     RateLimitedUser = "rate_limited_user", TOO_MANY_REQUESTS, "This user's rate is used up (Retry-After).";
     Internal = "internal", INTERNAL_SERVER_ERROR, "A bug: the daemon failed to answer.";
     RedisUnavailable = "redis_unavailable", SERVICE_UNAVAILABLE, "Redis did not answer; retry (Retry-After). Purchases are not refused for this: they are answered pending.";
+    PeerUnavailable = "peer_unavailable", SERVICE_UNAVAILABLE, "The request may be held by another daemon of the fleet that did not answer; poll again (Retry-After).";
     RingFull = "ring_full", SERVICE_UNAVAILABLE, "Too many requests in flight; retry shortly (Retry-After).";
     ShuttingDown = "shutting_down", SERVICE_UNAVAILABLE, "The daemon is shutting down; retry on another (Retry-After).";
     TooManyConnections = "too_many_connections", SERVICE_UNAVAILABLE, "The daemon holds `connections_max` open connections; retry shortly (Retry-After).";

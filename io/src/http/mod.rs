@@ -18,4 +18,5 @@ mod server;
 pub mod stream;
 
 pub use error::{ApiError, ErrorCode};
+pub use router::Door;
 pub use server::serve;

@@ -21,14 +21,39 @@ use crate::app::App;
 /// The most path segments any route has.
 const SEGMENTS_MAX: usize = 8;
 
+/// Which routes a listening socket serves. With `admin_listen` set, the
+/// public socket serves the API and the health checks, the admin socket
+/// the admin API, `/metrics`, the dashboard, the peers' lookups and the
+/// health checks; without it one socket serves everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    Public,
+    Admin,
+    Both,
+}
+
+impl Door {
+    /// Whether this door serves the route whose path starts with `first`.
+    fn serves(self, first: &str) -> bool {
+        let public = first == "api";
+        let health = matches!(first, "livez" | "healthz" | "readyz");
+        match self {
+            Door::Both => true,
+            Door::Public => public || health,
+            Door::Admin => !public,
+        }
+    }
+}
+
 /// hyper's service function: every error becomes its answer.
 pub async fn handle(
     app: Arc<App>,
     sub: Arc<Mutex<Submitter>>,
+    door: Door,
     peer: IpAddr,
     req: Request<Incoming>,
 ) -> Result<Answer, Infallible> {
-    Ok(route(&app, &sub, peer, req)
+    Ok(route(&app, &sub, door, peer, req)
         .await
         .unwrap_or_else(|e| e.into_response().map(Either::Left)))
 }
@@ -40,12 +65,16 @@ fn not_found() -> ApiError {
 async fn route(
     app: &Arc<App>,
     sub: &Mutex<Submitter>,
+    door: Door,
     peer: IpAddr,
     req: Request<Incoming>,
 ) -> Result<Answer, ApiError> {
     // The URI shares the request's buffer (a clone is a reference count).
     let uri = req.uri().clone();
     let (segs, n) = segments(uri.path()).ok_or_else(not_found)?;
+    if !door.serves(segs[0]) {
+        return Err(not_found());
+    }
     // HEAD is GET without the body (hyper leaves the body out).
     let method = match req.method() {
         &Method::HEAD => Method::GET,
@@ -73,7 +102,10 @@ async fn route(
         }
         (&Method::GET, ["api", "v1", "time"]) => Ok(sales::time(app)),
         (&Method::GET, ["api", "v1", "rounds"]) => sales::rounds(app, &req),
-        (&Method::GET, ["api", "v1", "sales", sale]) => sales::sale_page(app, sale),
+        (&Method::GET, ["api", "v1", "sales", sale]) => {
+            let ip = client_ip(app, peer, &req);
+            sales::sale_page(app, ip, sale).await
+        }
         (&Method::GET, ["api", "v1", "openapi.json"]) => Ok(health::openapi()),
         // Orders.
         (&Method::GET, ["api", "v1", "orders", id]) => {
@@ -109,6 +141,11 @@ async fn route(
         (&Method::PUT | &Method::DELETE, ["admin", "v1", "blacklist", _, _]) => {
             extract::authorize(app, &req)?;
             Err(not_found())
+        }
+        // The fleet: a peer asks what this daemon's board holds.
+        (&Method::GET, ["internal", "v1", "requests", id]) => {
+            extract::authorize(app, &req)?;
+            requests::peer_lookup(app, id)
         }
         // Operations.
         (&Method::GET, ["livez"]) => Ok(health::livez()),

@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::error::{ApiError, ErrorCode};
-use super::router;
+use super::router::{self, Door};
 use crate::app::App;
 use crate::shutdown::until_true;
 
@@ -66,11 +66,12 @@ async fn refuse(mut stream: TcpStream) {
     .await;
 }
 
-/// Serves until `stop` turns true, then stops accepting, lets open
-/// connections finish their request (up to `grace`), and drops every ring
-/// handle it holds.
+/// Serves the routes of `door` until `stop` turns true, then stops
+/// accepting, lets open connections finish their request (up to `grace`),
+/// and drops every ring handle it holds.
 pub async fn serve(
     listener: TcpListener,
+    door: Door,
     app: Arc<App>,
     submitter: Submitter,
     mut stop: watch::Receiver<bool>,
@@ -107,7 +108,7 @@ pub async fn serve(
                     let _permit = permit;
                     let _open = OpenGuard::new(Arc::clone(&app));
                     let ip = peer.ip();
-                    let svc = service_fn(move |req| router::handle(Arc::clone(&app), Arc::clone(&sub), ip, req));
+                    let svc = service_fn(move |req| router::handle(Arc::clone(&app), Arc::clone(&sub), door, ip, req));
                     let conn = http1::Builder::new()
                         .timer(TokioTimer::new())
                         .header_read_timeout(header_timeout)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use seckill_pipeline::{Catalog, Item, OrderId, RequestState, Status, StatusBoard};
 
-use crate::app::{blocking, KnownWins};
+use crate::app::{blocking, App, KnownWins};
 use crate::redis::RedisAdmin;
 use crate::tasks::bounds::sale_forgotten;
 
@@ -150,4 +150,37 @@ pub async fn refresh_catalog(
     })
     .await;
     matches!(done, Ok(Ok(())))
+}
+
+/// A sale or item this daemon does not know may have been created a moment
+/// ago through another daemon (the admin call returns once Redis holds
+/// it; this daemon would see it within a second). Before answering
+/// `unknown_item` or `unknown_sale`, the handler calls this: one `GET` of
+/// the catalog version, and when it moved, the catalog sync at once (one
+/// at a time: callers that queue behind it find the version caught up).
+/// True when this call reloaded the catalog; either way, look again (a
+/// caller queued behind another's reload finds it done). Costs a Redis round
+/// trip per unknown id, under the global and per-IP limits like any
+/// request.
+pub async fn catch_up(app: &Arc<App>) -> bool {
+    let _one = app.catalog_sync.lock().await;
+    let (r, known) = (app.redis.clone(), Arc::clone(&app.known_wins));
+    let moved = blocking(move || {
+        let version = r.catalog_version().ok()?;
+        let k = known.lock().unwrap_or_else(|e| e.into_inner());
+        Some(k.catalog_version != Some(version))
+    })
+    .await;
+    if !matches!(moved, Ok(Some(true))) {
+        return false;
+    }
+    let bounds = CatalogBounds::of(&app.cfg, app.clock.now_ms());
+    refresh_catalog(
+        &app.redis,
+        &app.catalog,
+        &app.board,
+        &app.known_wins,
+        bounds,
+    )
+    .await
 }

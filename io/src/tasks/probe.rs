@@ -47,15 +47,17 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             app.limits.set_blacklist(users, ips);
         }
         let bounds = CatalogBounds::of(&app.cfg, app.clock.now_ms());
-        if refresh_catalog(
+        let sync = app.catalog_sync.lock().await;
+        let refreshed = refresh_catalog(
             &app.redis,
             &app.catalog,
             &app.board,
             &app.known_wins,
             bounds,
         )
-        .await
-        {
+        .await;
+        drop(sync);
+        if refreshed {
             app.shared
                 .redis
                 .transition(&[State::Down], State::Draining, "probe: PING answered");

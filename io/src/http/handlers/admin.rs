@@ -15,6 +15,7 @@ use crate::http::codec::{self, check_id, json, Resp, CLIENT_ID_LEN_MAX, ID_LEN_M
 use crate::http::error::{ApiError, ErrorBody, ErrorCode};
 use crate::http::extract::{authorize, read_body};
 use crate::redis::{utc_date, ItemLoad, SALE_END_MS_MAX};
+use crate::tasks::catalog::catch_up;
 
 /// Largest admin body (a sale with many items).
 const ADMIN_BODY_BYTES_MAX: usize = 1 << 20;
@@ -234,6 +235,9 @@ pub async fn get_sale(
 ) -> Result<Resp, ApiError> {
     authorize(app, req)?;
     check_id("sale", sale, ID_LEN_MAX)?;
+    if app.catalog.sale_items(sale).is_none() {
+        catch_up(app).await;
+    }
     let items = app
         .catalog
         .sale_items(sale)

@@ -23,6 +23,7 @@ use crate::http::extract::{
     blacklisted, check_purchase, item_request, parse_user, unknown_item, UserBody,
     USER_BODY_BYTES_MAX,
 };
+use crate::tasks::catalog::catch_up;
 
 /// A purchase token: valid for this user, sale and item until `expires_ms`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -105,10 +106,7 @@ pub async fn purchase(
 ) -> Result<Resp, ApiError> {
     let body = item_request(app, ip, sale, item_id, req, app.cfg.body_bytes_max).await?;
     let p = codec::parse_purchase(&body)?;
-    let item: Arc<Item> = app
-        .catalog
-        .item(sale, item_id)
-        .ok_or_else(|| unknown_item(sale, item_id))?;
+    let item: Arc<Item> = find_item(app, sale, item_id).await?;
     let quantity = p.quantity.unwrap_or(1);
     // Every decided answer is counted (the dashboard's rates).
     let reply = |status: Status, order_id: Option<OrderId>| {
@@ -196,10 +194,7 @@ pub async fn issue_token(
 ) -> Result<Resp, ApiError> {
     let body = item_request(app, ip, sale, item_id, req, USER_BODY_BYTES_MAX).await?;
     let user = parse_user(&body)?;
-    let item = app
-        .catalog
-        .item(sale, item_id)
-        .ok_or_else(|| unknown_item(sale, item_id))?;
+    let item = find_item(app, sale, item_id).await?;
     if app.limits.user_blocked(&user) {
         return Err(blacklisted());
     }
@@ -233,4 +228,19 @@ pub async fn issue_token(
             purchase_path: format!("/api/v1/sales/{sale}/items/{item_id}/purchase"),
         },
     ))
+}
+
+/// The item from the catalog; one this daemon does not know may have been
+/// created through another daemon a moment ago: the catalog catches up
+/// first (see `tasks::catalog::catch_up`), then `unknown_item`.
+async fn find_item(app: &Arc<App>, sale: &str, item_id: &str) -> Result<Arc<Item>, ApiError> {
+    if let Some(item) = app.catalog.item(sale, item_id) {
+        return Ok(item);
+    }
+    // Look again whatever it says: a caller queued behind another's
+    // catch-up finds the version caught up and the item loaded.
+    catch_up(app).await;
+    app.catalog
+        .item(sale, item_id)
+        .ok_or_else(|| unknown_item(sale, item_id))
 }

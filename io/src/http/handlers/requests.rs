@@ -19,6 +19,7 @@ use crate::app::{blocking, App};
 use crate::http::codec::{self, check_id, json, Resp};
 use crate::http::error::{ApiError, ErrorBody, ErrorCode};
 use crate::http::extract::admit;
+use crate::peers::{PeerAnswer, PeerRequest};
 
 /// A request's current state.
 #[derive(Debug, Serialize, ToSchema)]
@@ -49,7 +50,7 @@ pub async fn request_status(app: &Arc<App>, ip: IpAddr, id: &str) -> Result<Resp
             item_id: s.item_id().to_string(),
             user_id: s.user_id().to_string(),
         },
-        None => stored(app, ip, id).await?,
+        None => elsewhere(app, ip, id).await?,
     };
     let Known {
         mut status,
@@ -91,13 +92,67 @@ fn unknown_request(id: &str) -> ApiError {
     ApiError::new(ErrorCode::UnknownRequest, format!("no request {id}"))
 }
 
-/// The stock script's stored outcome of a request the board does not know.
-async fn stored(app: &Arc<App>, ip: IpAddr, id: &str) -> Result<Known, ApiError> {
+/// A request the board does not know: the outcome the stock script stored
+/// in Redis, else what a peer's board holds (a request another daemon
+/// answered `pending`). Found nowhere: 404, remembered for a second — but
+/// only when every peer answered; a silent peer may hold it (503).
+async fn elsewhere(app: &Arc<App>, ip: IpAddr, id: &str) -> Result<Known, ApiError> {
     let now = app.clock.now_ms();
     if app.request_misses.recent(id, now) {
         return Err(unknown_request(id));
     }
     admit(app, ip)?;
+    let in_redis = stored(app, id).await;
+    if let Ok(Some(known)) = in_redis {
+        return Ok(known);
+    }
+    match app.peers.lookup(id).await {
+        PeerAnswer::Found(r) => from_peer(r).ok_or_else(|| unknown_request(id)),
+        PeerAnswer::Nobody => {
+            in_redis?;
+            app.request_misses.remember(id, now);
+            Err(unknown_request(id))
+        }
+        PeerAnswer::Unreachable(n) => Err(ApiError::new(
+            ErrorCode::PeerUnavailable,
+            format!("{n} other daemon(s) did not answer; one may hold this request"),
+        )),
+    }
+}
+
+fn from_peer(r: PeerRequest) -> Option<Known> {
+    let status = *Status::ALL.iter().find(|s| s.as_str() == r.status)?;
+    Some(Known {
+        status,
+        order_id: r.order_id,
+        sale_id: r.sale_id,
+        item_id: r.item_id,
+        user_id: r.user_id,
+    })
+}
+
+/// `GET /internal/v1/requests/{id}` (admin socket, admin token): what this
+/// daemon's board holds of a request, for a peer polled about it. Never
+/// asks Redis or further peers.
+pub fn peer_lookup(app: &App, id: &str) -> Result<Resp, ApiError> {
+    check_id("request_id", id, codec::CLIENT_ID_LEN_MAX)?;
+    let s = app.board.get(id).ok_or_else(|| unknown_request(id))?;
+    Ok(json(
+        StatusCode::OK,
+        &PeerRequest {
+            request_id: id.to_string(),
+            status: s.status.as_str().to_string(),
+            order_id: s.order_id.map(|o| o.to_string()),
+            sale_id: s.sale_id().to_string(),
+            item_id: s.item_id().to_string(),
+            user_id: s.user_id().to_string(),
+        },
+    ))
+}
+
+/// The stock script's stored outcome of a request the board does not know
+/// (`None`: Redis holds none).
+async fn stored(app: &Arc<App>, id: &str) -> Result<Option<Known>, ApiError> {
     let items = app.items_with_orders(true);
     let r = app.redis.clone();
     let rid = id.to_string();
@@ -116,8 +171,7 @@ async fn stored(app: &Arc<App>, ip: IpAddr, id: &str) -> Result<Known, ApiError>
     .map_err(ApiError::internal)?
     .map_err(ApiError::redis_down)?;
     let Some((sale_id, item_id, outcome, order)) = found else {
-        app.request_misses.remember(id, now);
-        return Err(unknown_request(id));
+        return Ok(None);
     };
     let status = match outcome.as_str() {
         "sold_out" => Status::SoldOut,
@@ -128,13 +182,13 @@ async fn stored(app: &Arc<App>, ip: IpAddr, id: &str) -> Result<Known, ApiError>
         // daemon decided reads the same once its order is in Redis.
         _ if outcome.starts_with("ok:") && order.is_some() => Status::OrderCreated,
         _ if outcome.starts_with("ok:") => Status::Success,
-        _ => return Err(unknown_request(id)),
+        _ => return Ok(None),
     };
-    Ok(Known {
+    Ok(Some(Known {
         status,
         order_id: outcome.strip_prefix("ok:").map(str::to_string),
         sale_id,
         item_id,
         user_id: order.map(|o| o.user_id).unwrap_or_default(),
-    })
+    }))
 }

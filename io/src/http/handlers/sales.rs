@@ -2,6 +2,7 @@
 //! trip): the server clock for the countdown, the rounds of a day, one
 //! sale with its items.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
@@ -13,8 +14,9 @@ use utoipa::{IntoParams, ToSchema};
 use crate::app::App;
 use crate::http::codec::{check_id, json, Resp, ID_LEN_MAX};
 use crate::http::error::{ApiError, ErrorBody, ErrorCode};
-use crate::http::extract::query_param;
+use crate::http::extract::{admit, query_param};
 use crate::redis::utc_date;
+use crate::tasks::catalog::catch_up;
 
 /// Server time, for the client's countdown.
 #[derive(Debug, Serialize, ToSchema)]
@@ -129,8 +131,15 @@ pub fn rounds(app: &App, req: &Request<Incoming>) -> Result<Resp, ApiError> {
     params(("sale_id" = String, Path)),
     responses((status = 200, body = SaleView), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody)))]
-pub fn sale_page(app: &App, sale: &str) -> Result<Resp, ApiError> {
+pub async fn sale_page(app: &Arc<App>, ip: IpAddr, sale: &str) -> Result<Resp, ApiError> {
     check_id("sale", sale, ID_LEN_MAX)?;
+    // A sale this daemon does not know may have been created through
+    // another a moment ago: the catalog catches up (a Redis round trip,
+    // so under the limits) before the 404.
+    if app.catalog.sale_items(sale).is_none() {
+        admit(app, ip)?;
+        catch_up(app).await;
+    }
     let mut items = app.catalog.sale_items(sale).unwrap_or_default();
     items.sort_by(|a, b| a.item_id.cmp(&b.item_id));
     let view = sale_view(sale, &items)
