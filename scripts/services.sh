@@ -65,7 +65,7 @@ start_nginx() {
   local port=$1 dir servers="" bin
   shift
   for p in "$@"; do servers="$servers    server 127.0.0.1:$p max_fails=1 fail_timeout=5s;\n"; done
-  dir="$PWD/$STATE/nginx"
+  case $STATE in /*) dir="$STATE/nginx" ;; *) dir="$PWD/$STATE/nginx" ;; esac
   rm -rf "$dir" && mkdir -p "$dir"
   awk -v servers="$servers" -v port="$port" '
     /^[[:space:]]*server 127\.0\.0\.1:/ { if (!done) { printf "%s", servers; done = 1 } next }

@@ -34,7 +34,7 @@ pub struct App {
     pub(crate) known_wins: Arc<KnownWins>,
     /// Held by the catalog sync (the probe's, or a catch-up before an
     /// `unknown_item` answer): one at a time.
-    pub catalog_sync: tokio::sync::Mutex<()>,
+    pub catalog_sync: Arc<tokio::sync::Mutex<()>>,
     /// False once shutdown began: new purchases get 503.
     pub accepting: AtomicBool,
     /// SIGTERM arrived: `/readyz` fails for `shutdown_drain_ms` while

@@ -106,8 +106,9 @@ impl Peers {
                     asks.abort_all();
                     return PeerAnswer::Found(r);
                 }
-                Ok(Asked::Knows(_) | Asked::DoesNotKnow) => {}
-                Ok(Asked::NoAnswer) | Err(_) => unreachable += 1,
+                Ok(Asked::DoesNotKnow) => {}
+                // An answer about another request says nothing of this one.
+                Ok(Asked::Knows(_) | Asked::NoAnswer) | Err(_) => unreachable += 1,
             }
         }
         if unreachable == 0 {

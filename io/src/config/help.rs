@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::ValueEnum;
 
-use super::{Durability, KafkaProperties, LogFormat, WriteMode};
+use super::modes::{Durability, KafkaProperties, LogFormat, WriteMode};
 
 /// The doc comment's lines joined, then ` [default: …]` unless the default
 /// is empty (a secret, or a file that is not read).

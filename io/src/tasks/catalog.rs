@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
+use seckill_pipeline::health::State;
 use seckill_pipeline::{Catalog, Item, OrderId, RequestState, Status, StatusBoard};
 
 use crate::app::{blocking, App, KnownWins};
@@ -77,10 +79,7 @@ pub async fn refresh_catalog(
         let full = {
             let mut k = known.lock().unwrap_or_else(|e| e.into_inner());
             k.ticks += 1;
-            let full =
-                k.catalog_version != Some(version) || k.ticks.is_multiple_of(FULL_REFRESH_TICKS);
-            k.catalog_version = Some(version);
-            full
+            k.catalog_version != Some(version) || k.ticks.is_multiple_of(FULL_REFRESH_TICKS)
         };
         if full {
             for s in r.load_sales()? {
@@ -90,6 +89,12 @@ pub async fn refresh_catalog(
                 }
                 catalog.refresh_sale(&s.sale_id, s.items);
             }
+            // Only once the sales are in: a load that failed leaves the
+            // version moved, for the next tick or catch-up to retry.
+            known
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .catalog_version = Some(version);
         }
         let items: Vec<Arc<Item>> = catalog
             .sales()
@@ -152,18 +157,50 @@ pub async fn refresh_catalog(
     matches!(done, Ok(Ok(())))
 }
 
+/// How long a catch-up waits for another reload to finish.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(1);
+
 /// A sale or item this daemon does not know may have been created a moment
 /// ago through another daemon (the admin call returns once Redis holds
 /// it; this daemon would see it within a second). Before answering
 /// `unknown_item` or `unknown_sale`, the handler calls this: one `GET` of
-/// the catalog version, and when it moved, the catalog sync at once (one
-/// at a time: callers that queue behind it find the version caught up).
-/// True when this call reloaded the catalog; either way, look again (a
-/// caller queued behind another's reload finds it done). Costs a Redis round
-/// trip per unknown id, under the global and per-IP limits like any
-/// request.
+/// the catalog version (no lock held, none at all while Redis is down),
+/// and when it moved, the catalog sync at once — one at a time, in a task
+/// of its own holding the lock, so a client that goes away does not cut a
+/// reload short, and a caller that queued behind another's reload finds
+/// the version caught up. True when this call reloaded the catalog; either
+/// way, look again. Costs a Redis round trip per unknown id, under the
+/// global and per-IP limits like any request.
 pub async fn catch_up(app: &Arc<App>) -> bool {
-    let _one = app.catalog_sync.lock().await;
+    if app.shared.redis.state() == State::Down || !version_moved(app).await {
+        return false;
+    }
+    let lock = Arc::clone(&app.catalog_sync).lock_owned();
+    let Ok(guard) = tokio::time::timeout(CATCH_UP_WAIT, lock).await else {
+        return false;
+    };
+    let app = Arc::clone(app);
+    tokio::spawn(async move {
+        let _one = guard;
+        if !version_moved(&app).await {
+            return false;
+        }
+        let bounds = CatalogBounds::of(&app.cfg, app.clock.now_ms());
+        refresh_catalog(
+            &app.redis,
+            &app.catalog,
+            &app.board,
+            &app.known_wins,
+            bounds,
+        )
+        .await
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// Whether the catalog version in Redis differs from the one loaded.
+async fn version_moved(app: &App) -> bool {
     let (r, known) = (app.redis.clone(), Arc::clone(&app.known_wins));
     let moved = blocking(move || {
         let version = r.catalog_version().ok()?;
@@ -171,16 +208,5 @@ pub async fn catch_up(app: &Arc<App>) -> bool {
         Some(k.catalog_version != Some(version))
     })
     .await;
-    if !matches!(moved, Ok(Some(true))) {
-        return false;
-    }
-    let bounds = CatalogBounds::of(&app.cfg, app.clock.now_ms());
-    refresh_catalog(
-        &app.redis,
-        &app.catalog,
-        &app.board,
-        &app.known_wins,
-        bounds,
-    )
-    .await
+    matches!(moved, Ok(Some(true)))
 }

@@ -107,7 +107,14 @@ async fn elsewhere(app: &Arc<App>, ip: IpAddr, id: &str) -> Result<Known, ApiErr
         return Ok(known);
     }
     match app.peers.lookup(id).await {
-        PeerAnswer::Found(r) => from_peer(r).ok_or_else(|| unknown_request(id)),
+        // A state this build does not know (a peer of another version)
+        // is no answer, never a 404.
+        PeerAnswer::Found(r) => from_peer(r).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::PeerUnavailable,
+                "a peer holds this request in a state this daemon cannot read",
+            )
+        }),
         PeerAnswer::Nobody => {
             in_redis?;
             app.request_misses.remember(id, now);
