@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what seckill's demo and tests need, when it is missing:
-#   - redis-server, gcc/g++/make/perl for the bundled librdkafka, python3 for
+#   - redis-server, gcc/g++/make/perl for the bundled librdkafka (with the
+#     OpenSSL and cyrus-sasl development packages for TLS/SASL), python3 for
 #     the layout check and the benchmark scripts, nginx for the proxy tests,
 #     promtool (prometheus) for the metrics test, PostgreSQL for the order
 #     service (the demo starts its own instance), and for the test suite
@@ -42,6 +43,11 @@ ensure_packages() {
   command -v make >/dev/null 2>&1 || missing+=(make)
   command -v perl >/dev/null 2>&1 || missing+=(perl)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  # librdkafka is built with TLS (OpenSSL) and SASL (cyrus-sasl, GSSAPI)
+  # so that managed Kafka clusters can be reached.
+  command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+  pkg_have openssl || missing+=(libssl-dev)
+  pkg_have libsasl2 || missing+=(libsasl2-dev)
   # The OpenAPI and black-box fuzz tests run in a virtualenv.
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
   # nginx: the proxy tests put the daemon behind a real one.
@@ -53,6 +59,20 @@ ensure_packages() {
   pg_bindir >/dev/null 2>&1 || missing+=(postgresql)
   if [ "${#missing[@]}" -gt 0 ]; then
     apt_install "${missing[@]}"
+  fi
+}
+
+# Whether a C library's development files are installed (pkg-config, or
+# the header where pkg-config itself is still missing).
+pkg_have() {
+  if command -v pkg-config >/dev/null 2>&1; then
+    pkg-config --exists "$1"
+  else
+    case "$1" in
+      openssl) [ -e /usr/include/openssl/ssl.h ] ;;
+      libsasl2) [ -e /usr/include/sasl/sasl.h ] ;;
+      *) return 1 ;;
+    esac
   fi
 }
 

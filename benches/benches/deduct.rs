@@ -123,8 +123,8 @@ fn deduct(c: &mut Criterion) {
         )
         .expect("multiplexed connection");
     let lua = script();
-    let admin = RedisAdmin::new(&redis.url(), Duration::from_secs(2)).expect("admin");
-    let mut store = RedisStockStore::new(&redis.url(), Duration::from_secs(2)).expect("store");
+    let admin = RedisAdmin::new(redis.url(), Duration::from_secs(2)).expect("admin");
+    let mut store = RedisStockStore::new(redis.url(), Duration::from_secs(2)).expect("store");
     let mut g = c.benchmark_group("deduct_redis");
     g.sample_size(20);
     let mut round = 0u64;

@@ -193,9 +193,20 @@ pub fn read_orders(
     expected: usize,
     timeout: Duration,
 ) -> Result<Vec<OrderMessage>, rdkafka::error::KafkaError> {
+    read_orders_on(brokers, kafka::ORDERS_TOPIC, sale_id, expected, timeout)
+}
+
+/// [`read_orders`] on an orders topic of another name.
+pub fn read_orders_on(
+    brokers: &str,
+    topic: &str,
+    sale_id: &str,
+    expected: usize,
+    timeout: Duration,
+) -> Result<Vec<OrderMessage>, rdkafka::error::KafkaError> {
     read_json(
         brokers,
-        kafka::ORDERS_TOPIC,
+        topic,
         |o: &OrderMessage| o.sale_id == sale_id,
         expected,
         timeout,

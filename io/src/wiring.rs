@@ -106,9 +106,10 @@ pub async fn connect(
     known_wins: &Arc<KnownWins>,
     now_ms: u64,
 ) -> Result<Connected, DaemonError> {
-    let redis = RedisAdmin::new(&cfg.redis_url, cfg.redis_timeout())?;
-    let store = RedisStockStore::new(&cfg.redis_url, cfg.redis_timeout())?
-        .per_item(cfg.redis_script_per_item);
+    let target = cfg.redis_target()?;
+    let redis = RedisAdmin::new(&target, cfg.redis_timeout())?;
+    let store =
+        RedisStockStore::new(&target, cfg.redis_timeout())?.per_item(cfg.redis_script_per_item);
     let bounds = CatalogBounds::of(cfg, now_ms);
     if !refresh_catalog(&redis, catalog, &shared.board, known_wins, bounds).await {
         shared.redis.fail("unreachable at start");
@@ -121,6 +122,7 @@ pub async fn connect(
             &cfg.kafka_brokers,
             &cfg.kafka_properties.0,
             &cfg.topic_spec(),
+            &cfg.topics(),
         ),
     )
     .await
@@ -136,6 +138,7 @@ pub async fn connect(
     let sink = KafkaOrderSink::new(
         &cfg.kafka_brokers,
         &cfg.kafka_properties.0,
+        &cfg.kafka_orders_topic,
         SinkShared {
             board: Arc::clone(&shared.board),
             outstanding: Arc::clone(&shared.outstanding),

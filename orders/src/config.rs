@@ -35,6 +35,14 @@ seckill_io::settings! {
     /// ssl.*, client.id … The service's own guarantees (manual offset
     /// commits, idempotence, acks=all) are set after them and win.
     kafka_properties: KafkaProperties = KafkaProperties::default(), "SECKILL_KAFKA_PROPERTIES";
+    /// The topic of the wins (the daemons' `kafka_orders_topic`).
+    kafka_orders_topic: String = seckill_io::kafka::ORDERS_TOPIC.into(), "SECKILL_KAFKA_ORDERS_TOPIC";
+    /// The topic of the order events (the daemons' `kafka_events_topic`).
+    kafka_events_topic: String = seckill_io::kafka::ORDER_EVENTS_TOPIC.into(), "SECKILL_KAFKA_EVENTS_TOPIC";
+    /// The retry topic; empty: the orders topic's name + `.retry`.
+    kafka_retry_topic: String = String::new(), "SECKILL_KAFKA_RETRY_TOPIC";
+    /// The dead-letter topic; empty: the orders topic's name + `.dlq`.
+    kafka_dlq_topic: String = String::new(), "SECKILL_KAFKA_DLQ_TOPIC";
     /// Partitions of the topics when this service creates them.
     kafka_partitions: i32 = 3, "SECKILL_KAFKA_PARTITIONS";
     /// Replication factor of the topics it creates; 0: 3 when the cluster
@@ -50,6 +58,17 @@ seckill_io::settings! {
     redis_url: String = "redis://127.0.0.1:6379/".into(), "SECKILL_REDIS_URL";
     /// A file holding the Redis URL; instead of `redis_url`.
     redis_url_file: PathBuf = PathBuf::new(), "SECKILL_REDIS_URL_FILE";
+    /// Redis password (`AUTH`), replacing the URL's; empty: the URL's.
+    redis_password: String = String::new(), "SECKILL_REDIS_PASSWORD";
+    /// A file holding the Redis password; instead of `redis_password`.
+    redis_password_file: PathBuf = PathBuf::new(), "SECKILL_REDIS_PASSWORD_FILE";
+    /// PEM file of the CA of the Redis server's certificate (`rediss://`);
+    /// empty: the system's trust store.
+    redis_tls_ca_file: PathBuf = PathBuf::new(), "SECKILL_REDIS_TLS_CA_FILE";
+    /// PEM file of a client certificate (with `redis_tls_key_file`).
+    redis_tls_cert_file: PathBuf = PathBuf::new(), "SECKILL_REDIS_TLS_CERT_FILE";
+    /// PEM file of the client certificate's private key.
+    redis_tls_key_file: PathBuf = PathBuf::new(), "SECKILL_REDIS_TLS_KEY_FILE";
     /// Redis connect/read/write timeout in ms.
     redis_timeout_ms: u64 = 1_000, "SECKILL_REDIS_TIMEOUT_MS";
     /// The database of the orders: `postgres://user:password@host/db` or
@@ -107,6 +126,11 @@ impl Settings {
         };
         let mut s = self.over(file);
         read_secret_file("redis_url", &mut s.redis_url, &s.redis_url_file)?;
+        read_secret_file(
+            "redis_password",
+            &mut s.redis_password,
+            &s.redis_password_file,
+        )?;
         read_secret_file("database_url", &mut s.database_url, &s.database_url_file)?;
         let cfg = s.resolve();
         cfg.validate()?;
@@ -137,6 +161,7 @@ impl Config {
                 "must be a postgres://… or mysql://… URL (SECKILL_DATABASE_URL)",
             );
         }
+        self.redis_target()?;
         if self.batch_len_max == 0 || self.batch_len_max > 10_000 {
             return bad("batch_len_max", "must be 1..=10000");
         }
@@ -148,6 +173,21 @@ impl Config {
         }
         if self.retry_attempts_max > 20 {
             return bad("retry_attempts_max", "must be at most 20");
+        }
+        let topics = self.topics();
+        for (key, name) in [
+            ("kafka_orders_topic", &topics.orders),
+            ("kafka_events_topic", &topics.events),
+            ("kafka_retry_topic", &topics.retry),
+            ("kafka_dlq_topic", &topics.dlq),
+        ] {
+            if let Err(e) = seckill_io::kafka::check_topic_name(name) {
+                return bad(key, &e);
+            }
+        }
+        let all = topics.all();
+        if (1..all.len()).any(|i| all[..i].contains(&all[i])) {
+            return bad("kafka_dlq_topic", "the four topics must have four names");
         }
         // The retry topic is read in order: a long delay holds every
         // retry behind it.
@@ -171,6 +211,34 @@ impl Config {
         )
     }
 
+    /// How to reach Redis (the TLS files read).
+    pub fn redis_target(&self) -> Result<seckill_io::redis::RedisTarget, ConfigError> {
+        seckill_io::config::redis_target(
+            &self.redis_url,
+            &self.redis_password,
+            &self.redis_tls_ca_file,
+            &self.redis_tls_cert_file,
+            &self.redis_tls_key_file,
+        )
+    }
+
+    /// The topics' names, the empty ones derived from the orders topic.
+    pub fn topics(&self) -> crate::topics::Topics {
+        let or = |name: &str, suffix: &str| {
+            if name.is_empty() {
+                format!("{}{suffix}", self.kafka_orders_topic)
+            } else {
+                name.to_string()
+            }
+        };
+        crate::topics::Topics {
+            orders: self.kafka_orders_topic.clone(),
+            events: self.kafka_events_topic.clone(),
+            retry: or(&self.kafka_retry_topic, ".retry"),
+            dlq: or(&self.kafka_dlq_topic, ".dlq"),
+        }
+    }
+
     pub fn redis_timeout(&self) -> Duration {
         Duration::from_millis(self.redis_timeout_ms.max(1))
     }
@@ -191,6 +259,30 @@ mod tests {
         assert_eq!(cfg.retry_delay(60), Duration::from_secs(24 * 3600));
         cfg.retry_attempts_max = 8;
         assert!(cfg.validate().is_err(), "16384 s for the last retry");
+    }
+
+    #[test]
+    fn topic_names_follow_the_orders_topic_unless_given() {
+        let mut cfg = Config::defaults();
+        cfg.database_url = "postgres://u@127.0.0.1/db".into();
+        assert_eq!(
+            cfg.topics().all(),
+            [
+                "seckill.orders",
+                "seckill.order-events",
+                "seckill.orders.retry",
+                "seckill.orders.dlq"
+            ]
+        );
+        cfg.kafka_orders_topic = "shop.wins".into();
+        cfg.kafka_dlq_topic = "shop.parked".into();
+        assert_eq!(cfg.topics().retry, "shop.wins.retry");
+        assert_eq!(cfg.topics().dlq, "shop.parked");
+        cfg.validate().expect("valid");
+        cfg.kafka_dlq_topic = "shop.wins".into();
+        assert!(cfg.validate().is_err(), "two topics of one name");
+        cfg.kafka_dlq_topic = "shop parked".into();
+        assert!(cfg.validate().is_err(), "not a topic name");
     }
 
     #[test]

@@ -29,7 +29,7 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::kafka::{OrderConsumer, DLQ_TOPIC, RETRY_TOPIC, TOPICS};
+use crate::kafka::{OrderConsumer, Topics};
 use crate::meta::Meta;
 use crate::process::{now_ms, Failure, Outbox, Polled, Processor};
 
@@ -62,10 +62,10 @@ pub struct Loop {
     carry: Vec<Polled>,
 }
 
-fn owned(m: &BorrowedMessage<'_>) -> Polled {
+fn owned(m: &BorrowedMessage<'_>, topics: &Topics) -> Polled {
     // Only the service's own topics carry its headers; on the others a
     // header named like ours is not ours.
-    let meta = if m.topic() == RETRY_TOPIC || m.topic() == DLQ_TOPIC {
+    let meta = if m.topic() == topics.retry || m.topic() == topics.dlq {
         Meta::read(m.headers())
     } else {
         Meta::default()
@@ -103,7 +103,8 @@ impl Loop {
     /// Runs until `stop`; the batch in hand is finished (or left
     /// uncommitted, for the next owner) first.
     pub fn run(mut self) {
-        if let Err(e) = self.consumer.subscribe(&TOPICS) {
+        let topics = Arc::clone(&self.processor.topics);
+        if let Err(e) = self.consumer.subscribe(&topics.all()) {
             tracing::error!(error = %e, "cannot subscribe");
             self.processor.health.set_error(&e.to_string());
             return;
@@ -142,7 +143,7 @@ impl Loop {
             h.msgs.push(p);
             return;
         }
-        if p.topic == RETRY_TOPIC && p.meta.due_ms > now_ms() {
+        if p.topic == self.processor.topics.retry && p.meta.due_ms > now_ms() {
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition(&key.0, key.1);
             if let Err(e) = self.consumer.pause(&tpl) {
@@ -188,7 +189,7 @@ impl Loop {
                     tracing::debug!(error = %e, "consumer error");
                     continue;
                 }
-                Some(Ok(m)) => owned(&m),
+                Some(Ok(m)) => owned(&m, &self.processor.topics),
             };
             self.after_rebalance();
             self.admit(p, &mut out);
@@ -308,7 +309,7 @@ impl Loop {
             // Paused: nothing should arrive. What a partition delivers
             // before its pause took effect waits for the next batch.
             if let Some(Ok(m)) = self.consumer.poll(IDLE_POLL.min(until - Instant::now())) {
-                self.carry.push(owned(&m));
+                self.carry.push(owned(&m, &self.processor.topics));
                 drop(m);
                 self.pause_assignment();
             }

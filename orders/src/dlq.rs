@@ -7,7 +7,7 @@
 //! not parked again meanwhile; a crash in between sends it twice, which
 //! the rows' idempotency absorbs.
 
-use crate::kafka::{Outgoing, Producer, RETRY_TOPIC};
+use crate::kafka::{Outgoing, Producer};
 use crate::meta::{Meta, Source};
 use crate::process::now_ms;
 use crate::store::{DlqRow, Store, StoreError};
@@ -32,7 +32,7 @@ pub struct Redriven {
     pub skipped: Vec<i64>,
 }
 
-fn message(row: &DlqRow) -> Outgoing {
+fn message(row: &DlqRow, retry_topic: &str) -> Outgoing {
     let meta = Meta {
         attempt: 0,
         due_ms: 0,
@@ -46,7 +46,7 @@ fn message(row: &DlqRow) -> Outgoing {
         first_failed_ms: u64::try_from(row.first_failed_ms).unwrap_or(0),
     };
     Outgoing {
-        topic: RETRY_TOPIC,
+        topic: retry_topic.to_string(),
         key: row.key.clone(),
         payload: row.payload.clone(),
         headers: Some(meta.headers()),
@@ -57,6 +57,7 @@ fn message(row: &DlqRow) -> Outgoing {
 pub async fn redrive(
     store: &Store,
     producer: &Producer,
+    retry_topic: &str,
     ids: Option<&[i64]>,
 ) -> Result<Redriven, DlqError> {
     let rows = match ids {
@@ -77,7 +78,7 @@ pub async fn redrive(
         return Ok(out);
     }
     producer
-        .send_all(parked.iter().map(message).collect())
+        .send_all(parked.iter().map(|r| message(r, retry_topic)).collect())
         .await
         .map_err(|(e, _)| DlqError::Kafka(e))?;
     let now = now_ms() as i64;

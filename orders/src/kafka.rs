@@ -20,12 +20,7 @@ use crate::metrics::Metrics;
 
 pub use seckill_io::kafka::{ORDERS_TOPIC, ORDER_EVENTS_TOPIC};
 
-/// Messages that failed, waiting for their next attempt (headers say when).
-pub const RETRY_TOPIC: &str = "seckill.orders.retry";
-/// Messages past their last attempt, or kept for a human.
-pub const DLQ_TOPIC: &str = "seckill.orders.dlq";
-/// Every topic the service reads.
-pub const TOPICS: [&str; 4] = [ORDERS_TOPIC, ORDER_EVENTS_TOPIC, RETRY_TOPIC, DLQ_TOPIC];
+pub use crate::topics::Topics;
 
 /// How long one send may wait in the producer before it counts as failed
 /// (and is sent again, offsets still uncommitted).
@@ -44,12 +39,14 @@ pub async fn ensure_topics(
     producer: &Producer,
 ) -> Result<(), seckill_io::kafka::KafkaSetupError> {
     let client = producer.inner.clone();
+    let topics = cfg.topics();
+    let names = topics.clone();
     let present = tokio::task::spawn_blocking(move || {
         client
             .client()
             .fetch_metadata(None, Duration::from_secs(5))
             .map(|md| {
-                TOPICS.iter().all(|t| {
+                names.all().iter().all(|t| {
                     md.topics()
                         .iter()
                         .any(|m| m.name() == *t && !m.partitions().is_empty())
@@ -65,7 +62,7 @@ pub async fn ensure_topics(
     seckill_io::kafka::create_topics(
         &cfg.kafka_brokers,
         &cfg.kafka_properties.0,
-        &TOPICS,
+        &topics.all(),
         &seckill_io::kafka::TopicSpec {
             partitions: cfg.kafka_partitions,
             replication: cfg.kafka_replication_factor,
@@ -83,6 +80,8 @@ pub struct Ctx {
     /// Bumped by every rebalance: the consumer loop drops what it held of
     /// partitions that are read again from their committed offsets.
     pub rebalances: Arc<AtomicU64>,
+    /// The topics read (their lag is reported).
+    pub topics: Topics,
 }
 
 impl ClientContext for Ctx {
@@ -90,7 +89,7 @@ impl ClientContext for Ctx {
         let lag: i64 = s
             .topics
             .iter()
-            .filter(|(name, _)| TOPICS.contains(&name.as_str()))
+            .filter(|(name, _)| self.topics.all().contains(&name.as_str()))
             .flat_map(|(_, t)| t.partitions.iter())
             .filter(|(p, _)| **p >= 0)
             .map(|(_, p)| p.consumer_lag.max(0))
@@ -151,7 +150,7 @@ pub fn consumer(cfg: &Config, ctx: Ctx) -> Result<OrderConsumer, rdkafka::error:
 /// A message the service publishes.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
-    pub topic: &'static str,
+    pub topic: String,
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
     pub headers: Option<OwnedHeaders>,
@@ -188,7 +187,7 @@ impl Producer {
         }
         let mut waits = Vec::with_capacity(msgs.len());
         for m in &msgs {
-            let mut r: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(m.topic);
+            let mut r: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&m.topic);
             if let Some(k) = &m.key {
                 r = r.key(k.as_slice());
             }

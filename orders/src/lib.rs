@@ -47,6 +47,7 @@ pub mod reconcile;
 pub mod service;
 pub mod state;
 pub mod store;
+pub mod topics;
 
 pub use config::Config;
 pub use service::Service;

@@ -14,7 +14,6 @@ use rdkafka::{Offset, TopicPartitionList};
 use seckill_io::redis::{state_of, OrderState, RedisAdmin, StockHash};
 
 use crate::config::Config;
-use crate::kafka::ORDERS_TOPIC;
 use crate::message::decode_order;
 use crate::store::{OrderRow, Store, StoreError};
 
@@ -28,6 +27,8 @@ pub enum ReconcileError {
     TopicTimeout(Duration),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Config(#[from] seckill_io::config::ConfigError),
 }
 
 /// One item's figures.
@@ -107,16 +108,16 @@ fn topic_orders(
             )
             .set("enable.auto.commit", "false")
             .create()?;
-    let md = consumer.fetch_metadata(Some(ORDERS_TOPIC), Duration::from_secs(10))?;
+    let topic = cfg.kafka_orders_topic.as_str();
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let mut tpl = TopicPartitionList::new();
     let mut ends: HashMap<i32, i64> = HashMap::new();
     for t in md.topics() {
         for p in t.partitions() {
-            let (low, high) =
-                consumer.fetch_watermarks(ORDERS_TOPIC, p.id(), Duration::from_secs(10))?;
+            let (low, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10))?;
             if high > low {
                 ends.insert(p.id(), high);
-                tpl.add_partition_offset(ORDERS_TOPIC, p.id(), Offset::Beginning)?;
+                tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
             }
         }
     }
@@ -160,7 +161,7 @@ fn redis_state(closed: &HashMap<String, String>, order: &str) -> OrderState {
 }
 
 pub async fn reconcile(cfg: &Config, store: &Store, sale: &str) -> Result<Report, ReconcileError> {
-    let redis = RedisAdmin::new(&cfg.redis_url, cfg.redis_timeout())?;
+    let redis = RedisAdmin::new(cfg.redis_target()?, cfg.redis_timeout())?;
     let rows = store.sale_rows(sale).await?;
     let (cfg2, sale2) = (cfg.clone(), sale.to_string());
     let topic =
@@ -235,6 +236,7 @@ pub async fn reconcile(cfg: &Config, store: &Store, sale: &str) -> Result<Report
             .iter()
             .map(|r| (r.order_id.as_str(), *r))
             .collect();
+        let orders_topic = &cfg.kafka_orders_topic;
         let mut all: BTreeSet<&str> = in_redis.keys().copied().collect();
         all.extend(on_topic.keys().map(String::as_str));
         all.extend(in_db.keys().copied());
@@ -242,16 +244,16 @@ pub async fn reconcile(cfg: &Config, store: &Store, sale: &str) -> Result<Report
             let (redis, topic, row) = (in_redis.get(id), on_topic.contains_key(id), in_db.get(id));
             match (redis, topic, row) {
                 (Some(_), false, _) => {
-                    mm.push(format!("order {id}: won in Redis, not on {ORDERS_TOPIC}"))
+                    mm.push(format!("order {id}: won in Redis, not on {orders_topic}"))
                 }
                 (None, true, _) => {
-                    mm.push(format!("order {id}: on {ORDERS_TOPIC}, unknown to Redis"))
+                    mm.push(format!("order {id}: on {orders_topic}, unknown to Redis"))
                 }
                 _ => {}
             }
             match (topic, row) {
-                (true, None) => mm.push(format!("order {id}: on {ORDERS_TOPIC}, no row")),
-                (false, Some(_)) => mm.push(format!("order {id}: a row, not on {ORDERS_TOPIC}")),
+                (true, None) => mm.push(format!("order {id}: on {orders_topic}, no row")),
+                (false, Some(_)) => mm.push(format!("order {id}: a row, not on {orders_topic}")),
                 _ => {}
             }
             if let (Some(state), Some(row)) = (redis, row) {

@@ -49,6 +49,8 @@ pub enum ServiceError {
     Store(#[from] StoreError),
     #[error("invalid Redis URL: {0}")]
     Redis(#[source] redis::RedisError),
+    #[error(transparent)]
+    Config(#[from] seckill_io::config::ConfigError),
     #[error("cannot create the Kafka clients: {0}")]
     Kafka(#[source] rdkafka::error::KafkaError),
 }
@@ -72,8 +74,8 @@ impl Service {
             cfg.db_pool_max,
             timeout,
         )?);
-        let redis =
-            RedisAdmin::new(&cfg.redis_url, cfg.redis_timeout()).map_err(ServiceError::Redis)?;
+        let redis = RedisAdmin::new(cfg.redis_target()?, cfg.redis_timeout())
+            .map_err(ServiceError::Redis)?;
         let producer = Producer::new(&cfg).map_err(ServiceError::Kafka)?;
         let rebalances = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let consumer = kafka::consumer(
@@ -82,6 +84,7 @@ impl Service {
                 metrics: Arc::clone(&metrics),
                 health: Arc::clone(&health),
                 rebalances: Arc::clone(&rebalances),
+                topics: cfg.topics(),
             },
         )
         .map_err(ServiceError::Kafka)?;
@@ -108,6 +111,7 @@ impl Service {
             store,
             redis,
             producer,
+            topics: Arc::new(cfg.topics()),
             cfg,
             metrics,
             health: Arc::clone(&health),
@@ -183,6 +187,7 @@ async fn run(
         tokio::spawn(redrive_every(
             Arc::clone(&p.store),
             p.producer.clone(),
+            p.topics.retry.clone(),
             Duration::from_millis(p.cfg.dlq_redrive_interval_ms),
             stop.clone(),
         )),
@@ -274,6 +279,7 @@ async fn gauges(
 async fn redrive_every(
     store: Arc<Store>,
     producer: Producer,
+    retry: String,
     every: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -285,7 +291,7 @@ async fn redrive_every(
             _ = tokio::time::sleep(every) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        if let Err(e) = crate::dlq::redrive(&store, &producer, None).await {
+        if let Err(e) = crate::dlq::redrive(&store, &producer, &retry, None).await {
             tracing::warn!(error = %e, "background redrive failed; next time");
         }
     }

@@ -210,13 +210,24 @@ pub fn tansu_bin() -> PathBuf {
 /// A Kafka-protocol broker process (tansu, in-memory storage).
 pub struct Broker {
     pub port: u16,
+    /// The port the broker tells clients to connect to (its own, or a
+    /// proxy's in front of it).
+    advertised: u16,
     child: Proc,
 }
 
 impl Broker {
     pub fn start() -> Broker {
+        let port = free_port();
+        Broker::start_advertising(port, port)
+    }
+
+    /// A broker on `port` that advertises `advertised` in its metadata
+    /// (a TLS proxy's port in front of it).
+    pub fn start_advertising(port: u16, advertised: u16) -> Broker {
         let mut b = Broker {
-            port: free_port(),
+            port,
+            advertised,
             child: Proc::default(),
         };
         b.restart();
@@ -230,10 +241,16 @@ impl Broker {
     pub fn restart(&mut self) {
         self.kill();
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://127.0.0.1:{}", self.advertised);
         let bin = tansu_bin();
         let child = Command::new(&bin)
             .arg("broker")
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &advertised,
+            ])
             .args(["--storage-engine", "memory://tansu/"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -356,6 +373,25 @@ impl DaemonProcess {
                 "SECKILL_KAFKA_MESSAGE_TIMEOUT_MS",
                 cfg.kafka_message_timeout_ms.to_string(),
             )
+            .env("SECKILL_ADMIN_LISTEN", &cfg.admin_listen)
+            .env("SECKILL_PEERS", &cfg.peers)
+            .env("SECKILL_TRUSTED_PROXIES", &cfg.trusted_proxies)
+            .env("SECKILL_REQUIRE_TOKEN", cfg.require_token.to_string())
+            .env(
+                "SECKILL_SHUTDOWN_DRAIN_MS",
+                cfg.shutdown_drain_ms.to_string(),
+            )
+            .envs(
+                [
+                    ("SECKILL_REDIS_PASSWORD_FILE", &cfg.redis_password_file),
+                    ("SECKILL_REDIS_TLS_CA_FILE", &cfg.redis_tls_ca_file),
+                    ("SECKILL_REDIS_TLS_CERT_FILE", &cfg.redis_tls_cert_file),
+                    ("SECKILL_REDIS_TLS_KEY_FILE", &cfg.redis_tls_key_file),
+                ]
+                .into_iter()
+                // An empty path is no setting (and no value to clap).
+                .filter(|(_, p)| !p.as_os_str().is_empty()),
+            )
             .env("SECKILL_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log_file)
@@ -390,6 +426,7 @@ mod observe;
 pub mod orders;
 pub mod sql;
 mod stack;
+pub mod tls;
 mod verdict;
 
 pub use nginx::Nginx;

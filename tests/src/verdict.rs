@@ -18,7 +18,7 @@ pub async fn verdict_within(
     answers: &[Answer],
     wait: Duration,
 ) -> CheckReport {
-    let admin = RedisAdmin::new(&redis.url(), Duration::from_secs(2)).expect("redis");
+    let admin = RedisAdmin::new(redis.url(), Duration::from_secs(2)).expect("redis");
     let mut stock = BTreeMap::new();
     stock.insert(
         "item".to_string(),

@@ -10,7 +10,7 @@ use hyper::Method;
 use seckill_benches::check::Answer;
 use seckill_benches::load::{self, create_sale, send, HttpClient, ItemSpec, Plan};
 use seckill_tests::settle::{redis_up, settle};
-use seckill_tests::{another_daemon, free_port, verdict_within, Nginx, Stack, ADMIN_TOKEN};
+use seckill_tests::{another_daemon, free_port, scrape, verdict_within, Nginx, Stack, ADMIN_TOKEN};
 
 const DAEMONS: usize = 3;
 
@@ -38,18 +38,29 @@ struct Fleet {
     stack: Stack,
     others: Vec<(seckill_io::Daemon, tempfile::TempDir, String)>,
     nginx: Nginx,
+    admin_ports: Vec<u16>,
     admin: String,
 }
 
 impl Fleet {
     async fn start() -> Fleet {
+        Fleet::start_with(|_| {}).await
+    }
+
+    /// Every daemon's configuration adjusted by `tweak` too.
+    async fn start_with(tweak: fn(&mut seckill_io::Config)) -> Fleet {
         let admin_ports: Vec<u16> = (0..DAEMONS).map(|_| free_port()).collect();
-        let stack = Stack::start(false, fleet_member(0, &admin_ports)).await;
+        let member = |n: usize| {
+            let f = fleet_member(n, &admin_ports);
+            move |c: &mut seckill_io::Config| {
+                f(c);
+                tweak(c);
+            }
+        };
+        let stack = Stack::start(false, member(0)).await;
         let mut others = Vec::new();
         for n in 1..DAEMONS {
-            others.push(
-                another_daemon(&stack.redis, &stack.broker, fleet_member(n, &admin_ports)).await,
-            );
+            others.push(another_daemon(&stack.redis, &stack.broker, member(n)).await);
         }
         let mut ports = vec![stack.daemon.addr.port()];
         ports.extend(others.iter().map(|(d, _, _)| d.addr.port()));
@@ -58,6 +69,7 @@ impl Fleet {
             stack,
             others,
             nginx,
+            admin_ports: admin_ports.clone(),
             admin: format!("http://127.0.0.1:{}", admin_ports[0]),
         }
     }
@@ -254,5 +266,62 @@ async fn redis_frozen_behind_nginx_keeps_every_daemon_ready_and_polls_resolve_an
     )
     .await;
     assert!(v.ok(), "{:?}", v.violations);
+    fleet.stop().await;
+}
+
+/// One user's rate, configured for the fleet, holds across the three
+/// daemons: each admits a third of it (the fleet hash says there are
+/// three), so a user hammering through round-robin nginx is admitted at
+/// the configured rate (plus its burst) within ±10 %, not three times it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_hammering_through_nginx_is_held_to_the_fleet_rate() {
+    const RATE: u32 = 20;
+    const BURST: u32 = 20;
+    let fleet = Fleet::start_with(|c| {
+        c.rate_user_per_s = RATE;
+        c.rate_user_burst = BURST;
+    })
+    .await;
+    fleet.open_sale("limited", 1_000).await;
+    let client = &fleet.stack.client;
+    // Every daemon has seen the other two in the fleet hash.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    for port in &fleet.admin_ports {
+        loop {
+            let m = scrape(client, &format!("http://127.0.0.1:{port}")).await;
+            if m.lines().any(|l| l == "seckill_rate_limit_share 3") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "daemon on {port} never saw a fleet of 3"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    // 100 purchases a second from one user for 5 s (bounded: 500).
+    let url = format!("{}/api/v1/sales/limited/items/item/purchase", fleet.base());
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let started = std::time::Instant::now();
+    let (mut admitted, mut limited, mut other) = (0u32, 0u32, Vec::new());
+    for i in 0..500 {
+        tick.tick().await;
+        let body = format!(r#"{{"user_id":"hammer","request_id":"hammer-{i}"}}"#).into_bytes();
+        match send(client, Method::POST, &url, None, body).await {
+            Ok((429, _)) => limited += 1,
+            Ok((200 | 202, _)) => admitted += 1,
+            Ok((s, b)) => other.push((s, String::from_utf8_lossy(&b).into_owned())),
+            Err(e) => other.push((0, e.to_string())),
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    assert!(other.is_empty(), "only admitted or limited: {other:?}");
+    let expected = f64::from(BURST) + f64::from(RATE) * secs;
+    let ratio = f64::from(admitted) / expected;
+    assert!(
+        (0.9..=1.1).contains(&ratio),
+        "admitted {admitted} in {secs:.1} s, expected {expected:.0} (ratio {ratio:.2}); limited {limited}"
+    );
     fleet.stop().await;
 }

@@ -185,7 +185,7 @@ async fn a_full_disk_mid_sale_loses_no_win_and_the_sale_resumes_when_space_retur
     assert_eq!(stats.rescued.overflowed(), 0);
 
     // The checker: every win Redis holds is on Kafka, once.
-    let admin = RedisAdmin::new(&redis.url(), Duration::from_secs(2)).expect("redis");
+    let admin = RedisAdmin::new(redis.url(), Duration::from_secs(2)).expect("redis");
     let hash = admin.stock(SALE, "item").expect("stock").expect("hash");
     let mut stock = BTreeMap::new();
     stock.insert("item".to_string(), hash);

@@ -75,7 +75,7 @@ async fn the_naive_baseline_sells_exactly_the_stock_and_publishes_every_win() {
         "{:?}",
         report.by_status
     );
-    let admin = RedisAdmin::new(&redis.url(), Duration::from_secs(2)).expect("redis");
+    let admin = RedisAdmin::new(redis.url(), Duration::from_secs(2)).expect("redis");
     let mut stock = BTreeMap::new();
     stock.insert(
         "item".to_string(),

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use seckill_benches::load::{self, ItemSpec, Plan};
 use seckill_tests::orders::{
-    metric, orders_env, produce_raw, read_raw, wait_count, OrdersProcess, ONE_MESSAGE_BATCHES,
+    metric, orders_env, produce_raw, read_raw, set_env, wait_count, OrdersProcess,
+    ONE_MESSAGE_BATCHES,
 };
 use seckill_tests::sql::{Engine, SqlServer};
 use seckill_tests::{Stack, ADMIN_TOKEN};
@@ -112,15 +113,37 @@ fn listed(wins: &BTreeSet<Win>) -> Vec<Win> {
     wins.iter().cloned().collect()
 }
 
-async fn a_sale_of_1000_is_1000_rows_even_delivered_three_times(engine: Engine) {
-    let s = stack().await;
+/// `topic`: the orders topic's name, given to the daemon and the service
+/// alike (`None`: the default).
+async fn a_sale_of_1000_is_1000_rows_even_delivered_three_times(
+    engine: Engine,
+    topic: Option<&str>,
+) {
+    let s = match topic {
+        None => stack().await,
+        Some(t) => {
+            let t = t.to_string();
+            Stack::start(false, move |c| {
+                c.kafka_properties = ONE_MESSAGE_BATCHES.parse().expect("properties");
+                c.kafka_partitions = 3;
+                c.kafka_orders_topic = t;
+                c.kafka_events_topic = "shop.events".into();
+            })
+            .await
+        }
+    };
     let wins = sell(&s, "rows", &items(2, 500), 1500).await;
     assert_eq!(wins.len(), 1000, "the whole stock sold");
 
     let db = SqlServer::start(engine);
     let url = db.create_database("orders_a");
     let dir = tempfile::tempdir().expect("tmp");
-    let env = orders_env(&s.redis, &s.broker, &url);
+    let mut env = orders_env(&s.redis, &s.broker, &url);
+    if let Some(t) = topic {
+        set_env(&mut env, "SECKILL_KAFKA_ORDERS_TOPIC", t);
+        set_env(&mut env, "SECKILL_KAFKA_EVENTS_TOPIC", "shop.events");
+    }
+    let topic = topic.unwrap_or(seckill_io::kafka::ORDERS_TOPIC).to_string();
     let svc = OrdersProcess::start(&env, &dir.path().join("orders.log"));
     let n = wait_count(&db, "orders_a", ROWS, 1000, Duration::from_secs(90));
     assert_eq!(n, 1000, "one row per win; log in {}", dir.path().display());
@@ -145,9 +168,9 @@ async fn a_sale_of_1000_is_1000_rows_even_delivered_three_times(engine: Engine) 
     // Every message twice more: the same order ids, no new row.
     let brokers = s.broker.brokers();
     let all = tokio::task::spawn_blocking(move || {
-        let msgs = read_raw(&brokers, seckill_io::kafka::ORDERS_TOPIC);
-        produce_raw(&brokers, seckill_io::kafka::ORDERS_TOPIC, &msgs);
-        produce_raw(&brokers, seckill_io::kafka::ORDERS_TOPIC, &msgs);
+        let msgs = read_raw(&brokers, &topic);
+        produce_raw(&brokers, &topic, &msgs);
+        produce_raw(&brokers, &topic, &msgs);
         msgs.len()
     })
     .await
@@ -176,12 +199,14 @@ async fn a_sale_of_1000_is_1000_rows_even_delivered_three_times(engine: Engine) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_sale_of_1000_is_1000_rows_even_delivered_three_times() {
-    a_sale_of_1000_is_1000_rows_even_delivered_three_times(Engine::Postgres).await;
+    a_sale_of_1000_is_1000_rows_even_delivered_three_times(Engine::Postgres, None).await;
 }
 
+/// On MariaDB with topics of the operator's naming (daemon and service).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_a_sale_of_1000_is_1000_rows_even_delivered_three_times() {
-    a_sale_of_1000_is_1000_rows_even_delivered_three_times(Engine::MariaDb).await;
+    a_sale_of_1000_is_1000_rows_even_delivered_three_times(Engine::MariaDb, Some("shop.wins"))
+        .await;
 }
 
 const WINS: &str = "SELECT order_id, request_id, user_id FROM seckill_orders";
@@ -325,7 +350,7 @@ fn wait_until(what: &str, ok: &dyn Fn() -> bool) {
 /// `session.timeout.ms`.
 async fn two_consumers_one_stopped_lose_and_double_nothing(kill: bool) {
     let mock = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
-    for t in seckill_orders::kafka::TOPICS {
+    for t in seckill_orders::config::Config::defaults().topics().all() {
         mock.create_topic(t, 3, 1).expect("mock topic");
     }
     let bootstrap = mock.bootstrap_servers();

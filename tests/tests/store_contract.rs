@@ -274,8 +274,8 @@ fn check(store_name: &str, sc: &Scenario, outcomes: &[Vec<DeductOutcome>]) {
 #[test]
 fn fake_and_redis_stores_keep_the_same_contract() {
     let redis = RedisServer::start();
-    let admin = RedisAdmin::new(&redis.url(), Duration::from_secs(2)).expect("admin");
-    let mut real = RedisStockStore::new(&redis.url(), Duration::from_secs(2)).expect("store");
+    let admin = RedisAdmin::new(redis.url(), Duration::from_secs(2)).expect("admin");
+    let mut real = RedisStockStore::new(redis.url(), Duration::from_secs(2)).expect("store");
     for (n, sc) in SCENARIOS.iter().enumerate() {
         let sale = format!("contract-{n}");
         let limits: HashMap<&str, u32> = sc.items.iter().map(|&(i, _, l)| (i, l)).collect();
@@ -315,8 +315,8 @@ fn fake_and_redis_stores_keep_the_same_contract() {
 #[test]
 fn the_contract_also_holds_with_one_script_call_per_item() {
     let redis = RedisServer::start();
-    let admin = RedisAdmin::new(&redis.url(), Duration::from_secs(2)).expect("admin");
-    let mut real = RedisStockStore::new(&redis.url(), Duration::from_secs(2))
+    let admin = RedisAdmin::new(redis.url(), Duration::from_secs(2)).expect("admin");
+    let mut real = RedisStockStore::new(redis.url(), Duration::from_secs(2))
         .expect("store")
         .per_item(true);
     for (n, sc) in SCENARIOS.iter().enumerate() {

@@ -35,6 +35,9 @@ struct Args {
     /// Kafka brokers of the daemon (to read the orders afterwards).
     #[arg(long, env = "SECKILL_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     kafka_brokers: String,
+    /// The daemon's orders topic (its `kafka_orders_topic`).
+    #[arg(long, env = "SECKILL_KAFKA_ORDERS_TOPIC", default_value = seckill_io::kafka::ORDERS_TOPIC)]
+    kafka_orders_topic: String,
     /// Sale id to create (default: a fresh one per run).
     #[arg(long)]
     sale: Option<String>,
@@ -284,9 +287,10 @@ async fn main() -> anyhow::Result<()> {
         .filter(|a| a.status == "success")
         .count();
     let brokers = args.kafka_brokers.clone();
+    let topic = args.kafka_orders_topic.clone();
     let sale_id = sale.clone();
     let orders = tokio::task::spawn_blocking(move || {
-        check::read_orders(&brokers, &sale_id, wins, Duration::from_secs(30))
+        check::read_orders_on(&brokers, &topic, &sale_id, wins, Duration::from_secs(30))
     })
     .await
     .context("join")?

@@ -271,6 +271,7 @@ fn main() -> anyhow::Result<()> {
             &args.kafka_brokers,
             &[],
             &seckill_io::kafka::TopicSpec::new(3),
+            &seckill_io::kafka::Topics::default(),
         )
         .await
         .context("create the Kafka topics")?;

@@ -135,6 +135,7 @@ fn main() -> anyhow::Result<()> {
             &args.kafka_brokers,
             &[],
             &seckill_io::kafka::TopicSpec::new(3),
+            &seckill_io::kafka::Topics::default(),
         ))
         .context("create the topics")?;
     let p: BaseProducer<Failures> = seckill_io::kafka::base_config(&args.kafka_brokers, &[])

@@ -1,13 +1,20 @@
 //! Admission before the ring: a global rate limit, per-IP and per-user
 //! token buckets (`governor`), and the blacklist. Every check is an
 //! in-process lookup; nothing here touches the network per request.
+//!
+//! Fleet-wide limits are shares: with `n` daemons alive (the fleet hash
+//! the dashboard task reads once a second), every admission costs `n`
+//! cells of a bucket sized for the whole fleet, so each daemon admits
+//! `1/n` of the configured rate and burst. Behind a balancer that spreads
+//! requests evenly (round-robin, least connections) the fleet admits the
+//! configured rate; docs/deploy.md says what a sticky balancer does.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::RwLock;
 use std::time::Duration;
 
@@ -48,6 +55,11 @@ pub struct LimitConfig {
 
 pub struct Limits {
     clock: DefaultClock,
+    /// Configured bursts (global, ip, user): an admission never costs
+    /// more cells than a bucket holds.
+    bursts: [u32; 3],
+    /// Daemons sharing the limits (1: this daemon's alone).
+    share: AtomicU32,
     global: Option<DefaultDirectRateLimiter>,
     ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
     /// Keyed by a hash of the user id: no allocation per check; a
@@ -77,8 +89,15 @@ fn user_key(user: &str) -> u64 {
 
 impl Limits {
     pub fn new(c: LimitConfig) -> Limits {
+        let burst = |per_s: u32, b: u32| if per_s == 0 { 1 } else { b.max(1) };
         Limits {
             clock: DefaultClock::default(),
+            bursts: [
+                burst(c.global_per_s, c.global_burst),
+                burst(c.ip_per_s, c.ip_burst),
+                burst(c.user_per_s, c.user_burst),
+            ],
+            share: AtomicU32::new(1),
             global: quota(c.global_per_s, c.global_burst).map(RateLimiter::direct),
             ip: quota(c.ip_per_s, c.ip_burst).map(RateLimiter::keyed),
             user: quota(c.user_per_s, c.user_burst).map(RateLimiter::keyed),
@@ -100,15 +119,50 @@ impl Limits {
         }
     }
 
+    /// Sets how many daemons share the limits (at least 1).
+    pub fn set_share(&self, daemons: u32) {
+        let n = daemons.max(1);
+        if self.share.swap(n, Ordering::Relaxed) != n {
+            tracing::info!(daemons = n, "rate limits shared by the fleet");
+        }
+    }
+
+    /// How many daemons share the limits.
+    pub fn share(&self) -> u32 {
+        self.share.load(Ordering::Relaxed)
+    }
+
+    /// Cells one admission costs against `limit`'s bucket: the number of
+    /// daemons sharing it, never more than the bucket holds.
+    fn cost(&self, limit: Limited) -> NonZeroU32 {
+        let n = self.share().min(self.bursts[limit as usize]);
+        NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
+    }
+
+    /// Refusal for a governor answer (`InsufficientCapacity` cannot
+    /// happen: the cost is capped at the burst).
+    fn judge(
+        &self,
+        limit: Limited,
+        r: Result<
+            Result<(), governor::NotUntil<<DefaultClock as Clock>::Instant>>,
+            governor::InsufficientCapacity,
+        >,
+    ) -> Result<(), Refusal> {
+        match r {
+            Ok(Ok(())) | Err(_) => Ok(()),
+            Ok(Err(nu)) => Err(self.refuse(limit, nu)),
+        }
+    }
+
     /// The global admission limit and the client's IP bucket: checked
     /// before the body is read.
     pub fn admit(&self, ip: IpAddr) -> Result<(), Refusal> {
         if let Some(g) = &self.global {
-            g.check().map_err(|nu| self.refuse(Limited::Global, nu))?;
+            self.judge(Limited::Global, g.check_n(self.cost(Limited::Global)))?;
         }
         if let Some(l) = &self.ip {
-            l.check_key(&ip)
-                .map_err(|nu| self.refuse(Limited::Ip, nu))?;
+            self.judge(Limited::Ip, l.check_key_n(&ip, self.cost(Limited::Ip)))?;
         }
         Ok(())
     }
@@ -117,8 +171,8 @@ impl Limits {
     /// (a valid token), so nobody can drain another user's bucket.
     pub fn admit_user(&self, user: &str) -> Result<(), Refusal> {
         if let Some(l) = &self.user {
-            l.check_key(&user_key(user))
-                .map_err(|nu| self.refuse(Limited::User, nu))?;
+            let key = user_key(user);
+            self.judge(Limited::User, l.check_key_n(&key, self.cost(Limited::User)))?;
         }
         Ok(())
     }
@@ -238,6 +292,29 @@ mod tests {
         assert!(r.retry_after > Duration::ZERO && r.retry_after <= Duration::from_secs(1));
         assert!(l.admit_user("b").is_ok());
         assert_eq!(retry_after_secs(r.retry_after), 1);
+    }
+
+    #[test]
+    fn a_share_of_the_fleet_admits_its_part_of_the_burst() {
+        let l = Limits::new(LimitConfig {
+            user_per_s: 1,
+            user_burst: 9,
+            global_per_s: 1,
+            global_burst: 2,
+            ..LimitConfig::default()
+        });
+        l.set_share(3);
+        for _ in 0..3 {
+            assert!(l.admit_user("a").is_ok());
+        }
+        assert_eq!(l.admit_user("a").map_err(|r| r.limit), Err(Limited::User));
+        // A share larger than the bucket costs the whole bucket, not a
+        // refusal for ever.
+        let ip = IpAddr::from([10, 0, 0, 1]);
+        assert!(l.admit(ip).is_ok());
+        assert_eq!(l.admit(ip).map_err(|r| r.limit), Err(Limited::Global));
+        l.set_share(0);
+        assert_eq!(l.share(), 1);
     }
 
     #[test]

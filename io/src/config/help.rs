@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::ValueEnum;
 
-use super::modes::{Durability, KafkaProperties, LogFormat, WriteMode};
+use super::modes::{Durability, KafkaProperties, LogFormat, RateScope, WriteMode};
 
 /// The doc comment's lines joined, then ` [default: …]` unless the default
 /// is empty (a secret, or a file that is not read).
@@ -61,7 +61,7 @@ macro_rules! shown_by_value_enum {
     )*};
 }
 
-shown_by_value_enum!(Durability, LogFormat, WriteMode);
+shown_by_value_enum!(Durability, LogFormat, RateScope, WriteMode);
 
 impl Shown for KafkaProperties {
     fn shown(&self) -> Option<String> {

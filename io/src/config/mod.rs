@@ -13,8 +13,10 @@ pub mod help;
 mod modes;
 mod secrets;
 
-pub use modes::{Durability, KafkaProperties, LogFormat, WriteMode};
-pub use secrets::{read_secret_file, redact_url, ADMIN_TOKEN_LEN_MIN, TOKEN_KEY_LEN_MIN};
+pub use modes::{Durability, KafkaProperties, LogFormat, RateScope, WriteMode};
+pub use secrets::{
+    read_secret_file, redact_url, redis_target, ADMIN_TOKEN_LEN_MIN, TOKEN_KEY_LEN_MIN,
+};
 
 /// One struct for all three sources: every field optional, merged in order
 /// flag > environment > file > default. Exported so the other programs of
@@ -73,11 +75,24 @@ settings! {
     /// How long a peer gets to answer a lookup, ms; a peer that does not
     /// makes the poll answer 503 with Retry-After, never a wrong 404.
     peer_timeout_ms: u64 = 300, "SECKILL_PEER_TIMEOUT_MS";
-    /// Redis URL of the stock authority (a password goes in its userinfo).
+    /// Redis URL of the stock authority: `redis://host:port/db`, or
+    /// `rediss://…` for TLS (a password may go in its userinfo).
     redis_url: String = "redis://127.0.0.1:6379/".into(), "SECKILL_REDIS_URL";
     /// A file holding the Redis URL (it may carry a password); instead of
     /// `redis_url`.
     redis_url_file: PathBuf = PathBuf::new(), "SECKILL_REDIS_URL_FILE";
+    /// Redis password (`AUTH`), replacing the URL's; empty: the URL's.
+    redis_password: String = String::new(), "SECKILL_REDIS_PASSWORD";
+    /// A file holding the Redis password; instead of `redis_password`.
+    redis_password_file: PathBuf = PathBuf::new(), "SECKILL_REDIS_PASSWORD_FILE";
+    /// PEM file of the CA that signed the Redis server's certificate
+    /// (`rediss://`); empty: the system's trust store.
+    redis_tls_ca_file: PathBuf = PathBuf::new(), "SECKILL_REDIS_TLS_CA_FILE";
+    /// PEM file of a client certificate, for a Redis that asks for one
+    /// (`tls-auth-clients`); with `redis_tls_key_file`.
+    redis_tls_cert_file: PathBuf = PathBuf::new(), "SECKILL_REDIS_TLS_CERT_FILE";
+    /// PEM file of the client certificate's private key.
+    redis_tls_key_file: PathBuf = PathBuf::new(), "SECKILL_REDIS_TLS_KEY_FILE";
     /// Kafka bootstrap brokers (comma separated).
     kafka_brokers: String = "127.0.0.1:9092".into(), "SECKILL_KAFKA_BROKERS";
     /// librdkafka properties for every Kafka client, as `key=value` pairs
@@ -127,6 +142,10 @@ settings! {
     /// Failed orders kept in memory for another send; past it an order is
     /// left to the WAL and re-read from there once the queue drains.
     kafka_retry_queue_max: usize = crate::kafka::FAILED_MAX, "SECKILL_KAFKA_RETRY_QUEUE_MAX";
+    /// Name of the topic every win is published on.
+    kafka_orders_topic: String = crate::kafka::ORDERS_TOPIC.into(), "SECKILL_KAFKA_ORDERS_TOPIC";
+    /// Name of the topic paid, cancelled and expired orders are published on.
+    kafka_events_topic: String = crate::kafka::ORDER_EVENTS_TOPIC.into(), "SECKILL_KAFKA_EVENTS_TOPIC";
     /// Partitions of the topics when seckilld creates them.
     kafka_partitions: i32 = 3, "SECKILL_KAFKA_PARTITIONS";
     /// Replication factor of the topics when seckilld creates them; 0:
@@ -176,6 +195,11 @@ settings! {
     rate_user_per_s: u32 = 5, "SECKILL_RATE_USER_PER_S";
     /// Burst of the per-user limit (0: one second's worth).
     rate_user_burst: u32 = 10, "SECKILL_RATE_USER_BURST";
+    /// "fleet": the `rate_*` limits are the whole fleet's — each of the n
+    /// daemons alive (heard from in Redis within 5 s) admits 1/n of every
+    /// rate and burst, which holds behind a balancer that spreads requests
+    /// evenly; "daemon": each daemon's own (a sticky balancer).
+    rate_limit_scope: RateScope = RateScope::Fleet, "SECKILL_RATE_LIMIT_SCOPE";
     /// The proxies in front of the daemon that append to X-Forwarded-For:
     /// a count ("1" behind one nginx) or a list of networks
     /// ("10.0.0.0/8,127.0.0.1"); empty: none, the TCP peer is the client.
@@ -304,6 +328,7 @@ impl Config {
             return bad("worker_threads", "must be at least 1");
         }
         self.check_secrets()?;
+        self.redis_target()?;
         if let Err(e) = self
             .trusted_proxies
             .parse::<crate::admission::TrustedProxies>()
@@ -334,6 +359,17 @@ impl Config {
         }
         if self.body_bytes_max < 64 {
             return bad("body_bytes_max", "must be at least 64");
+        }
+        for (key, name) in [
+            ("kafka_orders_topic", &self.kafka_orders_topic),
+            ("kafka_events_topic", &self.kafka_events_topic),
+        ] {
+            if let Err(e) = crate::kafka::check_topic_name(name) {
+                return bad(key, &e);
+            }
+        }
+        if self.kafka_orders_topic == self.kafka_events_topic {
+            return bad("kafka_events_topic", "must differ from kafka_orders_topic");
         }
         if let Err(e) = self.admin_addr() {
             return bad("admin_listen", &e);
@@ -411,60 +447,18 @@ impl Config {
         }
     }
 
+    /// The topics' names.
+    pub fn topics(&self) -> crate::kafka::Topics {
+        crate::kafka::Topics {
+            orders: self.kafka_orders_topic.clone(),
+            events: self.kafka_events_topic.clone(),
+        }
+    }
+
     pub fn redis_timeout(&self) -> Duration {
         Duration::from_millis(self.redis_timeout_ms.max(1))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flags_beat_the_file_and_the_file_beats_defaults() {
-        let file: Settings = toml::from_str(
-            "ring_size = 1024\nadmin_token = \"file\"\ntoken_key = \"0123456789abcdef\"\n",
-        )
-        .expect("toml");
-        let flags = Settings {
-            admin_token: Some("flag".into()),
-            ..Settings::default()
-        };
-        let cfg = flags.over(file).resolve();
-        assert_eq!(cfg.admin_token, "flag");
-        assert_eq!(cfg.ring_size, 1024);
-        assert_eq!(cfg.batch_len_max, 64);
-    }
-
-    #[test]
-    fn the_example_config_parses_and_refuses_its_placeholders() {
-        let s: Settings =
-            toml::from_str(include_str!("../../../seckill.example.toml")).expect("example parses");
-        let err = s
-            .clone()
-            .resolve()
-            .validate()
-            .expect_err("placeholders refused");
-        assert!(err.to_string().contains("placeholder"), "{err}");
-        let own = Settings {
-            admin_token: Some("an-admin-token-of-our-own".into()),
-            token_key: Some("0123456789abcdef0123456789abcdef".into()),
-            ..Settings::default()
-        };
-        own.over(s)
-            .resolve()
-            .validate()
-            .expect("valid with secrets of one's own");
-    }
-
-    #[test]
-    fn unknown_keys_and_bad_values_are_refused() {
-        assert!(toml::from_str::<Settings>("no_such_key = 1").is_err());
-        let cfg = Settings {
-            ring_size: Some(1000),
-            ..Settings::default()
-        }
-        .resolve();
-        assert!(cfg.validate().is_err());
-    }
-}
+mod tests;

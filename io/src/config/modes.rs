@@ -56,6 +56,17 @@ impl From<WriteMode> for seckill_wal::WriteMode {
     }
 }
 
+/// Whose rates the `rate_*` limits are (`rate_limit_scope`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateScope {
+    /// The whole fleet's: each of the `n` live daemons admits `1/n`.
+    Fleet,
+    /// Each daemon's own (a sticky balancer that keeps a user on one
+    /// daemon).
+    Daemon,
+}
+
 /// librdkafka properties set on every Kafka client (`kafka_properties`):
 /// `security.protocol`, `sasl.*`, `ssl.*`, `client.id`, batching … In TOML
 /// a table (`[kafka_properties]`, `"security.protocol" = "SSL"`); in the

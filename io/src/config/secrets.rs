@@ -2,9 +2,11 @@
 //! Kubernetes secrets), refused when short or left as the example's
 //! placeholder, and kept out of logs (`redact_url`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::{Config, ConfigError, Settings};
+pub use crate::redis::redact_url;
+use crate::redis::RedisTarget;
 
 /// Shortest admin token accepted.
 pub const ADMIN_TOKEN_LEN_MIN: usize = 16;
@@ -12,26 +14,6 @@ pub const ADMIN_TOKEN_LEN_MIN: usize = 16;
 pub const TOKEN_KEY_LEN_MIN: usize = 32;
 /// What marks a secret copied from the example unchanged.
 const PLACEHOLDER: &str = "change-me";
-
-/// A URL with the password of its userinfo replaced by `***`, for logs
-/// and error messages (`redis://:secret@host/` → `redis://:***@host/`).
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return url.to_string();
-    };
-    let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-    if userinfo.contains(':') {
-        format!("{scheme}://{user}:***@{host}{path}")
-    } else {
-        // `redis://secret@host`: the only part is the password.
-        format!("{scheme}://***@{host}{path}")
-    }
-}
 
 /// Reads the secret `key` from its `*_file` setting into `value` (one
 /// trailing newline dropped). A secret set both directly and by file is
@@ -61,6 +43,63 @@ pub fn read_secret_file(
     Ok(())
 }
 
+/// How to reach Redis from its settings: the URL, a password that
+/// replaces the URL's (empty: the URL's), and for `rediss://` the PEM files
+/// of the CA and of a client certificate and key (empty paths: none).
+pub fn redis_target(
+    url: &str,
+    password: &str,
+    ca_file: &Path,
+    cert_file: &Path,
+    key_file: &Path,
+) -> Result<RedisTarget, ConfigError> {
+    let pem = |key: &'static str, path: &Path| -> Result<Option<Vec<u8>>, ConfigError> {
+        if path.as_os_str().is_empty() {
+            return Ok(None);
+        }
+        std::fs::read(path)
+            .map(Some)
+            .map_err(|source| ConfigError::SecretFile {
+                key,
+                path: path.to_path_buf(),
+                source,
+            })
+    };
+    let ca_pem = pem("redis_tls_ca_file", ca_file)?;
+    let client_pem = match (
+        pem("redis_tls_cert_file", cert_file)?,
+        pem("redis_tls_key_file", key_file)?,
+    ) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => {
+            return Err(ConfigError::Invalid {
+                key: "redis_tls_cert_file",
+                reason: "a client certificate needs its key (redis_tls_key_file) and the key its certificate".into(),
+            })
+        }
+    };
+    let target = RedisTarget {
+        url: url.to_string(),
+        password: (!password.is_empty()).then(|| password.to_string()),
+        ca_pem,
+        client_pem,
+    };
+    if (target.ca_pem.is_some() || target.client_pem.is_some()) && !target.is_tls() {
+        return Err(ConfigError::Invalid {
+            key: "redis_url",
+            reason: "TLS files are set: the URL must be rediss://".into(),
+        });
+    }
+    if let Err(e) = target.client() {
+        return Err(ConfigError::Invalid {
+            key: "redis_url",
+            reason: format!("{}: {e}", redact_url(url)),
+        });
+    }
+    Ok(target)
+}
+
 impl Settings {
     /// Reads every `*_file` setting into the secret it holds.
     pub fn read_secret_files(mut self) -> Result<Settings, ConfigError> {
@@ -72,6 +111,11 @@ impl Settings {
             &self.dashboard_token_file,
         )?;
         read("redis_url", &mut self.redis_url, &self.redis_url_file)?;
+        read(
+            "redis_password",
+            &mut self.redis_password,
+            &self.redis_password_file,
+        )?;
         read("token_key", &mut self.token_key, &self.token_key_file)?;
         read(
             "token_key_previous",
@@ -83,6 +127,17 @@ impl Settings {
 }
 
 impl Config {
+    /// How to reach Redis (the TLS files read).
+    pub fn redis_target(&self) -> Result<RedisTarget, ConfigError> {
+        redis_target(
+            &self.redis_url,
+            &self.redis_password,
+            &self.redis_tls_ca_file,
+            &self.redis_tls_cert_file,
+            &self.redis_tls_key_file,
+        )
+    }
+
     /// The secrets are long enough and none is the example's placeholder.
     pub(super) fn check_secrets(&self) -> Result<(), ConfigError> {
         let bad = |key, reason: String| Err(ConfigError::Invalid { key, reason });
@@ -92,6 +147,7 @@ impl Config {
             ("token_key", &self.token_key),
             ("token_key_previous", &self.token_key_previous),
             ("redis_url", &self.redis_url),
+            ("redis_password", &self.redis_password),
         ] {
             if value.contains(PLACEHOLDER) {
                 return bad(

@@ -19,6 +19,7 @@ use super::view::{
     Snapshot, StockTotals, Summary, SNAPSHOT_VERSION,
 };
 use crate::app::{blocking, App, PurchaseCounts};
+use crate::config::RateScope;
 use crate::redis::StockHash;
 use crate::shutdown::until_true;
 
@@ -53,6 +54,17 @@ struct Tracker {
     stocks: HashMap<(String, String), StockHash>,
     stock_read_ms: u64,
     fleet: Vec<DaemonFigures>,
+}
+
+/// Daemons heard from within `FRESH_MS`, this one included: how many
+/// share the fleet-wide rate limits. Only a successful read changes it (a
+/// Redis outage keeps the last count, not a fleet of one).
+fn live_daemons(fleet: &[DaemonFigures], own: &str, now_ms: u64) -> u32 {
+    let others = fleet
+        .iter()
+        .filter(|d| d.id != own && now_ms.saturating_sub(d.at_ms) <= FRESH_MS)
+        .count();
+    u32::try_from(others + 1).unwrap_or(u32::MAX)
 }
 
 /// `host:port`: the daemon's name in the fleet.
@@ -308,6 +320,10 @@ impl Tracker {
                     .iter()
                     .filter_map(|(_, json)| serde_json::from_str(json).ok())
                     .collect();
+                if app.cfg.rate_limit_scope == RateScope::Fleet {
+                    app.limits
+                        .set_share(live_daemons(&self.fleet, &self.id, now_ms));
+                }
             }
             Ok(Err(e)) => tracing::debug!(error = %e, "dashboard: Redis read failed"),
             Err(e) => tracing::debug!(error = %e, "dashboard: Redis read failed"),

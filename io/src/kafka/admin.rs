@@ -10,8 +10,42 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
+/// The default name of the orders topic (`kafka_orders_topic`).
 pub const ORDERS_TOPIC: &str = "seckill.orders";
+/// The default name of the order-events topic (`kafka_events_topic`).
 pub const ORDER_EVENTS_TOPIC: &str = "seckill.order-events";
+
+/// The daemon's topics, by the names the operator gave them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    /// Every win, keyed `sale:item`.
+    pub orders: String,
+    /// Paid, cancelled and expired orders.
+    pub events: String,
+}
+
+impl Default for Topics {
+    fn default() -> Topics {
+        Topics {
+            orders: ORDERS_TOPIC.into(),
+            events: ORDER_EVENTS_TOPIC.into(),
+        }
+    }
+}
+
+/// Whether `name` is a topic name Kafka accepts: 1 to 249 of
+/// `[A-Za-z0-9._-]`, not `.` or `..`.
+pub fn check_topic_name(name: &str) -> Result<(), String> {
+    let legal = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if name.is_empty() || name.len() > 249 || !legal || name == "." || name == ".." {
+        return Err(format!(
+            "{name:?} is not a Kafka topic name (1 to 249 of A-Z a-z 0-9 . _ -)"
+        ));
+    }
+    Ok(())
+}
 
 /// How long the broker may take to create the topics.
 const TOPIC_OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -91,11 +125,12 @@ pub async fn ensure_topics(
     brokers: &str,
     properties: &[(String, String)],
     spec: &TopicSpec,
+    topics: &Topics,
 ) -> Result<(), KafkaSetupError> {
     create_topics(
         brokers,
         properties,
-        &[ORDERS_TOPIC, ORDER_EVENTS_TOPIC],
+        &[topics.orders.as_str(), topics.events.as_str()],
         spec,
     )
     .await
@@ -172,5 +207,59 @@ mod tests {
             min_insync: 2,
         };
         assert_eq!(set.resolve(5), (2, 2));
+    }
+
+    /// librdkafka refuses, when a client is created, a security protocol
+    /// or SASL mechanism it was built without ("OpenSSL not available at
+    /// build time", "No provider for SASL mechanism GSSAPI"): a build
+    /// without TLS or SASL fails here, before any broker is involved.
+    #[test]
+    fn tls_and_sasl_properties_are_accepted() {
+        use rdkafka::producer::BaseProducer;
+        let props = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect()
+        };
+        for p in [
+            props(&[("security.protocol", "SSL")]),
+            props(&[
+                ("security.protocol", "SASL_SSL"),
+                ("sasl.mechanisms", "SCRAM-SHA-512"),
+                ("sasl.username", "seckilld"),
+                ("sasl.password", "secret"),
+            ]),
+            props(&[
+                ("security.protocol", "SASL_SSL"),
+                ("sasl.mechanisms", "PLAIN"),
+                ("sasl.username", "seckilld"),
+                ("sasl.password", "secret"),
+            ]),
+            props(&[
+                ("security.protocol", "SASL_PLAINTEXT"),
+                ("sasl.mechanisms", "GSSAPI"),
+                ("sasl.kerberos.service.name", "kafka"),
+                // No Kerberos here: the ticket refresh command is a no-op.
+                ("sasl.kerberos.kinit.cmd", "true"),
+            ]),
+        ] {
+            let made: Result<BaseProducer, _> = base_config("127.0.0.1:1", &p).create();
+            assert!(made.is_ok(), "{p:?}: {:?}", made.err());
+        }
+        let bad: Result<BaseProducer, _> = base_config(
+            "127.0.0.1:1",
+            &props(&[("security.protocol", "carrier-pigeon")]),
+        )
+        .create();
+        assert!(bad.is_err(), "an unknown protocol is refused");
+    }
+
+    #[test]
+    fn topic_names_are_checked_as_kafka_does() {
+        assert!(check_topic_name("shop-a.seckill_orders").is_ok());
+        for bad in ["", ".", "..", "a b", "a/b", "é", &"x".repeat(250)] {
+            assert!(check_topic_name(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, ProducerContext};
 use rdkafka::ClientContext;
 
-use super::admin::{base_config, ORDER_EVENTS_TOPIC};
+use super::admin::base_config;
 use super::{classify, ErrorClass};
 use crate::redis::OutboxEntry;
 
@@ -60,14 +60,13 @@ pub fn event_producer(
 
 /// Sends every entry and waits (polling) until each is acknowledged or
 /// failed, or the round's time is up. Returns the acknowledged entries.
-pub fn publish_round(producer: &EventProducer, entries: &[OutboxEntry]) -> Vec<bool> {
+pub fn publish_round(producer: &EventProducer, topic: &str, entries: &[OutboxEntry]) -> Vec<bool> {
     let acks: Acks = Arc::new(std::sync::Mutex::new(vec![None; entries.len()]));
     let deadline = Instant::now() + Duration::from_millis(ROUND_WAIT_MS + 1_000);
     for (i, e) in entries.iter().enumerate() {
-        let mut record =
-            BaseRecord::with_opaque_to(ORDER_EVENTS_TOPIC, Box::new((i, Arc::clone(&acks))))
-                .key(e.order_id.as_str())
-                .payload(e.json.as_str());
+        let mut record = BaseRecord::with_opaque_to(topic, Box::new((i, Arc::clone(&acks))))
+            .key(e.order_id.as_str())
+            .payload(e.json.as_str());
         loop {
             match producer.send(record) {
                 Ok(()) => break,

@@ -12,8 +12,8 @@ mod sink;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 pub use admin::{
-    base_config, create_topics, ensure_topics, KafkaSetupError, TopicSpec, ORDERS_TOPIC,
-    ORDER_EVENTS_TOPIC,
+    base_config, check_topic_name, create_topics, ensure_topics, KafkaSetupError, TopicSpec,
+    Topics, ORDERS_TOPIC, ORDER_EVENTS_TOPIC,
 };
 pub use events::{event_producer, publish_round, EventProducer};
 pub use message::{encode_order, OrderMessage, SCHEMA_VERSION};

@@ -20,7 +20,7 @@ use seckill_pipeline::port::{Order, OrderSink, SinkError};
 use seckill_pipeline::progress::Outstanding;
 use seckill_pipeline::StatusBoard;
 
-use super::admin::{base_config, KafkaSetupError, ORDERS_TOPIC};
+use super::admin::{base_config, KafkaSetupError};
 use super::message::{encode_order, Pending};
 use super::poller::Poller;
 use super::{classify, ErrorClass};
@@ -143,6 +143,8 @@ impl ProducerContext for DeliveryContext {
 
 pub struct KafkaOrderSink {
     producer: Arc<BaseProducer<DeliveryContext>>,
+    /// The orders topic's name.
+    topic: String,
     poller: Poller,
     config: ClientConfig,
     shared: SinkShared,
@@ -184,6 +186,7 @@ impl KafkaOrderSink {
     pub fn new(
         brokers: &str,
         properties: &[(String, String)],
+        topic: &str,
         shared: SinkShared,
         message_timeout: Duration,
         linger: Duration,
@@ -207,6 +210,7 @@ impl KafkaOrderSink {
         let poller = Poller::start(Arc::clone(&producer)).map_err(KafkaSetupError::Thread)?;
         Ok(KafkaOrderSink {
             producer,
+            topic: topic.to_string(),
             poller,
             config,
             shared,
@@ -272,7 +276,7 @@ impl KafkaOrderSink {
     pub fn warm_up(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.producer
             .client()
-            .fetch_metadata(Some(ORDERS_TOPIC), timeout)
+            .fetch_metadata(Some(&self.topic), timeout)
             .map(|_| ())
     }
 }
@@ -288,7 +292,7 @@ impl OrderSink for KafkaOrderSink {
         self.key.push(':');
         self.key.push_str(order.item_id);
         let pending = Box::new(Pending::new(order));
-        let record = BaseRecord::with_opaque_to(ORDERS_TOPIC, pending)
+        let record = BaseRecord::with_opaque_to(&self.topic, pending)
             .key(self.key.as_bytes())
             .payload(self.buf.as_slice());
         match self.producer.send(record) {
@@ -361,7 +365,7 @@ impl OrderSink for KafkaOrderSink {
         let mut sent = 0;
         let mut rest = batch.into_iter();
         for f in rest.by_ref() {
-            let record = BaseRecord::with_opaque_to(ORDERS_TOPIC, f.pending)
+            let record = BaseRecord::with_opaque_to(&self.topic, f.pending)
                 .key(f.key.as_slice())
                 .payload(f.payload.as_slice());
             match self.producer.send(record) {

@@ -399,6 +399,12 @@ fn collect(app: &App) -> Families {
             (labels(&[("limit", "user")]), users as f64),
         ],
     );
+    f.single(
+        "seckill_rate_limit_share",
+        Gauge,
+        "Daemons sharing the fleet-wide rate limits (each admits 1/n of them).",
+        f64::from(app.limits.share()),
+    );
     f.labelled(
         "seckill_rate_limited_total",
         Counter,

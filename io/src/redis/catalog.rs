@@ -8,6 +8,7 @@ use redis::{Client, Connection, RedisError};
 
 use super::keys::{self, item_keys, CATALOG_VERSION};
 use super::pool::{Pool, PoolStats, Pooled};
+use super::target::RedisTarget;
 
 /// Latest sale end accepted (9999-12-31T23:59:59.999Z).
 pub const SALE_END_MS_MAX: u64 = 253_402_300_799_999;
@@ -41,9 +42,12 @@ pub struct ItemLoad<'a> {
 }
 
 impl RedisAdmin {
-    pub fn new(url: &str, timeout: Duration) -> Result<RedisAdmin, RedisError> {
+    pub fn new(
+        target: impl Into<RedisTarget>,
+        timeout: Duration,
+    ) -> Result<RedisAdmin, RedisError> {
         Ok(RedisAdmin {
-            client: Client::open(url)?,
+            client: target.into().client()?,
             timeout,
             pool: Arc::default(),
         })

@@ -1,7 +1,8 @@
 //! Redis: the batched Lua deduction of the deduct stage (`stock`), the
 //! admin side that loads sales and feeds the catalog (`catalog`), orders
 //! after the win (`orders`), the dashboard's fleet figures (`fleet`), and
-//! the key schema they all share (`keys`).
+//! the key schema they all share (`keys`); how to reach Redis (`target`:
+//! TLS, a password from a file).
 //! The Lua scripts sit beside them: `deduct.lua`, `order.lua`, `sweep.lua`.
 
 mod catalog;
@@ -10,6 +11,7 @@ pub mod keys;
 mod orders;
 mod pool;
 mod stock;
+mod target;
 
 pub use catalog::{ItemLoad, RedisAdmin, StockHash, StoredSale, StoredWin, SALE_END_MS_MAX};
 pub use fleet::DashboardRead;
@@ -17,3 +19,4 @@ pub use keys::{item_keys, utc_date, ItemKeys, RELEASED_CHANNEL};
 pub use orders::{state_of, Action, OrderAction, OrderRecord, OrderState, OutboxEntry};
 pub use pool::PoolStats;
 pub use stock::{RedisStockStore, DEDUCT_LUA};
+pub use target::{redact_url, RedisTarget};

@@ -8,6 +8,7 @@ use seckill_pipeline::port::{DeductGroup, DeductOutcome, StockStore, StoreError}
 use seckill_pipeline::OrderId;
 
 use super::keys;
+use super::target::RedisTarget;
 
 /// The stock script (see its header for KEYS and ARGV).
 pub const DEDUCT_LUA: &str = include_str!("deduct.lua");
@@ -38,8 +39,14 @@ pub struct RedisStockStore {
 }
 
 impl RedisStockStore {
-    pub fn new(url: &str, timeout: Duration) -> Result<RedisStockStore, StoreError> {
-        let client = Client::open(url).map_err(|e| StoreError::Protocol(e.to_string()))?;
+    pub fn new(
+        target: impl Into<RedisTarget>,
+        timeout: Duration,
+    ) -> Result<RedisStockStore, StoreError> {
+        let client = target
+            .into()
+            .client()
+            .map_err(|e| StoreError::Protocol(e.to_string()))?;
         Ok(RedisStockStore {
             client,
             conn: None,

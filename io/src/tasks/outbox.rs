@@ -67,8 +67,9 @@ async fn publish_outbox(
     }
     let p = Arc::clone(producer);
     let redis = app.redis.clone();
+    let topic = app.cfg.kafka_events_topic.clone();
     let done = blocking(move || {
-        let acked = publish_round(&p, &entries);
+        let acked = publish_round(&p, &topic, &entries);
         let published: Vec<&OutboxEntry> = entries
             .iter()
             .zip(&acked)

@@ -66,10 +66,11 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         }
         if let Some(client) = &kafka_client {
             let client = Arc::clone(client);
+            let topic = app.cfg.kafka_orders_topic.clone();
             let up = blocking(move || {
                 client
                     .client()
-                    .fetch_metadata(Some(kafka::ORDERS_TOPIC), METADATA_TIMEOUT)
+                    .fetch_metadata(Some(&topic), METADATA_TIMEOUT)
                     .is_ok()
             })
             .await
@@ -89,6 +90,7 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                             &cfg.kafka_brokers,
                             &cfg.kafka_properties.0,
                             &cfg.topic_spec(),
+                            &cfg.topics(),
                         ),
                     )
                     .await;

@@ -180,7 +180,7 @@ async fn dispatch(cmd: Cmd, cfg: Config) -> anyhow::Result<ExitCode> {
                 DlqCmd::Redrive { id, all } => {
                     let producer = seckill_orders::kafka::Producer::new(&cfg)?;
                     let ids = (!all).then_some(id.as_slice());
-                    let done = dlq::redrive(&store, &producer, ids).await?;
+                    let done = dlq::redrive(&store, &producer, &cfg.topics().retry, ids).await?;
                     println!(
                         "redriven: {} {:?}; skipped (unknown or not parked): {} {:?}",
                         done.redriven.len(),

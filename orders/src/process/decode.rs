@@ -4,7 +4,7 @@
 use seckill_io::redis::OrderState;
 
 use super::ERROR_LEN_MAX;
-use crate::kafka::{DLQ_TOPIC, ORDERS_TOPIC, ORDER_EVENTS_TOPIC, RETRY_TOPIC};
+use crate::kafka::Topics;
 use crate::message::{decode_event, decode_order, Poison};
 use crate::meta::{Meta, Source};
 use crate::plan::Kind;
@@ -32,17 +32,17 @@ impl Polled {
     }
 
     /// The topic whose schema the payload has.
-    fn schema_topic(&self) -> &str {
+    fn schema_topic<'a>(&'a self, topics: &Topics) -> &'a str {
         match &self.meta.source {
-            Some(s) if self.topic == RETRY_TOPIC => &s.topic,
+            Some(s) if self.topic == topics.retry => &s.topic,
             _ => &self.topic,
         }
     }
 }
 
 /// Decodes one message by its topic.
-pub fn decode(p: &Polled, now_ms: u64) -> Kind {
-    if p.topic == DLQ_TOPIC {
+pub fn decode(p: &Polled, topics: &Topics, now_ms: u64) -> Kind {
+    if p.topic == topics.dlq {
         // Headers are anyone's to write: cut to the columns and cleaned of
         // what a database refuses (NUL), so an entry always fits.
         let mut source = p.source();
@@ -61,12 +61,15 @@ pub fn decode(p: &Polled, now_ms: u64) -> Kind {
     let Some(payload) = p.payload.as_deref() else {
         return Kind::Poison(Poison::BadJson("the message has no payload".into()));
     };
-    let decoded = match p.schema_topic() {
-        ORDERS_TOPIC => decode_order(payload).map(Kind::Order),
-        ORDER_EVENTS_TOPIC => decode_event(payload).map(Kind::Event),
-        other => Err(Poison::Invalid(format!(
-            "a message of unknown topic {other}"
-        ))),
+    let schema = p.schema_topic(topics);
+    let decoded = if schema == topics.orders {
+        decode_order(payload).map(Kind::Order)
+    } else if schema == topics.events {
+        decode_event(payload).map(Kind::Event)
+    } else {
+        Err(Poison::Invalid(format!(
+            "a message of unknown topic {schema}"
+        )))
     };
     decoded.unwrap_or_else(Kind::Poison)
 }

@@ -21,7 +21,7 @@ use seckill_io::redis::{Action, OrderAction, OrderState, RedisAdmin};
 
 use crate::config::Config;
 use crate::health::Health;
-use crate::kafka::{Outgoing, Producer, DLQ_TOPIC, ORDER_EVENTS_TOPIC, RETRY_TOPIC};
+use crate::kafka::{Outgoing, Producer, Topics};
 use crate::message::{failed_event, Poison};
 use crate::meta::Meta;
 use crate::metrics::Metrics;
@@ -76,6 +76,8 @@ pub struct Processor {
     pub redis: RedisAdmin,
     pub producer: Producer,
     pub cfg: Arc<Config>,
+    /// `cfg.topics()`, resolved once.
+    pub topics: Arc<Topics>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
 }
@@ -88,7 +90,7 @@ impl Processor {
     /// reason the database does not name as the message's).
     pub async fn write(&self, batch: &[Polled], one_by_one: bool) -> Result<Outbox, Failure> {
         let now = now_ms();
-        let kinds: Vec<Kind> = batch.iter().map(|p| decode(p, now)).collect();
+        let kinds: Vec<Kind> = batch.iter().map(|p| decode(p, &self.topics, now)).collect();
         // MySQL cannot say which rows an insert skipped: its batches look
         // their wins up first. PostgreSQL's insert says (below).
         let first = self.store.looks_up_first();
@@ -277,7 +279,7 @@ impl Processor {
                     events.push((
                         o.order_id.clone(),
                         Outgoing {
-                            topic: ORDER_EVENTS_TOPIC,
+                            topic: self.topics.events.clone(),
                             key: Some(o.order_id.clone().into_bytes()),
                             payload: Some(failed_event(o, BACKLOG, now)),
                             headers: None,
@@ -375,7 +377,11 @@ impl Processor {
             .count(if to_dlq { "dead_lettered" } else { "retried" }, 1);
         tracing::warn!(source = ?meta.source, reason = why.kind(), error = %meta.error, attempt, to_dlq, "poison message");
         Outgoing {
-            topic: if to_dlq { DLQ_TOPIC } else { RETRY_TOPIC },
+            topic: if to_dlq {
+                self.topics.dlq.clone()
+            } else {
+                self.topics.retry.clone()
+            },
             key: p.key.clone(),
             payload: p.payload.clone(),
             headers: Some(meta.headers()),

@@ -1,0 +1,51 @@
+//! The settings' sources, precedence and checks.
+
+use super::*;
+
+#[test]
+fn flags_beat_the_file_and_the_file_beats_defaults() {
+    let file: Settings = toml::from_str(
+        "ring_size = 1024\nadmin_token = \"file\"\ntoken_key = \"0123456789abcdef\"\n",
+    )
+    .expect("toml");
+    let flags = Settings {
+        admin_token: Some("flag".into()),
+        ..Settings::default()
+    };
+    let cfg = flags.over(file).resolve();
+    assert_eq!(cfg.admin_token, "flag");
+    assert_eq!(cfg.ring_size, 1024);
+    assert_eq!(cfg.batch_len_max, 64);
+}
+
+#[test]
+fn the_example_config_parses_and_refuses_its_placeholders() {
+    let s: Settings =
+        toml::from_str(include_str!("../../../seckill.example.toml")).expect("example parses");
+    let err = s
+        .clone()
+        .resolve()
+        .validate()
+        .expect_err("placeholders refused");
+    assert!(err.to_string().contains("placeholder"), "{err}");
+    let own = Settings {
+        admin_token: Some("an-admin-token-of-our-own".into()),
+        token_key: Some("0123456789abcdef0123456789abcdef".into()),
+        ..Settings::default()
+    };
+    own.over(s)
+        .resolve()
+        .validate()
+        .expect("valid with secrets of one's own");
+}
+
+#[test]
+fn unknown_keys_and_bad_values_are_refused() {
+    assert!(toml::from_str::<Settings>("no_such_key = 1").is_err());
+    let cfg = Settings {
+        ring_size: Some(1000),
+        ..Settings::default()
+    }
+    .resolve();
+    assert!(cfg.validate().is_err());
+}
