@@ -46,6 +46,8 @@ ensure_packages() {
   # librdkafka is built with TLS (OpenSSL) and SASL (cyrus-sasl, GSSAPI)
   # so that managed Kafka clusters can be reached.
   command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+  # openssl(1): the TLS tests make their certificates with it.
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
   pkg_have openssl || missing+=(libssl-dev)
   pkg_have libsasl2 || missing+=(libsasl2-dev)
   # The OpenAPI and black-box fuzz tests run in a virtualenv.

@@ -122,6 +122,12 @@ impl Daemon {
             Some(TokenKeys::new(&cfg.token_key, &cfg.token_key_previous)?)
         };
         let limits = Limits::new(cfg.limit_config());
+        if cfg.rate_limit_scope == crate::config::RateScope::Fleet {
+            // Until the first fleet read (≤ 1 s, or longer with Redis
+            // down): the fleet the operator named.
+            let peers = cfg.peer_list().map_or(0, |p| p.len());
+            limits.set_share(u32::try_from(peers + 1).unwrap_or(u32::MAX));
+        }
         {
             let r = redis.clone();
             if let Ok(Ok((users, ips))) = blocking(move || r.blacklist()).await {

@@ -112,8 +112,15 @@ pub async fn connect(
         RedisStockStore::new(&target, cfg.redis_timeout())?.per_item(cfg.redis_script_per_item);
     let bounds = CatalogBounds::of(cfg, now_ms);
     if !refresh_catalog(&redis, catalog, &shared.board, known_wins, bounds).await {
-        shared.redis.fail("unreachable at start");
-        tracing::warn!(url = %crate::config::redact_url(&cfg.redis_url), "redis is not reachable; purchases will be decided pending");
+        // Why (a refused password, an unknown CA, a refused connection):
+        // in the log and in /healthz.
+        let r = redis.clone();
+        let why = match blocking(move || r.ping()).await {
+            Ok(Err(e)) => e.to_string(),
+            _ => "the catalog could not be read".to_string(),
+        };
+        shared.redis.fail(&format!("unreachable at start: {why}"));
+        tracing::warn!(url = %crate::config::redact_url(&cfg.redis_url), error = %why, "redis is not reachable; purchases will be decided pending");
     }
     let kafka = Arc::new(Health::new("kafka", State::Up));
     match tokio::time::timeout(

@@ -185,9 +185,20 @@ impl Config {
                 return bad(key, &e);
             }
         }
+        let keys = [
+            "kafka_orders_topic",
+            "kafka_events_topic",
+            "kafka_retry_topic",
+            "kafka_dlq_topic",
+        ];
         let all = topics.all();
-        if (1..all.len()).any(|i| all[..i].contains(&all[i])) {
-            return bad("kafka_dlq_topic", "the four topics must have four names");
+        for i in 1..all.len() {
+            if let Some(j) = all[..i].iter().position(|t| *t == all[i]) {
+                return bad(
+                    keys[i],
+                    &format!("names the same topic as {} ({})", keys[j], all[i]),
+                );
+            }
         }
         // The retry topic is read in order: a long delay holds every
         // retry behind it.

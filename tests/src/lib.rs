@@ -377,6 +377,8 @@ impl DaemonProcess {
             .env("SECKILL_PEERS", &cfg.peers)
             .env("SECKILL_TRUSTED_PROXIES", &cfg.trusted_proxies)
             .env("SECKILL_REQUIRE_TOKEN", cfg.require_token.to_string())
+            .env("SECKILL_KAFKA_ORDERS_TOPIC", &cfg.kafka_orders_topic)
+            .env("SECKILL_KAFKA_EVENTS_TOPIC", &cfg.kafka_events_topic)
             .env(
                 "SECKILL_SHUTDOWN_DRAIN_MS",
                 cfg.shutdown_drain_ms.to_string(),
