@@ -39,14 +39,20 @@ fn help_never_shows_a_secret_from_the_environment() {
             ("SECKILL_TOKEN_KEY", "token-key-secret-value-0123456789"),
             (
                 "SECKILL_REDIS_URL",
-                "redis://:redis-password-456@127.0.0.1:6379/",
+                "redis://:redis-secret-pw-456@127.0.0.1:6379/",
             ),
+            ("SECKILL_REDIS_PASSWORD", "redis-pass-secret-789"),
         ])
         .arg("--help"),
     );
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("SECKILL_TOKEN_KEY"), "{text}");
-    for secret in ["admin-secret-value", "token-key-secret", "redis-password"] {
+    for secret in [
+        "admin-secret-value",
+        "token-key-secret",
+        "redis-secret-pw",
+        "redis-pass-secret",
+    ] {
         assert!(!text.contains(secret), "--help shows {secret}");
     }
 }

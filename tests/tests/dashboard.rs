@@ -81,7 +81,7 @@ async fn the_dashboard_follows_a_sale_in_a_real_browser() {
         c.dashboard_token = DASHBOARD_TOKEN.into();
     })
     .await;
-    let start_ms = seckill_pipeline::now_ms() + 6_000;
+    let start_ms = seckill_pipeline::now_ms() + 10_000; // time for two browsers to start on a busy box
     let end_ms = start_ms + 22_000;
     let items: Vec<ItemSpec> = ITEMS
         .iter()
