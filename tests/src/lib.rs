@@ -434,7 +434,7 @@ mod verdict;
 pub use nginx::Nginx;
 pub use observe::{scrape, wait_acknowledged};
 pub use stack::{another_daemon, Stack};
-pub use verdict::verdict_within;
+pub use verdict::{distinct_requests, open_checked_sale, verdict_within, CHECKED_ITEM};
 
 /// Creates sale `sale` with one item `i` of `stock` units, per-user limit
 /// 1, from `start_ms` for ten minutes (through the admin API).

@@ -35,6 +35,12 @@ impl Nginx {
     /// the daemons listening on `upstreams`: only its `server` lines of the
     /// upstream block and its `listen` line are replaced.
     pub fn shipped(upstreams: &[u16]) -> Nginx {
+        Nginx::shipped_with(upstreams, "max_fails=1 fail_timeout=5s")
+    }
+
+    /// The same, each upstream `server` line with `params` instead of the
+    /// shipped `max_fails=1 fail_timeout=5s`.
+    pub fn shipped_with(upstreams: &[u16], params: &str) -> Nginx {
         let port = free_port();
         let mut site = String::new();
         let mut servers_written = false;
@@ -43,9 +49,7 @@ impl Nginx {
             if t.starts_with("server 127.0.0.1:") {
                 if !servers_written {
                     for u in upstreams {
-                        site.push_str(&format!(
-                            "    server 127.0.0.1:{u} max_fails=1 fail_timeout=5s;\n"
-                        ));
+                        site.push_str(&format!("    server 127.0.0.1:{u} {params};\n"));
                     }
                     servers_written = true;
                 }

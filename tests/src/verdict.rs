@@ -9,6 +9,49 @@ use seckill_io::redis::RedisAdmin;
 
 use crate::{Broker, RedisServer};
 
+/// The item of the sales [`verdict_within`] checks.
+pub const CHECKED_ITEM: &str = "item";
+
+/// Creates sale `sale` of one item [`CHECKED_ITEM`] of `stock` units,
+/// per-user limit 1, open now for ten minutes, through the admin API at
+/// `admin`.
+pub async fn open_checked_sale(
+    client: &seckill_benches::load::HttpClient,
+    admin: &str,
+    sale: &str,
+    stock: u64,
+) {
+    let now = seckill_pipeline::now_ms();
+    let item = seckill_benches::load::ItemSpec {
+        item_id: CHECKED_ITEM.into(),
+        title: "fleet".into(),
+        price_cents: 100,
+        stock,
+        per_user_limit: 1,
+    };
+    seckill_benches::load::create_sale(
+        client,
+        admin,
+        crate::ADMIN_TOKEN,
+        sale,
+        now,
+        now + 600_000,
+        &[item],
+    )
+    .await
+    .expect("sale created");
+}
+
+/// Distinct requests answered `status` (a retry is the same request).
+pub fn distinct_requests(answers: &[Answer], status: &str) -> usize {
+    answers
+        .iter()
+        .filter(|a| a.status == status)
+        .map(|a| &a.request_id)
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+}
+
 /// Runs the checker over final answers of sale `sale` (its one item is
 /// `item`, per-user limit 1), waiting up to `wait` for Kafka.
 pub async fn verdict_within(
@@ -21,9 +64,9 @@ pub async fn verdict_within(
     let admin = RedisAdmin::new(redis.url(), Duration::from_secs(2)).expect("redis");
     let mut stock = BTreeMap::new();
     stock.insert(
-        "item".to_string(),
+        CHECKED_ITEM.to_string(),
         admin
-            .stock(sale, "item")
+            .stock(sale, CHECKED_ITEM)
             .expect("stock")
             .expect("stock hash"),
     );

@@ -6,12 +6,11 @@
 
 use std::time::Duration;
 
-use seckill_benches::check::Answer;
-use seckill_benches::load::{self, create_sale, HttpClient, ItemSpec, Plan};
+use seckill_benches::load::{self, HttpClient, Plan};
 use seckill_tests::settle::settle;
 use seckill_tests::{
-    daemon_config, free_port, verdict_within, Broker, DaemonProcess, Nginx, RedisServer,
-    ADMIN_TOKEN,
+    daemon_config, distinct_requests, free_port, open_checked_sale, verdict_within, Broker,
+    DaemonProcess, Nginx, RedisServer, CHECKED_ITEM,
 };
 
 const DAEMONS: usize = 3;
@@ -83,25 +82,7 @@ impl Fleet {
     }
 
     async fn open_sale(&self, sale: &str, stock: u64) {
-        let now = seckill_pipeline::now_ms();
-        let item = ItemSpec {
-            item_id: "item".into(),
-            title: "fleet".into(),
-            price_cents: 100,
-            stock,
-            per_user_limit: 1,
-        };
-        create_sale(
-            &self.client,
-            &self.admin(0),
-            ADMIN_TOKEN,
-            sale,
-            now,
-            now + 600_000,
-            &[item],
-        )
-        .await
-        .expect("sale created");
+        open_checked_sale(&self.client, &self.admin(0), sale, stock).await;
     }
 }
 
@@ -109,7 +90,7 @@ fn plan(base: &str, sale: &str, users: usize, rate: u32) -> Plan {
     Plan {
         base: base.to_string(),
         sale_id: sale.to_string(),
-        items: vec!["item".into()],
+        items: vec![CHECKED_ITEM.into()],
         users,
         first_user: 0,
         request_prefix: String::new(),
@@ -119,16 +100,6 @@ fn plan(base: &str, sale: &str, users: usize, rate: u32) -> Plan {
         time_max: Duration::from_secs(120),
         rate_per_sec: std::num::NonZeroU32::new(rate),
     }
-}
-
-/// Distinct requests answered `status` (a retry is the same request).
-fn count(answers: &[Answer], status: &str) -> usize {
-    answers
-        .iter()
-        .filter(|a| a.status == status)
-        .map(|a| &a.request_id)
-        .collect::<std::collections::HashSet<_>>()
-        .len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,13 +129,13 @@ async fn a_daemon_sigkilled_mid_sale_and_restarted_on_its_journal_loses_nothing(
     )
     .await;
     assert_eq!(
-        count(&fin, "pending"),
+        distinct_requests(&fin, "pending"),
         0,
         "every request resolved; logs in {}",
         fleet.logs.path().display()
     );
     assert_eq!(
-        count(&fin, "success"),
+        distinct_requests(&fin, "success"),
         600,
         "the stock sold exactly: {:?} (http {:?})",
         report.by_status,
@@ -212,7 +183,12 @@ async fn sigterm_of_one_daemon_under_load_fails_no_request() {
         Duration::from_secs(60),
     )
     .await;
-    assert_eq!(count(&fin, "success"), 3_000, "{:?}", report.by_status);
+    assert_eq!(
+        distinct_requests(&fin, "success"),
+        3_000,
+        "{:?}",
+        report.by_status
+    );
     let v = verdict_within(
         &fleet.redis,
         &fleet.broker,
