@@ -38,6 +38,8 @@ apt_install() {
 ensure_packages() {
   local missing=()
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  # redis-sentinel: the failover tests run real Sentinels.
+  command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
   command -v cc >/dev/null 2>&1 || missing+=(gcc)
   command -v c++ >/dev/null 2>&1 || missing+=(g++)
   command -v make >/dev/null 2>&1 || missing+=(make)

@@ -4,6 +4,8 @@
 //! concurrent `EVALSHA`s on one multiplexed async connection (what an
 //! async Rust team writes: `seckill-naive`'s call, pipelined by the
 //! connection); for one item, and with every request for another item.
+//! `deduct_redis_wait`: the same batch with and without one `WAIT 1` per
+//! batch, a replica on the same box (`redis_wait_replicas`).
 
 use std::time::Duration;
 
@@ -220,5 +222,55 @@ fn deduct(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, deduct);
+/// One batch's script call alone vs followed by `WAIT 1 …` in the same
+/// round trip, with a replica of the master on the same box.
+fn wait(c: &mut Criterion) {
+    let master = RedisServer::start();
+    let replica = RedisServer::start();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(master.port)
+        .query(&mut replica.connection())
+        .expect("replicaof");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !redis::cmd("INFO")
+        .arg("replication")
+        .query::<String>(&mut master.connection())
+        .expect("info")
+        .contains("state=online")
+    {
+        assert!(std::time::Instant::now() < deadline, "replica online");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let admin = RedisAdmin::new(master.url(), Duration::from_secs(2)).expect("admin");
+    let mut g = c.benchmark_group("deduct_redis_wait");
+    g.sample_size(20);
+    let mut round = 0u64;
+    let mut out = Vec::new();
+    let users: Vec<String> = (0..64).map(|n| format!("u{n}")).collect();
+    for replicas in [0u32, 1] {
+        let mut store = RedisStockStore::new(master.url(), Duration::from_secs(2))
+            .expect("store")
+            .wait_replicas(replicas, 1_000);
+        for batch in [1usize, 64] {
+            g.throughput(Throughput::Elements(batch as u64));
+            g.bench_function(format!("wait_{replicas}_batch_{batch}"), |b| {
+                b.iter_batched(
+                    || fresh_item(&admin, &mut round),
+                    |item| {
+                        out.clear();
+                        let reqs = requests(&users[..batch]);
+                        store
+                            .deduct(&[group(&item, &reqs)], &mut out)
+                            .expect("deduct");
+                    },
+                    BatchSize::PerIteration,
+                )
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, deduct, wait);
 criterion_main!(benches);

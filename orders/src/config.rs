@@ -69,6 +69,12 @@ seckill_io::settings! {
     redis_tls_cert_file: PathBuf = PathBuf::new(), "SECKILL_REDIS_TLS_CERT_FILE";
     /// PEM file of the client certificate's private key.
     redis_tls_key_file: PathBuf = PathBuf::new(), "SECKILL_REDIS_TLS_KEY_FILE";
+    /// Redis Sentinels (`host:port`, comma separated) that know where the
+    /// master named `redis_master_name` is (as the daemon's); empty:
+    /// `redis_url`'s host.
+    redis_sentinels: String = String::new(), "SECKILL_REDIS_SENTINELS";
+    /// The master's name in the Sentinels' configuration.
+    redis_master_name: String = String::new(), "SECKILL_REDIS_MASTER_NAME";
     /// Redis connect/read/write timeout in ms.
     redis_timeout_ms: u64 = 1_000, "SECKILL_REDIS_TIMEOUT_MS";
     /// The database of the orders: `postgres://user:password@host/db` or
@@ -224,13 +230,28 @@ impl Config {
 
     /// How to reach Redis (the TLS files read).
     pub fn redis_target(&self) -> Result<seckill_io::redis::RedisTarget, ConfigError> {
-        seckill_io::config::redis_target(
+        let mut target = seckill_io::config::redis_target(
             &self.redis_url,
             &self.redis_password,
             &self.redis_tls_ca_file,
             &self.redis_tls_cert_file,
             &self.redis_tls_key_file,
-        )
+        )?;
+        target.sentinels =
+            seckill_io::config::host_port_list(&self.redis_sentinels).map_err(|reason| {
+                ConfigError::Invalid {
+                    key: "redis_sentinels",
+                    reason,
+                }
+            })?;
+        if target.sentinels.is_empty() != self.redis_master_name.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "redis_master_name",
+                reason: "redis_sentinels and redis_master_name go together".into(),
+            });
+        }
+        target.master_name = self.redis_master_name.clone();
+        Ok(target)
     }
 
     /// The topics' names, the empty ones derived from the orders topic.

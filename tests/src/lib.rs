@@ -291,10 +291,19 @@ pub fn daemon_config(
     broker: &Broker,
     wal_dir: &std::path::Path,
 ) -> seckill_io::Config {
+    daemon_config_at(&redis.url(), broker, wal_dir)
+}
+
+/// [`daemon_config`] for the Redis at `redis_url`.
+pub fn daemon_config_at(
+    redis_url: &str,
+    broker: &Broker,
+    wal_dir: &std::path::Path,
+) -> seckill_io::Config {
     init_logs();
     let mut cfg = seckill_io::Config::defaults();
     cfg.listen = "127.0.0.1:0".parse().expect("literal address");
-    cfg.redis_url = redis.url();
+    cfg.redis_url = redis_url.to_string();
     cfg.kafka_brokers = broker.brokers();
     cfg.wal_dir = wal_dir.to_path_buf();
     cfg.wal_segment_bytes = 4 << 20;
@@ -377,6 +386,16 @@ impl DaemonProcess {
             .env("SECKILL_PEERS", &cfg.peers)
             .env("SECKILL_TRUSTED_PROXIES", &cfg.trusted_proxies)
             .env("SECKILL_REQUIRE_TOKEN", cfg.require_token.to_string())
+            .env("SECKILL_REDIS_SENTINELS", &cfg.redis_sentinels)
+            .env("SECKILL_REDIS_MASTER_NAME", &cfg.redis_master_name)
+            .env(
+                "SECKILL_REDIS_WAIT_REPLICAS",
+                cfg.redis_wait_replicas.to_string(),
+            )
+            .env(
+                "SECKILL_REDIS_WAIT_TIMEOUT_MS",
+                cfg.redis_wait_timeout_ms.to_string(),
+            )
             .env("SECKILL_KAFKA_ORDERS_TOPIC", &cfg.kafka_orders_topic)
             .env("SECKILL_KAFKA_EVENTS_TOPIC", &cfg.kafka_events_topic)
             .env(
@@ -426,6 +445,7 @@ pub mod browser;
 mod nginx;
 mod observe;
 pub mod orders;
+pub mod sentinel;
 pub mod sql;
 mod stack;
 pub mod tls;
@@ -434,7 +454,7 @@ mod verdict;
 pub use nginx::Nginx;
 pub use observe::{scrape, wait_acknowledged};
 pub use stack::{another_daemon, Stack};
-pub use verdict::{distinct_requests, open_checked_sale, verdict_within, CHECKED_ITEM};
+pub use verdict::{distinct_requests, open_checked_sale, verdict_at, verdict_within, CHECKED_ITEM};
 
 /// Creates sale `sale` with one item `i` of `stock` units, per-user limit
 /// 1, from `start_ms` for ten minutes (through the admin API).

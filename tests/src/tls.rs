@@ -176,6 +176,7 @@ impl TlsRedis {
             password: Some(self.password.clone()),
             ca_pem: Some(read("ca.pem")),
             client_pem: Some((read("client.pem"), read("client.key"))),
+            ..seckill_io::redis::RedisTarget::default()
         }
     }
 }

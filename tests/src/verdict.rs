@@ -61,7 +61,18 @@ pub async fn verdict_within(
     answers: &[Answer],
     wait: Duration,
 ) -> CheckReport {
-    let admin = RedisAdmin::new(redis.url(), Duration::from_secs(2)).expect("redis");
+    verdict_at(&redis.url(), broker, sale, answers, wait).await
+}
+
+/// [`verdict_within`] with the stock read from the Redis at `redis_url`.
+pub async fn verdict_at(
+    redis_url: &str,
+    broker: &Broker,
+    sale: &str,
+    answers: &[Answer],
+    wait: Duration,
+) -> CheckReport {
+    let admin = RedisAdmin::new(redis_url, Duration::from_secs(2)).expect("redis");
     let mut stock = BTreeMap::new();
     stock.insert(
         CHECKED_ITEM.to_string(),

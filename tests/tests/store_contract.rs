@@ -327,3 +327,84 @@ fn the_contract_also_holds_with_one_script_call_per_item() {
         check("redis per item", sc, &out);
     }
 }
+
+/// `WAIT` after each batch: a batch no replica acknowledged in time is an
+/// error (the stage decides it `pending`), and its re-drive, once the
+/// replica is back, gets the outcome the master stored — the same order id.
+#[test]
+fn a_batch_no_replica_acknowledged_is_not_decided_and_its_redrive_is_idempotent() {
+    let master = RedisServer::start();
+    let replica = RedisServer::start();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(master.port)
+        .query(&mut replica.connection())
+        .expect("replicaof");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut master.connection())
+            .expect("info");
+        if info.contains("state=online") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "replica online");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let admin = RedisAdmin::new(master.url(), Duration::from_secs(2)).expect("admin");
+    let sale = Scenario {
+        name: "wait",
+        items: &[("w", 10, 1)],
+        steps: &[],
+        after: &[],
+    };
+    load(&admin, "wait", &sale);
+    let mut store = RedisStockStore::new(master.url(), Duration::from_secs(2))
+        .expect("store")
+        .wait_replicas(1, 200);
+    let deduct = |store: &mut RedisStockStore, req: &str, user: &str| {
+        let requests = [DeductRequest {
+            request_id: req,
+            user_id: user,
+            quantity: 1,
+        }];
+        let groups = [DeductGroup {
+            sale_id: "wait",
+            item_id: "w",
+            per_user_limit: 1,
+            pay_deadline_ms: u64::MAX / 4,
+            requests: &requests,
+        }];
+        let mut out = Vec::new();
+        store.deduct(&groups, &mut out).map(|()| out)
+    };
+    let first = deduct(&mut store, "r1", "u1").expect("acknowledged by the replica");
+    assert!(
+        matches!(first[..], [DeductOutcome::Success(_)]),
+        "{first:?}"
+    );
+
+    // The replica stops acknowledging: decided on the master, not final.
+    replica.freeze();
+    let err = deduct(&mut store, "r2", "u2").expect_err("no acknowledgement");
+    assert!(err.is_retryable(), "{err}");
+    assert!(err.to_string().contains("0 of 1 replicas"), "{err}");
+    replica.thaw();
+    let again = deduct(&mut store, "r2", "u2").expect("acknowledged now");
+    let retry = deduct(&mut store, "r2", "u2").expect("a retry");
+    assert_eq!(again, retry, "the re-drive gets the stored outcome");
+    assert!(
+        matches!(again[..], [DeductOutcome::Success(_)]),
+        "{again:?}"
+    );
+    let stock = admin.stock("wait", "w").expect("redis").expect("item");
+    assert_eq!(stock.locked, 2, "two units, each taken once: {stock:?}");
+
+    // More replicas asked for than exist: never final.
+    let mut two = RedisStockStore::new(master.url(), Duration::from_secs(2))
+        .expect("store")
+        .wait_replicas(2, 50);
+    let err = deduct(&mut two, "r3", "u3").expect_err("one replica of two");
+    assert!(err.to_string().contains("1 of 2 replicas"), "{err}");
+}

@@ -93,6 +93,14 @@ settings! {
     redis_tls_cert_file: PathBuf = PathBuf::new(), "SECKILL_REDIS_TLS_CERT_FILE";
     /// PEM file of the client certificate's private key.
     redis_tls_key_file: PathBuf = PathBuf::new(), "SECKILL_REDIS_TLS_KEY_FILE";
+    /// Redis Sentinels (`host:port`, comma separated) that know where the
+    /// master named `redis_master_name` is: every new connection asks them,
+    /// so the daemon follows a failover; `redis_url` then gives only the
+    /// scheme, database and credentials. Empty: `redis_url`'s host.
+    redis_sentinels: String = String::new(), "SECKILL_REDIS_SENTINELS";
+    /// The master's name in the Sentinels' configuration
+    /// (`sentinel monitor <name> …`).
+    redis_master_name: String = String::new(), "SECKILL_REDIS_MASTER_NAME";
     /// Kafka bootstrap brokers (comma separated).
     kafka_brokers: String = "127.0.0.1:9092".into(), "SECKILL_KAFKA_BROKERS";
     /// librdkafka properties for every Kafka client, as `key=value` pairs
@@ -133,6 +141,13 @@ settings! {
     redis_script_per_item: bool = false, "SECKILL_REDIS_SCRIPT_PER_ITEM";
     /// Redis connect/read/write timeout in ms; a timeout decides `pending`.
     redis_timeout_ms: u64 = 250, "SECKILL_REDIS_TIMEOUT_MS";
+    /// Replicas that must hold each ring batch's stock writes before its
+    /// decisions are journaled and answered (one `WAIT` per batch, in the
+    /// batch's round trip): a win then survives the master's loss. Fewer in
+    /// time: the batch is decided `pending` and re-driven. 0: no WAIT.
+    redis_wait_replicas: u32 = 0, "SECKILL_REDIS_WAIT_REPLICAS";
+    /// How long that WAIT may block, ms.
+    redis_wait_timeout_ms: u64 = 100, "SECKILL_REDIS_WAIT_TIMEOUT_MS";
     /// Kafka message.timeout.ms: how long the producer retries one order.
     kafka_message_timeout_ms: u64 = 30_000, "SECKILL_KAFKA_MESSAGE_TIMEOUT_MS";
     /// Kafka linger.ms of the orders producer: how long it gathers orders
@@ -377,6 +392,21 @@ impl Config {
         if let Err(e) = self.peer_list() {
             return bad("peers", &e);
         }
+        if let Err(e) = self.sentinel_list() {
+            return bad("redis_sentinels", &e);
+        }
+        if self.redis_sentinels.trim().is_empty() != self.redis_master_name.is_empty() {
+            return bad(
+                "redis_master_name",
+                "redis_sentinels and redis_master_name go together",
+            );
+        }
+        if self.redis_wait_replicas > 0 && self.redis_wait_timeout_ms == 0 {
+            return bad(
+                "redis_wait_timeout_ms",
+                "must be at least 1 (0 would make WAIT block for ever)",
+            );
+        }
         if !self.peers.trim().is_empty() && self.admin_token.is_empty() {
             return bad(
                 "peers",
@@ -399,22 +429,12 @@ impl Config {
 
     /// The peers, each a `host:port` (a name is resolved when asked).
     pub fn peer_list(&self) -> Result<Vec<String>, String> {
-        let mut out = Vec::new();
-        for p in self
-            .peers
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-        {
-            let ok = p
-                .rsplit_once(':')
-                .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok());
-            if !ok || p.contains('/') {
-                return Err(format!("{p:?} is not host:port"));
-            }
-            out.push(p.to_string());
-        }
-        Ok(out)
+        host_port_list(&self.peers)
+    }
+
+    /// The Redis Sentinels, each a `host:port`.
+    pub fn sentinel_list(&self) -> Result<Vec<String>, String> {
+        host_port_list(&self.redis_sentinels)
     }
 
     /// The WAL options these settings ask for.
@@ -462,3 +482,18 @@ impl Config {
 
 #[cfg(test)]
 mod tests;
+
+/// A comma-separated list of `host:port` (empty entries skipped).
+pub fn host_port_list(list: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for p in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let ok = p
+            .rsplit_once(':')
+            .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok());
+        if !ok || p.contains('/') {
+            return Err(format!("{p:?} is not host:port"));
+        }
+        out.push(p.to_string());
+    }
+    Ok(out)
+}

@@ -84,6 +84,7 @@ pub fn redis_target(
         password: (!password.is_empty()).then(|| password.to_string()),
         ca_pem,
         client_pem,
+        ..RedisTarget::default()
     };
     if (target.ca_pem.is_some() || target.client_pem.is_some()) && !target.is_tls() {
         return Err(ConfigError::Invalid {
@@ -129,13 +130,21 @@ impl Settings {
 impl Config {
     /// How to reach Redis (the TLS files read).
     pub fn redis_target(&self) -> Result<RedisTarget, ConfigError> {
-        redis_target(
+        let mut target = redis_target(
             &self.redis_url,
             &self.redis_password,
             &self.redis_tls_ca_file,
             &self.redis_tls_cert_file,
             &self.redis_tls_key_file,
-        )
+        )?;
+        target.sentinels = self
+            .sentinel_list()
+            .map_err(|reason| ConfigError::Invalid {
+                key: "redis_sentinels",
+                reason,
+            })?;
+        target.master_name = self.redis_master_name.clone();
+        Ok(target)
     }
 
     /// The secrets are long enough and none is the example's placeholder.

@@ -49,3 +49,33 @@ fn unknown_keys_and_bad_values_are_refused() {
     .resolve();
     assert!(cfg.validate().is_err());
 }
+
+#[test]
+fn sentinels_need_the_masters_name_and_a_wait_needs_a_timeout() {
+    let base = || {
+        let mut c = Config::defaults();
+        c.admin_token = "an-admin-token-of-our-own".into();
+        c.token_key = "0123456789abcdef0123456789abcdef".into();
+        c
+    };
+    let mut c = base();
+    c.redis_sentinels = "127.0.0.1:26379, 127.0.0.1:26380".into();
+    let err = c.validate().expect_err("no master name");
+    assert!(err.to_string().contains("redis_master_name"), "{err}");
+    c.redis_master_name = "seckill".into();
+    c.validate().expect("sentinels with a name");
+    let t = c.redis_target().expect("target");
+    assert_eq!(t.sentinels, ["127.0.0.1:26379", "127.0.0.1:26380"]);
+    assert_eq!(t.master_name, "seckill");
+    assert!(t.is_sentinel());
+    c.redis_sentinels = "127.0.0.1".into();
+    let err = c.validate().expect_err("no port");
+    assert!(err.to_string().contains("redis_sentinels"), "{err}");
+
+    let mut c = base();
+    c.redis_wait_replicas = 1;
+    c.validate().expect("the default WAIT timeout");
+    c.redis_wait_timeout_ms = 0;
+    let err = c.validate().expect_err("WAIT 1 0 blocks for ever");
+    assert!(err.to_string().contains("redis_wait_timeout_ms"), "{err}");
+}

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::{Client, Connection, RedisError};
+use redis::{Connection, RedisError};
 
 use super::keys::{self, item_keys, CATALOG_VERSION};
 use super::pool::{Pool, PoolStats, Pooled};
-use super::target::RedisTarget;
+use super::target::{Connector, RedisTarget};
 
 /// Latest sale end accepted (9999-12-31T23:59:59.999Z).
 pub const SALE_END_MS_MAX: u64 = 253_402_300_799_999;
@@ -25,7 +25,7 @@ pub struct StockHash {
 /// Admin-side Redis access (loading sales, reading stock, probing).
 #[derive(Clone)]
 pub struct RedisAdmin {
-    pub(super) client: Client,
+    connector: Connector,
     timeout: Duration,
     /// Connections kept between calls (shared by the clones).
     pool: Arc<Pool>,
@@ -47,7 +47,7 @@ impl RedisAdmin {
         timeout: Duration,
     ) -> Result<RedisAdmin, RedisError> {
         Ok(RedisAdmin {
-            client: target.into().client()?,
+            connector: target.into().connector()?,
             timeout,
             pool: Arc::default(),
         })
@@ -55,15 +55,12 @@ impl RedisAdmin {
 
     /// A connection from the pool (a kept one, or a new one).
     pub(super) fn conn(&self) -> Result<Pooled, RedisError> {
-        self.pool.get(&self.client, self.timeout)
+        self.pool.get(&self.connector, self.timeout)
     }
 
     /// A connection of its own, never pooled (a subscriber keeps it).
     pub(super) fn own_conn(&self) -> Result<Connection, RedisError> {
-        let c = self.client.get_connection_with_timeout(self.timeout)?;
-        c.set_read_timeout(Some(self.timeout))?;
-        c.set_write_timeout(Some(self.timeout))?;
-        Ok(c)
+        self.connector.connect(self.timeout)
     }
 
     /// What the connection pool did.

@@ -19,4 +19,4 @@ pub use keys::{item_keys, utc_date, ItemKeys, RELEASED_CHANNEL};
 pub use orders::{state_of, Action, OrderAction, OrderRecord, OrderState, OutboxEntry};
 pub use pool::PoolStats;
 pub use stock::{RedisStockStore, DEDUCT_LUA};
-pub use target::{redact_url, RedisTarget};
+pub use target::{redact_url, Connector, RedisTarget};

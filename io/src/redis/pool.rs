@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redis::{Client, Connection, ConnectionLike, RedisError};
+use redis::{Connection, ConnectionLike, RedisError};
+
+use super::target::Connector;
 
 /// Most idle connections kept.
 pub const IDLE_MAX: usize = 8;
@@ -41,7 +43,11 @@ pub struct PoolStats {
 impl Pool {
     /// A kept connection, or a new one (connect, read and write bounded
     /// by `timeout`).
-    pub fn get(self: &Arc<Self>, client: &Client, timeout: Duration) -> Result<Pooled, RedisError> {
+    pub fn get(
+        self: &Arc<Self>,
+        connector: &Connector,
+        timeout: Duration,
+    ) -> Result<Pooled, RedisError> {
         // Taken out in a statement of its own: the lock is released before
         // the check (a round trip) and before `clear` locks again.
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
@@ -59,9 +65,7 @@ impl Pool {
                 c
             }
             None => {
-                let c = client.get_connection_with_timeout(timeout)?;
-                c.set_read_timeout(Some(timeout))?;
-                c.set_write_timeout(Some(timeout))?;
+                let c = connector.connect(timeout)?;
                 self.stats.opened.fetch_add(1, Ordering::Relaxed);
                 c
             }

@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use redis::{Client, Connection, ConnectionLike, ErrorKind, RedisError, ServerErrorKind, Value};
+use redis::{Connection, ConnectionLike, ErrorKind, RedisError, ServerErrorKind, Value};
 use seckill_pipeline::port::{DeductGroup, DeductOutcome, StockStore, StoreError};
 use seckill_pipeline::OrderId;
 
 use super::keys;
-use super::target::RedisTarget;
+use super::target::{Connector, RedisTarget};
 
 /// The stock script (see its header for KEYS and ARGV).
 pub const DEDUCT_LUA: &str = include_str!("deduct.lua");
@@ -16,7 +16,14 @@ pub const DEDUCT_LUA: &str = include_str!("deduct.lua");
 fn classify(err: &RedisError) -> StoreError {
     if err.is_timeout() {
         StoreError::Timeout
-    } else if err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal() {
+    } else if err.is_io_error()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        // A master demoted by a failover, or one Sentinel has not
+        // confirmed yet: the master is elsewhere.
+        || err.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
+        || err.kind() == ErrorKind::Server(ServerErrorKind::MasterDown)
+    {
         StoreError::Unavailable(err.to_string())
     } else {
         StoreError::Protocol(err.to_string())
@@ -28,12 +35,21 @@ fn classify(err: &RedisError) -> StoreError {
 /// failure. By default one script call decides the whole batch, whatever
 /// its items; `per_item` makes it one call per item in one pipelined round
 /// trip (each call touching one hash slot, as a Redis Cluster proxy needs).
+///
+/// With [`wait_replicas`](RedisStockStore::wait_replicas) the same round
+/// trip ends with one `WAIT n timeout`: a batch whose writes fewer than n
+/// replicas acknowledged is not decided (the stage decides it `pending`
+/// and re-drives it; the stored outcomes make that idempotent).
 pub struct RedisStockStore {
-    client: Client,
+    connector: Connector,
     conn: Option<Connection>,
     timeout: Duration,
     script_sha: String,
     per_item: bool,
+    /// Replicas that must acknowledge a batch (0: no `WAIT`).
+    wait_replicas: u32,
+    /// How long `WAIT` may block, in ms.
+    wait_timeout_ms: u64,
     /// The command being written (reused across batches).
     buf: Vec<u8>,
 }
@@ -43,16 +59,18 @@ impl RedisStockStore {
         target: impl Into<RedisTarget>,
         timeout: Duration,
     ) -> Result<RedisStockStore, StoreError> {
-        let client = target
+        let connector = target
             .into()
-            .client()
+            .connector()
             .map_err(|e| StoreError::Protocol(e.to_string()))?;
         Ok(RedisStockStore {
-            client,
+            connector,
             conn: None,
             timeout,
             script_sha: redis::Script::new(DEDUCT_LUA).get_hash().to_string(),
             per_item: false,
+            wait_replicas: 0,
+            wait_timeout_ms: 0,
             buf: Vec::with_capacity(16 << 10),
         })
     }
@@ -63,16 +81,26 @@ impl RedisStockStore {
         self
     }
 
+    /// Each batch's writes must reach `replicas` replicas within
+    /// `timeout_ms` (one `WAIT` per batch; 0 replicas: none).
+    pub fn wait_replicas(mut self, replicas: u32, timeout_ms: u64) -> RedisStockStore {
+        self.wait_replicas = replicas;
+        self.wait_timeout_ms = timeout_ms;
+        self
+    }
+
     fn connection(&mut self) -> Result<&mut Connection, StoreError> {
         if self.conn.is_none() {
             let conn = self
-                .client
-                .get_connection_with_timeout(self.timeout)
+                .connector
+                .connect(self.timeout)
                 .map_err(|e| classify(&e))?;
-            conn.set_read_timeout(Some(self.timeout))
-                .map_err(|e| classify(&e))?;
-            conn.set_write_timeout(Some(self.timeout))
-                .map_err(|e| classify(&e))?;
+            if self.wait_replicas > 0 {
+                // The reply comes after WAIT's own timeout.
+                let read = self.timeout + Duration::from_millis(self.wait_timeout_ms);
+                conn.set_read_timeout(Some(read))
+                    .map_err(|e| classify(&e))?;
+            }
             self.conn = Some(conn);
         }
         self.conn
@@ -128,6 +156,13 @@ impl RedisStockStore {
                     resp::bulk_u64(buf, u64::from(r.quantity));
                 }
             }
+        }
+        if self.wait_replicas > 0 {
+            calls += 1;
+            resp::array(buf, 3);
+            resp::bulk(buf, &[b"WAIT"]);
+            resp::bulk_u64(buf, u64::from(self.wait_replicas));
+            resp::bulk_u64(buf, self.wait_timeout_ms);
         }
         let conn = match self.conn.as_mut() {
             Some(c) => c,
@@ -219,9 +254,30 @@ impl StockStore for RedisStockStore {
                 return Err(classify(&e));
             }
         };
+        let mut replies = &replies[..];
+        if self.wait_replicas > 0 {
+            let (acked, scripts) = match replies.split_last() {
+                Some((Value::Int(n), rest)) => (*n, rest),
+                other => {
+                    self.conn = None;
+                    return Err(StoreError::Protocol(format!(
+                        "unexpected WAIT answer {:?}",
+                        other.map(|(v, _)| v)
+                    )));
+                }
+            };
+            if acked < i64::from(self.wait_replicas) {
+                // Decided on the master, not yet safe from its loss.
+                return Err(StoreError::Unavailable(format!(
+                    "{acked} of {} replicas acknowledged the batch within {} ms",
+                    self.wait_replicas, self.wait_timeout_ms
+                )));
+            }
+            replies = scripts;
+        }
         let expected: usize = groups.iter().map(|g| g.requests.len()).sum();
         let first = out.len();
-        for v in &replies {
+        for v in replies {
             let Value::BulkString(bytes) = v else {
                 return Err(StoreError::Protocol(format!(
                     "unexpected script answer {v:?}"
