@@ -35,6 +35,11 @@ pub struct Item {
     /// Wall-clock ms at which this daemon first saw the item sold out (0:
     /// not yet): the sale summary's time to sell out.
     sold_out_at_ms: AtomicU64,
+    /// Redis holds no stock for this item although it was loaded (a Redis
+    /// restarted empty, a failover to a replica that never got the sale):
+    /// nothing may be answered from Redis's silence — not `sold_out`, not
+    /// `rejected` — until the sale is rebuilt or loaded again.
+    data_lost: AtomicBool,
 }
 
 impl Item {
@@ -63,13 +68,30 @@ impl Item {
             touched: AtomicBool::new(false),
             wins_forgotten: AtomicBool::new(false),
             sold_out_at_ms: AtomicU64::new(0),
+            data_lost: AtomicBool::new(false),
+        }
+    }
+
+    /// Redis lost this item's stock (see the field).
+    pub fn data_lost(&self) -> bool {
+        self.data_lost.load(Ordering::Relaxed)
+    }
+
+    /// Marks the item's Redis data lost or found again; true when this
+    /// call found it lost (for the one alert per loss).
+    pub fn set_data_lost(&self, lost: bool) -> bool {
+        if lost {
+            !self.data_lost.swap(true, Ordering::Relaxed)
+        } else {
+            self.data_lost.store(false, Ordering::Relaxed);
+            false
         }
     }
 
     /// Sold out, and every win of it known here: a request id the board
     /// does not know may be answered `sold_out` without Redis.
     pub fn answers_sold_out(&self) -> bool {
-        self.is_sold_out() && !self.wins_forgotten.load(Ordering::Relaxed)
+        self.is_sold_out() && !self.wins_forgotten.load(Ordering::Relaxed) && !self.data_lost()
     }
 
     /// The board let go of (or never loaded) some wins of this item: only

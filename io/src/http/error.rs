@@ -88,6 +88,7 @@ error_codes! {
     Internal = "internal", INTERNAL_SERVER_ERROR, "A bug: the daemon failed to answer.";
     RedisUnavailable = "redis_unavailable", SERVICE_UNAVAILABLE, "Redis did not answer; retry (Retry-After). Purchases are not refused for this: they are answered pending.";
     PeerUnavailable = "peer_unavailable", SERVICE_UNAVAILABLE, "The request may be held by another daemon of the fleet that did not answer; poll again (Retry-After).";
+    SaleDataLost = "sale_data_lost", SERVICE_UNAVAILABLE, "Redis holds no stock for this loaded item (it restarted empty, or failed over to a replica that never got the sale): nothing is decided for it until its Redis state is rebuilt; retry later (Retry-After).";
     RingFull = "ring_full", SERVICE_UNAVAILABLE, "Too many requests in flight; retry shortly (Retry-After).";
     ShuttingDown = "shutting_down", SERVICE_UNAVAILABLE, "The daemon is shutting down; retry on another (Retry-After).";
     TooManyConnections = "too_many_connections", SERVICE_UNAVAILABLE, "The daemon holds `connections_max` open connections; retry shortly (Retry-After).";

@@ -400,6 +400,17 @@ fn collect(app: &App) -> Families {
         ],
     );
     f.single(
+        "seckill_items_data_lost",
+        Gauge,
+        "Loaded items on sale whose stock Redis no longer holds (lost: answered 503 until rebuilt).",
+        app.catalog
+            .sales()
+            .iter()
+            .flat_map(|(_, items)| items)
+            .filter(|i| i.data_lost())
+            .count() as f64,
+    );
+    f.single(
         "seckill_rate_limit_share",
         Gauge,
         "Daemons sharing the fleet-wide rate limits (each admits 1/n of them).",

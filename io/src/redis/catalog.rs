@@ -179,8 +179,12 @@ impl RedisAdmin {
     }
 
     /// `available` and the number of wins of every item, in one pipelined
-    /// round trip (what each daemon reads once a second).
-    pub fn item_counters(&self, items: &[(&str, &str)]) -> Result<Vec<(i64, u64)>, RedisError> {
+    /// round trip (what each daemon reads once a second); `None` for an
+    /// item Redis holds no stock hash of.
+    pub fn item_counters(
+        &self,
+        items: &[(&str, &str)],
+    ) -> Result<Vec<Option<(i64, u64)>>, RedisError> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
@@ -194,10 +198,11 @@ impl RedisAdmin {
         let v: Vec<Option<i64>> = pipe.query(&mut *c)?;
         Ok(v.chunks(2)
             .map(|p| {
-                let available = p.first().copied().flatten().unwrap_or(0);
+                // No `available`: the item has no stock hash.
+                let available = p.first().copied().flatten()?;
                 // The orders hash carries a placeholder field.
                 let wins = p.get(1).copied().flatten().unwrap_or(0).max(1) as u64 - 1;
-                (available, wins)
+                Some((available, wins))
             })
             .collect())
     }

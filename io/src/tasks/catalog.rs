@@ -107,7 +107,17 @@ pub async fn refresh_catalog(
             .collect();
         let counters = r.item_counters(&keys)?;
         let mut key = String::new();
-        for (item, (available, wins)) in items.iter().zip(counters) {
+        for (item, counters) in items.iter().zip(counters) {
+            let Some((available, wins)) = counters else {
+                // A loaded item without stock in Redis: Redis lost it (an
+                // ended one's keys may have expired: not a loss).
+                if bounds.now_ms < item.end_ms && item.set_data_lost(true) {
+                    tracing::error!(sale = %item.sale_id, item = %item.item_id,
+                        "Redis holds no stock for a loaded item: its data was lost; answering 503 until the sale is rebuilt");
+                }
+                continue;
+            };
+            item.set_data_lost(false);
             item.set_remaining(available);
             let (sale, item_id) = (item.sale_id.clone(), item.item_id.clone());
             let seen = {

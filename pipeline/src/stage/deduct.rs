@@ -159,7 +159,12 @@ impl Deduct {
     }
 
     fn apply(&mut self, events: &[&Event]) {
-        for (&i, outcome) in self.order.iter().zip(&self.outcomes) {
+        // Taken out for the loop (it defers through `self`), put back after.
+        let (order, outcomes) = (
+            std::mem::take(&mut self.order),
+            std::mem::take(&mut self.outcomes),
+        );
+        for (&i, outcome) in order.iter().zip(&outcomes) {
             let e = events[i];
             match *outcome {
                 DeductOutcome::Success(id) => {
@@ -178,7 +183,24 @@ impl Deduct {
                 }
                 DeductOutcome::Duplicate => e.decide(Status::Duplicate, None),
                 DeductOutcome::LimitExceeded => e.decide(Status::LimitExceeded, None),
-                DeductOutcome::UnknownItem => e.decide(Status::Rejected, None),
+                DeductOutcome::UnknownItem => {
+                    let Some(item) = &e.item else {
+                        e.decide(Status::Rejected, None);
+                        continue;
+                    };
+                    // Loaded, yet Redis has no stock for it: Redis lost the
+                    // sale. Not a refusal: a client is told to come back,
+                    // an intent stays pending until the sale is rebuilt.
+                    if item.set_data_lost(true) {
+                        tracing::error!(sale = %e.sale_id, item = %e.item_id,
+                            "Redis holds no stock for a loaded item: its data was lost; answering 503 until the sale is rebuilt");
+                    }
+                    match e.origin {
+                        Origin::Client => e.decide(Status::Unavailable, None),
+                        _ => self.defer(e),
+                    }
+                    continue;
+                }
             }
             if let Origin::Redrive { .. } = e.origin {
                 item_key(&mut self.key, &e.sale_id, &e.item_id);
@@ -186,6 +208,7 @@ impl Deduct {
                 self.backlog.note_redriven();
             }
         }
+        (self.order, self.outcomes) = (order, outcomes);
     }
 }
 

@@ -48,7 +48,19 @@ fn state(app: &App) -> serde_json::Value {
         "journal_held_wins": app.shared.rescued.held(),
         "journal_last_error": app.shared.journal.last_error(),
         "pending_backlog": app.shared.backlog.total(),
+        "redis_data_lost": data_lost(app),
         "redis_last_error": app.shared.redis.last_error()})
+}
+
+/// `sale/item` of every loaded item whose stock Redis lost.
+fn data_lost(app: &App) -> Vec<String> {
+    app.catalog
+        .sales()
+        .into_iter()
+        .flat_map(|(_, items)| items)
+        .filter(|i| i.data_lost())
+        .map(|i| format!("{}/{}", i.sale_id, i.item_id))
+        .collect()
 }
 
 /// The process answers (always 200), with every dependency's state.

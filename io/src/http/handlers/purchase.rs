@@ -130,6 +130,13 @@ pub async fn purchase(
     if quantity > item.per_user_limit {
         return Ok(reply(Status::LimitExceeded, None));
     }
+    if item.data_lost() {
+        return Err(ApiError::new(
+            ErrorCode::SaleDataLost,
+            "Redis lost this item's stock; retry later",
+        )
+        .retry_after(5));
+    }
     if item.answers_sold_out() {
         return Ok(reply(Status::SoldOut, None));
     }

@@ -1,0 +1,131 @@
+//! A Redis that lost the sale: a `redis-server` without persistence is
+//! SIGKILLed mid-sale and restarted empty while buyers keep coming. The
+//! daemon must not read Redis's silence as an answer — no `sold_out`, no
+//! `rejected` for a sale whose stock simply vanished — but answer 503
+//! `sale_data_lost` (or keep an intent `pending`), say so in `/healthz`
+//! and `/metrics`, and never sell more than the stock.
+
+use std::time::Duration;
+
+use seckill_benches::check;
+use seckill_benches::load::{self, Plan};
+use seckill_tests::{distinct_requests, open_checked_sale, scrape, Stack, CHECKED_ITEM};
+
+const STOCK: u64 = 5_000;
+const USERS: usize = 3_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restarted_empty_mid_sale_is_answered_503_never_sold_out_or_rejected() {
+    let Stack {
+        mut redis,
+        broker,
+        daemon,
+        base,
+        client,
+        wal: _wal,
+    } = Stack::start(false, |c| c.require_token = false).await;
+    open_checked_sale(&client, &base, "lost", STOCK).await;
+    // 3,000 users × 1 click at 1,000/s: 3 s of sale, Redis SIGKILLed and
+    // restarted empty after 1 s. Every buyer could win (5,000 units).
+    let plan = Plan {
+        base: base.clone(),
+        sale_id: "lost".into(),
+        items: vec![CHECKED_ITEM.into()],
+        users: USERS,
+        first_user: 0,
+        request_prefix: String::new(),
+        clicks_per_user: 1,
+        retries: 2,
+        concurrency: 32,
+        time_max: Duration::from_secs(60),
+        rate_per_sec: std::num::NonZeroU32::new(1_000),
+    };
+    let (c, p) = (client.clone(), plan.clone());
+    let run = tokio::spawn(async move { load::run(&c, &p).await });
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let redis = tokio::task::spawn_blocking(move || {
+        redis.kill();
+        redis.restart();
+        redis
+    })
+    .await
+    .expect("restart");
+    let report = run.await.expect("the sale");
+    assert!(report.requests >= USERS, "{:?}", report.by_http);
+
+    for wrong in ["sold_out", "rejected"] {
+        assert_eq!(
+            distinct_requests(&report.answers, wrong),
+            0,
+            "a vanished stock is no answer: {:?}",
+            report.by_status
+        );
+    }
+    let wins = distinct_requests(&report.answers, "success");
+    assert!(wins > 0 && wins as u64 <= STOCK, "{wins} wins");
+    assert!(
+        report
+            .answers
+            .iter()
+            .any(|a| a.http == 503 && a.status == "sale_data_lost"),
+        "the loss is told to the clients: {:?}",
+        report.by_status
+    );
+
+    // The daemon says what it lost, and keeps saying it.
+    let (_, body) = load::send(
+        &client,
+        hyper::Method::GET,
+        &format!("{base}/healthz"),
+        None,
+        vec![],
+    )
+    .await
+    .expect("healthz");
+    let health: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(
+        health["redis_data_lost"],
+        serde_json::json!([format!("lost/{CHECKED_ITEM}")]),
+        "{health}"
+    );
+    let metrics = scrape(&client, &base).await;
+    assert!(
+        metrics.contains("seckill_items_data_lost 1"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("data_lost"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let (code, body) = load::send(
+        &client,
+        hyper::Method::POST,
+        &format!("{base}/api/v1/sales/lost/items/{CHECKED_ITEM}/purchase"),
+        None,
+        br#"{"user_id":"late","request_id":"late-1"}"#.to_vec(),
+    )
+    .await
+    .expect("purchase");
+    let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(
+        (code, &body["error"]),
+        (503, &serde_json::json!("sale_data_lost"))
+    );
+
+    // Every win answered is on Kafka once: the record a rebuild starts from.
+    let brokers = broker.brokers();
+    let orders = tokio::task::spawn_blocking(move || {
+        check::read_orders(&brokers, "lost", wins, Duration::from_secs(30))
+    })
+    .await
+    .expect("join")
+    .expect("orders");
+    let on_kafka: std::collections::HashSet<&str> =
+        orders.iter().map(|o| o.order_id.as_str()).collect();
+    for a in report.answers.iter().filter(|a| a.status == "success") {
+        let oid = a.order_id.as_deref().expect("a win has an order id");
+        assert!(on_kafka.contains(oid), "win {oid} is on Kafka");
+    }
+    drop((redis, daemon));
+}
