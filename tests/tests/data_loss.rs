@@ -3,13 +3,18 @@
 //! daemon must not read Redis's silence as an answer — no `sold_out`, no
 //! `rejected` for a sale whose stock simply vanished — but answer 503
 //! `sale_data_lost` (or keep an intent `pending`), say so in `/healthz`
-//! and `/metrics`, and never sell more than the stock.
+//! and `/metrics`, and never sell more than the stock — and then rebuild
+//! the sale from its record on Kafka (`POST /admin/v1/sales/{sale}/rebuild`)
+//! so that it sells on, every earlier win kept.
 
 use std::time::Duration;
 
 use seckill_benches::check;
 use seckill_benches::load::{self, Plan};
-use seckill_tests::{distinct_requests, open_checked_sale, scrape, Stack, CHECKED_ITEM};
+use seckill_tests::settle::settle;
+use seckill_tests::{
+    distinct_requests, open_checked_sale, scrape, verdict_within, Stack, ADMIN_TOKEN, CHECKED_ITEM,
+};
 
 const STOCK: u64 = 5_000;
 const USERS: usize = 3_000;
@@ -127,5 +132,69 @@ async fn a_redis_restarted_empty_mid_sale_is_answered_503_never_sold_out_or_reje
         let oid = a.order_id.as_deref().expect("a win has an order id");
         assert!(on_kafka.contains(oid), "win {oid} is on Kafka");
     }
+
+    // The rebuild: the sale loaded again with every win of its record.
+    let rebuild = format!("{base}/admin/v1/sales/lost/rebuild");
+    let (code, body) = load::send(
+        &client,
+        hyper::Method::POST,
+        &rebuild,
+        Some(ADMIN_TOKEN),
+        vec![],
+    )
+    .await
+    .expect("rebuild");
+    let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(code, 200, "{body}");
+    let item = &body["items"][0];
+    assert_eq!(item["wins"], serde_json::json!(wins), "{body}");
+    assert_eq!(item["stock"]["locked"], serde_json::json!(wins), "{body}");
+    assert_eq!(
+        item["stock"]["available"],
+        serde_json::json!(STOCK as usize - wins),
+        "{body}"
+    );
+    // Never over live state.
+    let (code, body) = load::send(
+        &client,
+        hyper::Method::POST,
+        &rebuild,
+        Some(ADMIN_TOKEN),
+        vec![],
+    )
+    .await
+    .expect("rebuild again");
+    let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(
+        (code, &body["error"]),
+        (409, &serde_json::json!("sale_not_lost"))
+    );
+
+    // It sells on: the pending settle, the earlier buyers' retries get
+    // their wins back, new buyers buy what is left — and the checker
+    // agrees with Redis, Kafka and every answer.
+    let second = Plan {
+        first_user: 0,
+        users: USERS + 1_000,
+        ..plan
+    };
+    let more = load::run(&client, &second).await;
+    let mut all = report.answers.clone();
+    all.extend(more.answers);
+    let fin = settle(&client, &base, "lost", &all, Duration::from_secs(60)).await;
+    assert_eq!(
+        distinct_requests(&fin, "pending"),
+        0,
+        "{:?}",
+        more.by_status
+    );
+    assert_eq!(
+        distinct_requests(&fin, "success"),
+        USERS + 1_000,
+        "every buyer won once (5,000 units): {:?}",
+        more.by_status
+    );
+    let v = verdict_within(&redis, &broker, "lost", &fin, Duration::from_secs(60)).await;
+    assert!(v.ok(), "{:?}", v.violations);
     drop((redis, daemon));
 }

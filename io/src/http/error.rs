@@ -80,6 +80,7 @@ error_codes! {
     TokensDisabled = "tokens_disabled", CONFLICT, "This daemon has no token key: purchases need no token.";
     SaleStarted = "sale_started", CONFLICT, "A sale that has started cannot be replaced.";
     OrderClosed = "order_closed", CONFLICT, "The order is already paid, cancelled or expired.";
+    SaleNotLost = "sale_not_lost", CONFLICT, "Redis still holds this sale's stock: a rebuild would overwrite live state.";
     NoSummary = "no_summary", CONFLICT, "The sale has neither sold out nor ended yet: no summary.";
     BodyTooLarge = "body_too_large", PAYLOAD_TOO_LARGE, "The body is larger than this endpoint takes.";
     RateLimitedGlobal = "rate_limited_global", TOO_MANY_REQUESTS, "The daemon's global rate is used up (Retry-After).";
@@ -89,6 +90,7 @@ error_codes! {
     RedisUnavailable = "redis_unavailable", SERVICE_UNAVAILABLE, "Redis did not answer; retry (Retry-After). Purchases are not refused for this: they are answered pending.";
     PeerUnavailable = "peer_unavailable", SERVICE_UNAVAILABLE, "The request may be held by another daemon of the fleet that did not answer; poll again (Retry-After).";
     SaleDataLost = "sale_data_lost", SERVICE_UNAVAILABLE, "Redis holds no stock for this loaded item (it restarted empty, or failed over to a replica that never got the sale): nothing is decided for it until its Redis state is rebuilt; retry later (Retry-After).";
+    RecordIncomplete = "record_incomplete", SERVICE_UNAVAILABLE, "Kafka cannot be read, or this daemon still holds wins Kafka has not acknowledged: the record a rebuild starts from is not complete; retry (Retry-After).";
     RingFull = "ring_full", SERVICE_UNAVAILABLE, "Too many requests in flight; retry shortly (Retry-After).";
     ShuttingDown = "shutting_down", SERVICE_UNAVAILABLE, "The daemon is shutting down; retry on another (Retry-After).";
     TooManyConnections = "too_many_connections", SERVICE_UNAVAILABLE, "The daemon holds `connections_max` open connections; retry shortly (Retry-After).";

@@ -9,7 +9,7 @@ use utoipa::{Modify, OpenApi};
 use super::codec::PurchaseBody;
 use super::error::{ErrorBody, ErrorCode};
 use super::extract::UserBody;
-use super::handlers::{admin, orders, purchase, requests, sales};
+use super::handlers::{admin, orders, purchase, rebuild, requests, sales};
 use crate::redis::{OrderRecord, OrderState};
 
 #[derive(OpenApi)]
@@ -34,6 +34,7 @@ use crate::redis::{OrderRecord, OrderState};
         admin::list_sales,
         admin::put_sale,
         admin::get_sale,
+        rebuild::rebuild_sale,
         admin::blacklist,
         admin::block_user,
         admin::unblock_user,

@@ -14,7 +14,7 @@ use http_body_util::Either;
 
 use super::error::{ApiError, ErrorCode};
 use super::extract::{self, client_ip};
-use super::handlers::{admin, dashboard, health, orders, purchase, requests, sales};
+use super::handlers::{admin, dashboard, health, orders, purchase, rebuild, requests, sales};
 use super::stream::Answer;
 use crate::app::App;
 
@@ -124,6 +124,9 @@ async fn route(
         (&Method::GET, ["admin", "v1", "sales"]) => admin::list_sales(app, &req),
         (&Method::PUT, ["admin", "v1", "sales", sale]) => admin::put_sale(app, sale, req).await,
         (&Method::GET, ["admin", "v1", "sales", sale]) => admin::get_sale(app, sale, &req).await,
+        (&Method::POST, ["admin", "v1", "sales", sale, "rebuild"]) => {
+            rebuild::rebuild_sale(app, sale, &req).await
+        }
         (&Method::GET, ["admin", "v1", "blacklist"]) => admin::blacklist(app, &req),
         (&Method::PUT, ["admin", "v1", "blacklist", "users", id]) => {
             admin::block_user(app, &req, id).await
@@ -188,7 +191,8 @@ fn segments(path: &str) -> Option<([&str; SEGMENTS_MAX], usize)> {
 fn allowed(path: &[&str]) -> Option<&'static str> {
     Some(match path {
         ["api", "v1", "sales", _, "items", _, "purchase" | "token"]
-        | ["api", "v1", "orders", _, "pay" | "cancel"] => "POST",
+        | ["api", "v1", "orders", _, "pay" | "cancel"]
+        | ["admin", "v1", "sales", _, "rebuild"] => "POST",
         ["api", "v1", "requests" | "orders" | "sales", _]
         | ["api", "v1", "time" | "rounds" | "openapi.json"]
         | ["admin", "v1", "sales" | "blacklist"]

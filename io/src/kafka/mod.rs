@@ -5,6 +5,7 @@
 
 mod admin;
 mod events;
+mod history;
 mod message;
 mod poller;
 mod sink;
@@ -16,6 +17,7 @@ pub use admin::{
     Topics, ORDERS_TOPIC, ORDER_EVENTS_TOPIC,
 };
 pub use events::{event_producer, publish_round, EventProducer};
+pub use history::{read_sale_history, Closed, SaleHistory};
 pub use message::{encode_order, OrderMessage, SCHEMA_VERSION};
 pub use sink::{KafkaOrderSink, SinkShared, SinkStats, FAILED_MAX};
 

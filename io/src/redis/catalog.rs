@@ -94,81 +94,7 @@ impl RedisAdmin {
         items: &[ItemLoad<'_>],
     ) -> Result<(), RedisError> {
         let mut c = self.conn()?;
-        // Redis refuses expiry times past its range; the admin API bounds
-        // `end_ms` to the year 9999, this keeps direct callers safe too.
-        let expire_at_ms = end_ms.min(SALE_END_MS_MAX).saturating_add(24 * 3600 * 1000);
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        let round_info = keys::round_info(sale_id);
-        let round_items = keys::round_items(sale_id);
-        // The rounds of a day (the seed's `seckill::#{date}::rounds`): a
-        // replaced round leaves the list of its old day.
-        let old_start: Option<u64> = redis::cmd("HGET")
-            .arg(&round_info)
-            .arg("start_ms")
-            .query(&mut *c)?;
-        if let Some(old) = old_start {
-            pipe.lrem(keys::day_rounds(old), 0, sale_id).ignore();
-        }
-        let day_rounds = keys::day_rounds(start_ms);
-        pipe.lrem(&day_rounds, 0, sale_id).ignore();
-        pipe.rpush(&day_rounds, sale_id).ignore();
-        pipe.cmd("PEXPIREAT")
-            .arg(&day_rounds)
-            .arg(expire_at_ms)
-            .ignore();
-        pipe.del(&round_items).ignore();
-        pipe.hset_multiple(
-            &round_info,
-            &[
-                ("start_ms", start_ms.to_string()),
-                ("end_ms", end_ms.to_string()),
-            ],
-        )
-        .ignore();
-        for it in items {
-            let k = item_keys(sale_id, it.item_id);
-            pipe.del(&[
-                &k.stock, &k.buyers, &k.req, &k.unpaid, &k.orders, &k.info, &k.closed, &k.events,
-            ])
-            .ignore();
-            pipe.hset_multiple(
-                &k.stock,
-                &[
-                    ("available", it.stock),
-                    ("locked", 0),
-                    ("sold", 0),
-                    ("total", it.stock),
-                ],
-            )
-            .ignore();
-            pipe.hset_multiple(
-                &k.info,
-                &[
-                    ("title", it.title.to_string()),
-                    ("price_cents", it.price_cents.to_string()),
-                    ("per_user_limit", it.per_user_limit.to_string()),
-                    ("start_ms", start_ms.to_string()),
-                    ("end_ms", end_ms.to_string()),
-                ],
-            )
-            .ignore();
-            pipe.rpush(&round_items, it.item_id).ignore();
-            // The script fills these hashes; a placeholder field (ids are
-            // never empty) lets them carry the sale's expiry from the start.
-            for key in [&k.buyers, &k.req, &k.orders, &k.closed] {
-                pipe.hset(key, "", "").ignore();
-            }
-            for key in [&k.stock, &k.info, &k.buyers, &k.req, &k.orders, &k.closed] {
-                pipe.cmd("PEXPIREAT").arg(key).arg(expire_at_ms).ignore();
-            }
-        }
-        for key in [&round_info, &round_items] {
-            pipe.cmd("PEXPIREAT").arg(key).arg(expire_at_ms).ignore();
-        }
-        // Every daemon re-reads the sale metadata when this moves.
-        pipe.incr(CATALOG_VERSION, 1).ignore();
-        pipe.query::<()>(&mut *c)
+        load_pipe(&mut c, sale_id, start_ms, end_ms, items)?.query::<()>(&mut *c)
     }
 
     /// The catalog version: bumped by every sale load.
@@ -430,4 +356,92 @@ impl RedisAdmin {
             })
             .collect())
     }
+}
+
+/// The commands that load a sale (one MULTI/EXEC, not yet sent): every
+/// item's stock, buyers, stored outcomes and unpaid orders reset, the sale
+/// and item metadata written, the catalog version bumped. Keys expire a
+/// day after the sale ends.
+pub(super) fn load_pipe(
+    c: &mut Connection,
+    sale_id: &str,
+    start_ms: u64,
+    end_ms: u64,
+    items: &[ItemLoad<'_>],
+) -> Result<redis::Pipeline, RedisError> {
+    // Redis refuses expiry times past its range; the admin API bounds
+    // `end_ms` to the year 9999, this keeps direct callers safe too.
+    let expire_at_ms = end_ms.min(SALE_END_MS_MAX).saturating_add(24 * 3600 * 1000);
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    let round_info = keys::round_info(sale_id);
+    let round_items = keys::round_items(sale_id);
+    // The rounds of a day (the seed's `seckill::#{date}::rounds`): a
+    // replaced round leaves the list of its old day.
+    let old_start: Option<u64> = redis::cmd("HGET")
+        .arg(&round_info)
+        .arg("start_ms")
+        .query(c)?;
+    if let Some(old) = old_start {
+        pipe.lrem(keys::day_rounds(old), 0, sale_id).ignore();
+    }
+    let day_rounds = keys::day_rounds(start_ms);
+    pipe.lrem(&day_rounds, 0, sale_id).ignore();
+    pipe.rpush(&day_rounds, sale_id).ignore();
+    pipe.cmd("PEXPIREAT")
+        .arg(&day_rounds)
+        .arg(expire_at_ms)
+        .ignore();
+    pipe.del(&round_items).ignore();
+    pipe.hset_multiple(
+        &round_info,
+        &[
+            ("start_ms", start_ms.to_string()),
+            ("end_ms", end_ms.to_string()),
+        ],
+    )
+    .ignore();
+    for it in items {
+        let k = item_keys(sale_id, it.item_id);
+        pipe.del(&[
+            &k.stock, &k.buyers, &k.req, &k.unpaid, &k.orders, &k.info, &k.closed, &k.events,
+        ])
+        .ignore();
+        pipe.hset_multiple(
+            &k.stock,
+            &[
+                ("available", it.stock),
+                ("locked", 0),
+                ("sold", 0),
+                ("total", it.stock),
+            ],
+        )
+        .ignore();
+        pipe.hset_multiple(
+            &k.info,
+            &[
+                ("title", it.title.to_string()),
+                ("price_cents", it.price_cents.to_string()),
+                ("per_user_limit", it.per_user_limit.to_string()),
+                ("start_ms", start_ms.to_string()),
+                ("end_ms", end_ms.to_string()),
+            ],
+        )
+        .ignore();
+        pipe.rpush(&round_items, it.item_id).ignore();
+        // The script fills these hashes; a placeholder field (ids are
+        // never empty) lets them carry the sale's expiry from the start.
+        for key in [&k.buyers, &k.req, &k.orders, &k.closed] {
+            pipe.hset(key, "", "").ignore();
+        }
+        for key in [&k.stock, &k.info, &k.buyers, &k.req, &k.orders, &k.closed] {
+            pipe.cmd("PEXPIREAT").arg(key).arg(expire_at_ms).ignore();
+        }
+    }
+    for key in [&round_info, &round_items] {
+        pipe.cmd("PEXPIREAT").arg(key).arg(expire_at_ms).ignore();
+    }
+    // Every daemon re-reads the sale metadata when this moves.
+    pipe.incr(CATALOG_VERSION, 1).ignore();
+    Ok(pipe)
 }

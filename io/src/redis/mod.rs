@@ -10,6 +10,7 @@ mod fleet;
 pub mod keys;
 mod orders;
 mod pool;
+mod restore;
 mod stock;
 mod target;
 
@@ -18,5 +19,6 @@ pub use fleet::DashboardRead;
 pub use keys::{item_keys, utc_date, ItemKeys, RELEASED_CHANNEL};
 pub use orders::{state_of, Action, OrderAction, OrderRecord, OrderState, OutboxEntry};
 pub use pool::PoolStats;
+pub use restore::RestoredWin;
 pub use stock::{RedisStockStore, DEDUCT_LUA};
 pub use target::{redact_url, Connector, RedisTarget};

@@ -6,5 +6,6 @@ pub mod dashboard;
 pub mod health;
 pub mod orders;
 pub mod purchase;
+pub mod rebuild;
 pub mod requests;
 pub mod sales;
