@@ -107,25 +107,28 @@ fn read_to_end(
         return Ok(());
     }
     consumer.assign(&tpl)?;
-    // Past every partition's high watermark, on until the topic is quiet:
-    // a broker may report the watermark at the base of its last batch.
-    let mut quiet_since: Option<Instant> = None;
+    // To each partition's high watermark, then on for a short grace
+    // period: a broker may report the base offset of its last batch as the
+    // watermark (tansu does), and the orders decided just before the call
+    // may still be arriving. Bounded: later messages (other sales selling)
+    // do not keep the read going.
+    let mut grace_until: Option<Instant> = None;
     loop {
-        if Instant::now() >= deadline {
+        let now = Instant::now();
+        if now >= deadline {
             return Err(KafkaError::MessageConsumption(
                 rdkafka::types::RDKafkaErrorCode::OperationTimedOut,
             ));
         }
-        let Some(r) = consumer.poll(Duration::from_millis(100)) else {
-            if ends.is_empty() {
-                let since = *quiet_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= QUIET {
-                    return Ok(());
-                }
+        if ends.is_empty() {
+            let until = *grace_until.get_or_insert(now + GRACE);
+            if now >= until {
+                return Ok(());
             }
+        }
+        let Some(r) = consumer.poll(Duration::from_millis(100)) else {
             continue;
         };
-        quiet_since = None;
         let m = r?;
         if let Some(payload) = m.payload() {
             each(payload);
@@ -139,5 +142,5 @@ fn read_to_end(
     }
 }
 
-/// How long a topic read to its end must stay without a message.
-const QUIET: Duration = Duration::from_millis(500);
+/// How long the read goes on past the high watermarks.
+const GRACE: Duration = Duration::from_millis(1_000);

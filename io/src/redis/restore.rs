@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use redis::RedisError;
 
 use super::catalog::{load_pipe, ItemLoad, RedisAdmin, StockHash};
-use super::keys::item_keys;
+use super::keys::{self, item_keys};
 
 /// One win to put back.
 #[derive(Debug, Clone)]
@@ -27,10 +27,13 @@ pub struct RestoredWin<'a> {
 impl RedisAdmin {
     /// Loads the sale again with `items` and restores `wins` (per item id)
     /// atomically: no purchase sees the fresh stock before the wins are
-    /// taken out of it. Returns each item's stock hash as written. A win
-    /// for an item not in `items` is ignored. Wins beyond an item's stock
-    /// (sold twice before: a failover without `WAIT`) leave it at 0
-    /// available, its locked and sold as the record says.
+    /// taken out of it. Returns each item's stock hash as written, or
+    /// `None` — nothing written — when Redis holds the stock of any item
+    /// (live state: never overwritten), also if it appeared while this
+    /// call ran (the stock keys are `WATCH`ed from before the check to
+    /// `EXEC`). A win for an item not in `items` is ignored. Wins beyond an
+    /// item's stock (sold twice before: a failover without `WAIT`) leave
+    /// `available` negative, so a later release does not sell past it.
     pub fn restore_sale(
         &self,
         sale_id: &str,
@@ -38,8 +41,25 @@ impl RedisAdmin {
         end_ms: u64,
         items: &[ItemLoad<'_>],
         wins: &HashMap<&str, Vec<RestoredWin<'_>>>,
-    ) -> Result<Vec<StockHash>, RedisError> {
+    ) -> Result<Option<Vec<StockHash>>, RedisError> {
         let mut c = self.conn()?;
+        let stock_keys: Vec<String> = items
+            .iter()
+            .map(|it| item_keys(sale_id, it.item_id).stock)
+            .collect();
+        redis::cmd("WATCH")
+            .arg(&stock_keys)
+            .arg(keys::round_info(sale_id))
+            .query::<()>(&mut *c)?;
+        let mut exists = redis::pipe();
+        for k in &stock_keys {
+            exists.exists(k);
+        }
+        let live: Vec<bool> = exists.query(&mut *c)?;
+        if live.iter().any(|&l| l) {
+            redis::cmd("UNWATCH").query::<()>(&mut *c)?;
+            return Ok(None);
+        }
         let mut pipe = load_pipe(&mut c, sale_id, start_ms, end_ms, items)?;
         let mut stocks = Vec::with_capacity(items.len());
         for it in items {
@@ -76,7 +96,7 @@ impl RedisAdmin {
             }
             let total = i64::try_from(it.stock).unwrap_or(i64::MAX);
             let stock = StockHash {
-                available: (total - locked - sold).max(0),
+                available: total - locked - sold,
                 locked,
                 sold,
                 total,
@@ -92,7 +112,7 @@ impl RedisAdmin {
             .ignore();
             stocks.push(stock);
         }
-        pipe.query::<()>(&mut *c)?;
-        Ok(stocks)
+        // Nil: a watched key changed since the check.
+        Ok(pipe.query::<Option<()>>(&mut *c)?.map(|()| stocks))
     }
 }

@@ -241,7 +241,10 @@ impl StockStore for RedisStockStore {
             Ok(r) => r,
             Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                 // A restarted Redis forgot the script: load it and go again.
-                self.load_script()?;
+                if let Err(e) = self.load_script() {
+                    self.conn = None;
+                    return Err(e);
+                }
                 self.call(groups).map_err(|e| {
                     self.conn = None;
                     classify(&e)
@@ -267,7 +270,10 @@ impl StockStore for RedisStockStore {
                 }
             };
             if acked < i64::from(self.wait_replicas) {
-                // Decided on the master, not yet safe from its loss.
+                // Decided on the master, not yet safe from its loss. The
+                // next connection asks the Sentinels again: this master
+                // may be one they have replaced, cut off from its replicas.
+                self.conn = None;
                 return Err(StoreError::Unavailable(format!(
                     "{acked} of {} replicas acknowledged the batch within {} ms",
                     self.wait_replicas, self.wait_timeout_ms

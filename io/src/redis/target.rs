@@ -174,7 +174,9 @@ impl std::fmt::Debug for Connector {
 }
 
 impl Connector {
-    /// A new connection; connect, read and write bounded by `timeout`.
+    /// A new connection; connect, read and write bounded by `timeout`
+    /// (with Sentinels, each step: a Sentinel that does not answer costs
+    /// one timeout before the next is asked).
     pub fn connect(&self, timeout: Duration) -> Result<Connection, RedisError> {
         match &self.direct {
             Some(client) => open(client, timeout),
@@ -206,7 +208,13 @@ impl Connector {
                     continue;
                 }
             };
-            let client = t.client_at(Some((&addr.0, addr.1)))?;
+            let client = match t.client_at(Some((&addr.0, addr.1))) {
+                Ok(c) => c,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
             let mut conn = match open(&client, timeout) {
                 Ok(c) => c,
                 Err(e) => {

@@ -147,6 +147,10 @@ async fn restore(
     history: SaleHistory,
 ) -> Result<Vec<serde_json::Value>, ApiError> {
     let pay_timeout_ms = app.cfg.pay_timeout_ms;
+    // An unpaid order gets its whole payment window again from now: the
+    // record has when the request arrived, not when it was decided (a
+    // re-driven win is decided later), and the loss cut into the window.
+    let deadline_ms = app.clock.now_ms().saturating_add(pay_timeout_ms);
     let (redis, sale_id, owned) = (app.redis.clone(), sale.to_string(), items.to_vec());
     let (stocks, counts) = blocking(move || {
         let loads: Vec<ItemLoad<'_>> = owned
@@ -172,7 +176,7 @@ async fn restore(
                     request_id: &w.request_id,
                     user_id: &w.user_id,
                     quantity: w.quantity,
-                    deadline_ms: w.created_ms.saturating_add(pay_timeout_ms),
+                    deadline_ms: deadline_ms.max(w.created_ms.saturating_add(pay_timeout_ms)),
                     closed,
                 });
         }
@@ -183,11 +187,19 @@ async fn restore(
         let (start, end) = owned.first().map_or((0, 0), |i| (i.start_ms, i.end_ms));
         redis
             .restore_sale(&sale_id, start, end, &loads, &wins)
-            .map(|s| (s, counts))
+            .map(|s| s.map(|s| (s, counts)))
     })
     .await
     .map_err(ApiError::internal)?
-    .map_err(ApiError::redis_down)?;
+    .map_err(ApiError::redis_down)?
+    .ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::SaleNotLost,
+            format!(
+                "Redis holds stock of {sale} again (another rebuild or a load): nothing written"
+            ),
+        )
+    })?;
     let mut out = Vec::with_capacity(items.len());
     for ((item, stock), wins) in items.iter().zip(&stocks).zip(counts) {
         item.set_data_lost(false);
