@@ -20,8 +20,9 @@ use super::target::Connector;
 
 /// Most idle connections kept.
 pub const IDLE_MAX: usize = 8;
-/// A connection idle this long is checked (`PING`) before it is lent: the
-/// Redis it leads to may have restarted meanwhile.
+/// A connection idle this long is checked (`PING`; with Sentinels, `ROLE`)
+/// before it is lent: the Redis it leads to may have restarted, or been
+/// demoted by a failover, meanwhile.
 pub const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 /// Open connections ready for the next call.
@@ -52,7 +53,7 @@ impl Pool {
         // the check (a round trip) and before `clear` locks again.
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let kept = idle.and_then(|(mut c, since)| {
-            if since.elapsed() < CHECK_AFTER_IDLE || c.check_connection() {
+            if since.elapsed() < CHECK_AFTER_IDLE || connector.still_good(&mut c) {
                 Some(c)
             } else {
                 self.clear();

@@ -184,6 +184,16 @@ impl Connector {
         }
     }
 
+    /// Whether a kept connection may still be used: it answers, and with
+    /// Sentinels it still leads to a master (a failover may have turned
+    /// it into a replica that answers every write `READONLY`).
+    pub fn still_good(&self, conn: &mut Connection) -> bool {
+        if self.direct.is_some() {
+            return conn.check_connection();
+        }
+        role(conn).is_ok_and(|r| r == "master")
+    }
+
     /// The target this connects to.
     pub fn target(&self) -> &RedisTarget {
         &self.target
