@@ -226,22 +226,7 @@ fn deduct(c: &mut Criterion) {
 /// round trip, with a replica of the master on the same box.
 fn wait(c: &mut Criterion) {
     let master = RedisServer::start();
-    let replica = RedisServer::start();
-    let _: () = redis::cmd("REPLICAOF")
-        .arg("127.0.0.1")
-        .arg(master.port)
-        .query(&mut replica.connection())
-        .expect("replicaof");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !redis::cmd("INFO")
-        .arg("replication")
-        .query::<String>(&mut master.connection())
-        .expect("info")
-        .contains("state=online")
-    {
-        assert!(std::time::Instant::now() < deadline, "replica online");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let _replica = RedisServer::start_replica_of(&master);
     let admin = RedisAdmin::new(master.url(), Duration::from_secs(2)).expect("admin");
     let mut g = c.benchmark_group("deduct_redis_wait");
     g.sample_size(20);

@@ -1,4 +1,6 @@
-//! A replicated Redis watched by real Sentinels: one master, its replicas
+//! Replication for the tests: a replica of a test Redis
+//! ([`RedisServer::start_replica_of`]), and a replicated Redis watched by
+//! real Sentinels: one master, its replicas
 //! and three `redis-sentinel` processes (quorum 2), each on a free
 //! loopback port, so a test can SIGKILL the master and watch the
 //! Sentinels promote a replica. The replicas reach their first master
@@ -13,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::{free_port, wait_for_port, Proc};
+use crate::{free_port, wait_for_port, Proc, RedisServer};
 
 /// The master's name in the Sentinels' configuration.
 pub const MASTER_NAME: &str = "seckill";
@@ -200,28 +202,13 @@ impl SentinelSet {
 
     /// Waits until the current master has `n` replicas online.
     pub fn wait_replicas_online(&self, n: usize, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
         // Before the Sentinels start, the first node is the master.
         let port = if self.sentinels.is_empty() {
             self.nodes[0].port
         } else {
             self.master_port()
         };
-        while Instant::now() < deadline {
-            let info: String = redis::cmd("INFO")
-                .arg("replication")
-                .query(&mut connect(port))
-                .unwrap_or_default();
-            let online = info
-                .lines()
-                .filter(|l| l.starts_with("slave") && l.contains("state=online"))
-                .count();
-            if online >= n {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("the master on {port} did not get {n} replicas online");
+        wait_replicas_online(port, n, timeout);
     }
 }
 
@@ -364,4 +351,44 @@ fn relay(down: TcpStream, up: TcpStream, held: Arc<AtomicBool>) {
         // The master is gone: what was held never reaches the replica.
         let _ = down_w.shutdown(std::net::Shutdown::Both);
     });
+}
+
+impl RedisServer {
+    /// A server of our own replicating `master`, returned once the master
+    /// sees it online.
+    pub fn start_replica_of(master: &RedisServer) -> RedisServer {
+        let replica = RedisServer::start();
+        let _: () = redis::cmd("REPLICAOF")
+            .arg("127.0.0.1")
+            .arg(master.port)
+            .query(&mut replica.connection())
+            .expect("replicaof");
+        wait_replicas_online(master.port, 1, Duration::from_secs(20));
+        replica
+    }
+}
+
+/// Waits until the Redis on `port` has `n` replicas online.
+pub fn wait_replicas_online(port: u16, n: usize, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let online = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+            .and_then(|mut c| {
+                redis::cmd("INFO")
+                    .arg("replication")
+                    .query::<String>(&mut c)
+            })
+            .map(|info| {
+                info.lines()
+                    .filter(|l| l.starts_with("slave") && l.contains("state=online"))
+                    .count()
+            })
+            .unwrap_or(0);
+        if online >= n {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the Redis on {port} did not get {n} replicas online");
 }

@@ -78,16 +78,14 @@ async fn a_redis_restarted_empty_mid_sale_is_answered_503_never_sold_out_or_reje
     );
 
     // The daemon says what it lost, and keeps saying it.
-    let (_, body) = load::send(
+    let (_, health) = call(
         &client,
         hyper::Method::GET,
         &format!("{base}/healthz"),
         None,
-        vec![],
+        b"",
     )
-    .await
-    .expect("healthz");
-    let health: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    .await;
     assert_eq!(
         health["redis_data_lost"],
         serde_json::json!([format!("lost/{CHECKED_ITEM}")]),
@@ -103,16 +101,14 @@ async fn a_redis_restarted_empty_mid_sale_is_answered_503_never_sold_out_or_reje
             .collect::<Vec<_>>()
             .join("\n")
     );
-    let (code, body) = load::send(
+    let (code, body) = call(
         &client,
         hyper::Method::POST,
         &format!("{base}/api/v1/sales/lost/items/{CHECKED_ITEM}/purchase"),
         None,
-        br#"{"user_id":"late","request_id":"late-1"}"#.to_vec(),
+        br#"{"user_id":"late","request_id":"late-1"}"#,
     )
-    .await
-    .expect("purchase");
-    let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    .await;
     assert_eq!(
         (code, &body["error"]),
         (503, &serde_json::json!("sale_data_lost"))
@@ -135,16 +131,14 @@ async fn a_redis_restarted_empty_mid_sale_is_answered_503_never_sold_out_or_reje
 
     // The rebuild: the sale loaded again with every win of its record.
     let rebuild = format!("{base}/admin/v1/sales/lost/rebuild");
-    let (code, body) = load::send(
+    let (code, body) = call(
         &client,
         hyper::Method::POST,
         &rebuild,
         Some(ADMIN_TOKEN),
-        vec![],
+        b"",
     )
-    .await
-    .expect("rebuild");
-    let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    .await;
     assert_eq!(code, 200, "{body}");
     let item = &body["items"][0];
     assert_eq!(item["wins"], serde_json::json!(wins), "{body}");
@@ -155,16 +149,14 @@ async fn a_redis_restarted_empty_mid_sale_is_answered_503_never_sold_out_or_reje
         "{body}"
     );
     // Never over live state.
-    let (code, body) = load::send(
+    let (code, body) = call(
         &client,
         hyper::Method::POST,
         &rebuild,
         Some(ADMIN_TOKEN),
-        vec![],
+        b"",
     )
-    .await
-    .expect("rebuild again");
-    let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    .await;
     assert_eq!(
         (code, &body["error"]),
         (409, &serde_json::json!("sale_not_lost"))
@@ -197,4 +189,18 @@ async fn a_redis_restarted_empty_mid_sale_is_answered_503_never_sold_out_or_reje
     let v = verdict_within(&redis, &broker, "lost", &fin, Duration::from_secs(60)).await;
     assert!(v.ok(), "{:?}", v.violations);
     drop((redis, daemon));
+}
+
+/// One HTTP call: its status and JSON body.
+async fn call(
+    client: &load::HttpClient,
+    method: hyper::Method,
+    url: &str,
+    bearer: Option<&str>,
+    body: &[u8],
+) -> (u16, serde_json::Value) {
+    let (code, body) = load::send(client, method, url, bearer, body.to_vec())
+        .await
+        .expect("an answer");
+    (code, serde_json::from_slice(&body).expect("a JSON body"))
 }

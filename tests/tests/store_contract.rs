@@ -334,24 +334,7 @@ fn the_contract_also_holds_with_one_script_call_per_item() {
 #[test]
 fn a_batch_no_replica_acknowledged_is_not_decided_and_its_redrive_is_idempotent() {
     let master = RedisServer::start();
-    let replica = RedisServer::start();
-    let _: () = redis::cmd("REPLICAOF")
-        .arg("127.0.0.1")
-        .arg(master.port)
-        .query(&mut replica.connection())
-        .expect("replicaof");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let info: String = redis::cmd("INFO")
-            .arg("replication")
-            .query(&mut master.connection())
-            .expect("info");
-        if info.contains("state=online") {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "replica online");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let replica = RedisServer::start_replica_of(&master);
     let admin = RedisAdmin::new(master.url(), Duration::from_secs(2)).expect("admin");
     let sale = Scenario {
         name: "wait",

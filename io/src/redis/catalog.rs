@@ -41,6 +41,19 @@ pub struct ItemLoad<'a> {
     pub per_user_limit: u32,
 }
 
+impl<'a> From<&'a seckill_pipeline::Item> for ItemLoad<'a> {
+    /// What the daemon's catalog knows of an item, to load it again.
+    fn from(i: &'a seckill_pipeline::Item) -> ItemLoad<'a> {
+        ItemLoad {
+            item_id: &i.item_id,
+            title: &i.title,
+            price_cents: i.price_cents,
+            stock: i.stock,
+            per_user_limit: i.per_user_limit,
+        }
+    }
+}
+
 impl RedisAdmin {
     pub fn new(
         target: impl Into<RedisTarget>,

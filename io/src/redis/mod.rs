@@ -21,4 +21,4 @@ pub use orders::{state_of, Action, OrderAction, OrderRecord, OrderState, OutboxE
 pub use pool::PoolStats;
 pub use restore::RestoredWin;
 pub use stock::{RedisStockStore, DEDUCT_LUA};
-pub use target::{redact_url, Connector, RedisTarget};
+pub use target::{redact_url, RedisTarget};

@@ -194,11 +194,6 @@ impl Connector {
         role(conn).is_ok_and(|r| r == "master")
     }
 
-    /// The target this connects to.
-    pub fn target(&self) -> &RedisTarget {
-        &self.target
-    }
-
     fn via_sentinels(&self, timeout: Duration) -> Result<Connection, RedisError> {
         let t = &self.target;
         let mut last = RedisError::from((ErrorKind::Io, "no Sentinel answered"));

@@ -153,16 +153,7 @@ async fn restore(
     let deadline_ms = app.clock.now_ms().saturating_add(pay_timeout_ms);
     let (redis, sale_id, owned) = (app.redis.clone(), sale.to_string(), items.to_vec());
     let (stocks, counts) = blocking(move || {
-        let loads: Vec<ItemLoad<'_>> = owned
-            .iter()
-            .map(|i| ItemLoad {
-                item_id: &i.item_id,
-                title: &i.title,
-                price_cents: i.price_cents,
-                stock: i.stock,
-                per_user_limit: i.per_user_limit,
-            })
-            .collect();
+        let loads: Vec<ItemLoad<'_>> = owned.iter().map(|i| ItemLoad::from(&**i)).collect();
         let mut wins: HashMap<&str, Vec<RestoredWin<'_>>> = HashMap::new();
         for w in &history.wins {
             let closed = history
