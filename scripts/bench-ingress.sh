@@ -71,22 +71,6 @@ wait_port "$BARE_PORT"
 wait_port "$NAIVE_PORT"
 wait_port "$OS_PORT"
 
-# Waits (at most 60 s) until the box is at least 75 % idle over a second:
-# after a burst of wins the broker and Redis keep a core busy for a while,
-# and a run started then measures their catch-up, not the server.
-quiet() {
-  python3 -c "
-import time
-def cpu():
-    with open('/proc/stat') as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return v[3] + v[4], sum(v)
-for _ in range(60):
-    i0, t0 = cpu(); time.sleep(1); i1, t1 = cpu()
-    if t1 > t0 and (i1 - i0) / (t1 - t0) >= 0.75:
-        break
-"
-}
 load() { # target, scenario, extra args
   quiet
   target/release/seckill-load --target "http://127.0.0.1:$1" --admin-token "$TOKEN" \

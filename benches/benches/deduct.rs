@@ -6,6 +6,10 @@
 //! connection); for one item, and with every request for another item.
 //! `deduct_redis_wait`: the same batch with and without one `WAIT 1` per
 //! batch, a replica on the same box (`redis_wait_replicas`).
+//! `deduct_cluster_shards`: one hot item on a 3-master Redis Cluster, its
+//! stock in one place or split over three shards (one per master), a batch
+//! of 64 buyers; and the same 64 buyers when their home shard is dry, each
+//! borrowing from the next shard (the walk's extra round trips).
 
 use std::time::Duration;
 
@@ -69,6 +73,7 @@ fn item_load(item: &str, stock: u64) -> ItemLoad<'_> {
         price_cents: 1,
         stock,
         per_user_limit: 1,
+        shards: 1,
     }
 }
 
@@ -257,5 +262,88 @@ fn wait(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, deduct, wait);
+/// A hot item of `shards` shards on the cluster, `stock` units.
+fn fresh_sharded(admin: &RedisAdmin, round: &mut u64, stock: u64, shards: u32) -> String {
+    *round += 1;
+    let item = format!("h{round}");
+    admin
+        .load_sale(
+            "bench",
+            0,
+            4_000_000_000_000,
+            &[ItemLoad {
+                shards,
+                ..item_load(&item, stock)
+            }],
+        )
+        .expect("load");
+    item
+}
+
+/// `n` users whose home among `k` shards is `home`, named after `prefix`.
+fn users_at(home: usize, k: usize, prefix: &str, n: usize) -> Vec<String> {
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .filter(|u| seckill_io::redis::home_shard(u, k) == home)
+        .take(n)
+        .collect()
+}
+
+fn cluster_shards(c: &mut Criterion) {
+    let cluster = seckill_tests::cluster::RedisCluster::start(3);
+    let admin = RedisAdmin::new(cluster.target(), Duration::from_secs(2)).expect("admin");
+    let mut store = RedisStockStore::new(cluster.target(), Duration::from_secs(2))
+        .expect("store")
+        .layouts(admin.layouts());
+    let mut g = c.benchmark_group("deduct_cluster_shards");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(64));
+    let mut round = 0u64;
+    let mut out = Vec::new();
+    let users: Vec<String> = (0..64).map(|n| format!("u{n}")).collect();
+    for shards in [1u32, 3] {
+        g.bench_function(format!("shards_{shards}_batch_64"), |b| {
+            b.iter_batched(
+                || fresh_sharded(&admin, &mut round, 1_000_000, shards),
+                |item| {
+                    out.clear();
+                    let reqs = requests(&users);
+                    store
+                        .deduct(&[group(&item, &reqs)], &mut out)
+                        .expect("deduct");
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    // Every buyer's home (shard 0) emptied first by 64 others: the batch
+    // borrows from shard 1, one step (home, take, finish: three trips).
+    let fillers = users_at(0, 3, "f", 64);
+    let borrowers = users_at(0, 3, "b", 64);
+    let mut filler = RedisStockStore::new(cluster.target(), Duration::from_secs(2))
+        .expect("store")
+        .layouts(admin.layouts());
+    g.bench_function("shards_3_batch_64_home_dry", |b| {
+        b.iter_batched(
+            || {
+                let item = fresh_sharded(&admin, &mut round, 3 * 64, 3);
+                let reqs = requests(&fillers);
+                let mut o = Vec::new();
+                filler.deduct(&[group(&item, &reqs)], &mut o).expect("fill");
+                item
+            },
+            |item| {
+                out.clear();
+                let reqs = requests(&borrowers);
+                store
+                    .deduct(&[group(&item, &reqs)], &mut out)
+                    .expect("deduct");
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, deduct, wait, cluster_shards);
 criterion_main!(benches);

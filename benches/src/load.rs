@@ -76,6 +76,8 @@ pub struct ItemSpec {
     pub price_cents: u64,
     pub stock: u64,
     pub per_user_limit: u32,
+    /// Stock shards (1: not split).
+    pub shards: u32,
 }
 
 /// Creates (or replaces) a sale through the admin API.

@@ -44,6 +44,8 @@ pub async fn deduct_one(
         .arg(d.per_user_limit)
         .arg(d.pay_deadline_ms)
         .arg(1)
+        // Not sharded: no shard to borrow from.
+        .arg("")
         .arg(d.request_id)
         .arg(d.user_id)
         .arg(d.quantity)

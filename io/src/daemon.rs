@@ -210,7 +210,13 @@ impl Daemon {
                 stop_rx.clone(),
             )),
         ]);
-        tasks::reopen::spawn(Arc::clone(&app), stop_rx);
+        if cfg.redis_script_per_item && !app.redis.is_cluster() {
+            // Behind a cluster proxy, which may refuse SUBSCRIBE: sold-out
+            // items re-open from the catalog refresh (every second).
+            tracing::info!("redis_script_per_item: no re-open subscriber; released stock re-opens items within a second");
+        } else {
+            tasks::reopen::spawn(Arc::clone(&app), stop_rx);
+        }
         tracing::info!(%addr, admin = ?admin_addr, "seckilld listening");
         Ok(Daemon {
             addr,

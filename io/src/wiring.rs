@@ -110,7 +110,8 @@ pub async fn connect(
     let redis = RedisAdmin::new(&target, cfg.redis_timeout())?;
     let store = RedisStockStore::new(&target, cfg.redis_timeout())?
         .per_item(cfg.redis_script_per_item)
-        .wait_replicas(cfg.redis_wait_replicas, cfg.redis_wait_timeout_ms);
+        .wait_replicas(cfg.redis_wait_replicas, cfg.redis_wait_timeout_ms)
+        .layouts(redis.layouts());
     let bounds = CatalogBounds::of(cfg, now_ms);
     if !refresh_catalog(&redis, catalog, &shared.board, known_wins, bounds).await {
         // Why (a refused password, an unknown CA, a refused connection):
@@ -121,7 +122,7 @@ pub async fn connect(
             _ => "the catalog could not be read".to_string(),
         };
         shared.redis.fail(&format!("unreachable at start: {why}"));
-        tracing::warn!(url = %crate::config::redact_url(&cfg.redis_url), sentinels = %cfg.redis_sentinels, error = %why, "redis is not reachable; purchases will be decided pending");
+        tracing::warn!(url = %crate::config::redact_url(&cfg.redis_url), sentinels = %cfg.redis_sentinels, cluster = %cfg.redis_cluster_nodes, error = %why, "redis is not reachable; purchases will be decided pending");
     }
     let kafka = Arc::new(Health::new("kafka", State::Up));
     match tokio::time::timeout(

@@ -75,6 +75,9 @@ seckill_io::settings! {
     redis_sentinels: String = String::new(), "SECKILL_REDIS_SENTINELS";
     /// The master's name in the Sentinels' configuration.
     redis_master_name: String = String::new(), "SECKILL_REDIS_MASTER_NAME";
+    /// Nodes of a Redis Cluster (`host:port`, comma separated), as the
+    /// daemon's; empty: not a cluster.
+    redis_cluster_nodes: String = String::new(), "SECKILL_REDIS_CLUSTER_NODES";
     /// Redis connect/read/write timeout in ms.
     redis_timeout_ms: u64 = 1_000, "SECKILL_REDIS_TIMEOUT_MS";
     /// The database of the orders: `postgres://user:password@host/db` or
@@ -251,6 +254,17 @@ impl Config {
             });
         }
         target.master_name = self.redis_master_name.clone();
+        target.cluster_nodes = seckill_io::config::host_port_list(&self.redis_cluster_nodes)
+            .map_err(|reason| ConfigError::Invalid {
+                key: "redis_cluster_nodes",
+                reason,
+            })?;
+        if target.is_cluster() && target.is_sentinel() {
+            return Err(ConfigError::Invalid {
+                key: "redis_cluster_nodes",
+                reason: "set redis_cluster_nodes or redis_sentinels, not both".into(),
+            });
+        }
         Ok(target)
     }
 

@@ -17,6 +17,10 @@ pub struct Item {
     pub per_user_limit: u32,
     pub start_ms: u64,
     pub end_ms: u64,
+    /// Stock shards the item's stock is split over (1: not split). A
+    /// sharded item is sold out only when every shard is: the store
+    /// answers `sold_out` only then.
+    pub shards: u32,
     /// Set when the stock script answers `sold_out`; the ingress and the
     /// dedupe stage answer from it without touching Redis. Relaxed: a stale
     /// read only means one more trip to the script, which decides anyway.
@@ -63,6 +67,7 @@ impl Item {
             per_user_limit,
             start_ms,
             end_ms,
+            shards: 1,
             sold_out: AtomicBool::new(stock == 0),
             remaining: AtomicI64::new(i64::try_from(stock).unwrap_or(i64::MAX)),
             touched: AtomicBool::new(false),
@@ -70,6 +75,12 @@ impl Item {
             sold_out_at_ms: AtomicU64::new(0),
             data_lost: AtomicBool::new(false),
         }
+    }
+
+    /// The item with its stock split over `shards` shards.
+    pub fn with_shards(mut self, shards: u32) -> Item {
+        self.shards = shards.max(1);
+        self
     }
 
     /// Redis lost this item's stock (see the field).
@@ -195,6 +206,7 @@ impl Catalog {
                         && o.price_cents == i.price_cents
                         && o.per_user_limit == i.per_user_limit
                         && o.stock == i.stock
+                        && o.shards == i.shards
                 });
                 // Whatever the terms, what the board forgot stays forgotten.
                 if let Some(o) = old.get(&i.item_id) {

@@ -65,6 +65,9 @@ impl StoreError {
 pub trait StockStore: Send {
     /// Decides every request of every group in ONE round trip, appending one
     /// outcome per request to `out`, in group order then request order.
+    /// (A store that splits an item's stock may need more round trips for
+    /// the requests its first one could not decide; it still answers every
+    /// request, or fails the whole call.)
     fn deduct(
         &mut self,
         groups: &[DeductGroup<'_>],

@@ -388,6 +388,7 @@ impl DaemonProcess {
             .env("SECKILL_REQUIRE_TOKEN", cfg.require_token.to_string())
             .env("SECKILL_REDIS_SENTINELS", &cfg.redis_sentinels)
             .env("SECKILL_REDIS_MASTER_NAME", &cfg.redis_master_name)
+            .env("SECKILL_REDIS_CLUSTER_NODES", &cfg.redis_cluster_nodes)
             .env(
                 "SECKILL_REDIS_WAIT_REPLICAS",
                 cfg.redis_wait_replicas.to_string(),
@@ -442,6 +443,7 @@ impl DaemonProcess {
 }
 
 pub mod browser;
+pub mod cluster;
 mod nginx;
 mod observe;
 pub mod orders;
@@ -478,10 +480,34 @@ pub async fn one_item_sale(
             price_cents: 100,
             stock,
             per_user_limit: 1,
+            shards: 1,
         }],
     )
     .await
     .expect("sale created");
+}
+
+/// The wins Redis holds of an item as a rebuild takes them: unpaid ones
+/// due at `deadline_ms`, closed ones as `closed` (order id →
+/// `<state>:<ms>`, as `RedisAdmin::closed_orders` reads them) says.
+pub fn restored<'a>(
+    wins: &'a [seckill_io::redis::StoredWin],
+    closed: &'a std::collections::HashMap<String, String>,
+    deadline_ms: u64,
+) -> Vec<seckill_io::redis::RestoredWin<'a>> {
+    wins.iter()
+        .map(|w| seckill_io::redis::RestoredWin {
+            order_id: &w.order_id,
+            request_id: &w.request_id,
+            user_id: &w.user_id,
+            quantity: w.quantity,
+            deadline_ms,
+            closed: closed.get(&w.order_id).and_then(|c| {
+                let (state, at) = c.split_once(':')?;
+                Some((state, at.parse().ok()?))
+            }),
+        })
+        .collect()
 }
 
 pub mod settle {

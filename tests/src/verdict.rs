@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use seckill_benches::check::{self, Answer, CheckReport};
-use seckill_io::redis::RedisAdmin;
+use seckill_io::redis::{RedisAdmin, RedisTarget};
 
 use crate::{Broker, RedisServer};
 
@@ -28,6 +28,7 @@ pub async fn open_checked_sale(
         price_cents: 100,
         stock,
         per_user_limit: 1,
+        shards: 1,
     };
     seckill_benches::load::create_sale(
         client,
@@ -64,15 +65,16 @@ pub async fn verdict_within(
     verdict_at(&redis.url(), broker, sale, answers, wait).await
 }
 
-/// [`verdict_within`] with the stock read from the Redis at `redis_url`.
+/// [`verdict_within`] with the stock read from the Redis at `redis` (a
+/// URL, or a [`RedisTarget`]: a cluster).
 pub async fn verdict_at(
-    redis_url: &str,
+    redis: impl Into<RedisTarget>,
     broker: &Broker,
     sale: &str,
     answers: &[Answer],
     wait: Duration,
 ) -> CheckReport {
-    let admin = RedisAdmin::new(redis_url, Duration::from_secs(2)).expect("redis");
+    let admin = RedisAdmin::new(redis, Duration::from_secs(2)).expect("redis");
     let mut stock = BTreeMap::new();
     stock.insert(
         CHECKED_ITEM.to_string(),

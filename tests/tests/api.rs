@@ -89,6 +89,7 @@ fn item(id: &str, stock: u64) -> ItemSpec {
         price_cents: 4999,
         stock,
         per_user_limit: 1,
+        shards: 1,
     }
 }
 

@@ -40,6 +40,7 @@ async fn open_sale(client: &HttpClient, base: &str, sale: &str, stock: u64) {
         price_cents: 100,
         stock,
         per_user_limit: 1,
+        shards: 1,
     }];
     load::create_sale(client, base, ADMIN_TOKEN, sale, now, now + 600_000, &items)
         .await

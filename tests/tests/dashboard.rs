@@ -91,6 +91,7 @@ async fn the_dashboard_follows_a_sale_in_a_real_browser() {
             price_cents: PRICE_CENTS,
             stock: STOCK_PER_ITEM,
             per_user_limit: 1,
+            shards: 1,
         })
         .collect();
     create_sale(

@@ -36,6 +36,7 @@ fn item(id: &str, stock: u64) -> ItemSpec {
         price_cents: 1999,
         stock,
         per_user_limit: 1,
+        shards: 1,
     }
 }
 

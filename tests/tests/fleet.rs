@@ -37,6 +37,7 @@ fn item(stock: u64) -> ItemSpec {
         price_cents: 100,
         stock,
         per_user_limit: 1,
+        shards: 1,
     }
 }
 

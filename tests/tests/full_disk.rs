@@ -113,6 +113,7 @@ async fn a_full_disk_mid_sale_loses_no_win_and_the_sale_resumes_when_space_retur
         price_cents: 100,
         stock: 50_000,
         per_user_limit: 1,
+        shards: 1,
     }];
     load::create_sale(
         &client,

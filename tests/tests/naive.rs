@@ -43,6 +43,7 @@ async fn the_naive_baseline_sells_exactly_the_stock_and_publishes_every_win() {
         price_cents: 100,
         stock: 100,
         per_user_limit: 1,
+        shards: 1,
     }];
     load::create_sale(
         &client,

@@ -25,6 +25,7 @@ fn items(n: usize, stock: u64) -> Vec<ItemSpec> {
             price_cents: 1999,
             stock,
             per_user_limit: 1,
+            shards: 1,
         })
         .collect()
 }

@@ -39,6 +39,7 @@ fn item(id: &str, stock: u64) -> ItemSpec {
         price_cents: 500,
         stock,
         per_user_limit: 1,
+        shards: 1,
     }
 }
 

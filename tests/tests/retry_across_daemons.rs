@@ -43,6 +43,7 @@ async fn a_win_retried_on_another_daemon_is_the_same_win_during_and_after_the_sa
         price_cents: 100,
         stock: 50,
         per_user_limit: 1,
+        shards: 1,
     };
     create_sale(
         &client,

@@ -234,6 +234,7 @@ fn load(admin: &RedisAdmin, sale: &str, sc: &Scenario) {
             price_cents: 1,
             stock,
             per_user_limit,
+            shards: 1,
         })
         .collect();
     admin
@@ -325,6 +326,31 @@ fn the_contract_also_holds_with_one_script_call_per_item() {
         load(&admin, &sale, sc);
         let out = run_all(&mut real, &sale, &limits, sc);
         check("redis per item", sc, &out);
+    }
+}
+
+/// On a Redis Cluster every item's call goes to its own master: the same
+/// contract, the items of a multi-item step on different masters.
+#[test]
+fn the_contract_also_holds_on_a_redis_cluster() {
+    let cluster = seckill_tests::cluster::RedisCluster::start(3);
+    let admin = RedisAdmin::new(cluster.target(), Duration::from_secs(2)).expect("admin");
+    let mut real = RedisStockStore::new(cluster.target(), Duration::from_secs(2)).expect("store");
+    for (n, sc) in SCENARIOS.iter().enumerate() {
+        let sale = format!("cluster-{n}");
+        let limits: HashMap<&str, u32> = sc.items.iter().map(|&(i, _, l)| (i, l)).collect();
+        load(&admin, &sale, sc);
+        let out = run_all(&mut real, &sale, &limits, sc);
+        check("redis cluster", sc, &out);
+        for &(item, available, locked) in sc.after {
+            let r = admin.stock(&sale, item).expect("redis").expect("item");
+            assert_eq!(
+                (r.available, r.locked),
+                (available, locked),
+                "{}: {item}",
+                sc.name
+            );
+        }
     }
 }
 

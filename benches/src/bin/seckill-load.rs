@@ -9,7 +9,7 @@ use clap::Parser;
 use hyper::Method;
 use seckill_benches::check;
 use seckill_benches::load::{self, ItemSpec, Plan};
-use seckill_io::redis::RedisAdmin;
+use seckill_io::redis::{RedisAdmin, RedisTarget};
 
 /// Load generator (压测) for seckilld: creates a sale with a countdown, lets
 /// simulated users race for it over keep-alive connections, reports
@@ -32,6 +32,10 @@ struct Args {
         default_value = "redis://127.0.0.1:6379/"
     )]
     redis_url: String,
+    /// Nodes of the daemon's Redis Cluster (`host:port`, comma
+    /// separated), if it is one.
+    #[arg(long, env = "SECKILL_REDIS_CLUSTER_NODES", default_value = "")]
+    redis_cluster_nodes: String,
     /// Kafka brokers of the daemon (to read the orders afterwards).
     #[arg(long, env = "SECKILL_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     kafka_brokers: String,
@@ -47,6 +51,10 @@ struct Args {
     /// Stock of each item.
     #[arg(long, default_value_t = 100)]
     stock: u64,
+    /// Stock shards of each item (1: not split; on a Redis Cluster each
+    /// shard on another master).
+    #[arg(long, default_value_t = 1)]
+    shards: u32,
     /// Simulated users.
     #[arg(long, default_value_t = 1000)]
     users: usize,
@@ -160,6 +168,7 @@ async fn main() -> anyhow::Result<()> {
             price_cents: 1999,
             stock: args.stock,
             per_user_limit: 1,
+            shards: args.shards,
         })
         .collect();
     let start_ms = now + args.countdown_s * 1000;
@@ -272,7 +281,12 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let redis = RedisAdmin::new(&args.redis_url, Duration::from_secs(2)).context("redis url")?;
+    let target = RedisTarget {
+        cluster_nodes: seckill_io::config::host_port_list(&args.redis_cluster_nodes)
+            .map_err(|e| anyhow::anyhow!("--redis-cluster-nodes: {e}"))?,
+        ..RedisTarget::url(&args.redis_url)
+    };
+    let redis = RedisAdmin::new(target, Duration::from_secs(2)).context("redis url")?;
     let mut stock = BTreeMap::new();
     for it in &items {
         let s = redis

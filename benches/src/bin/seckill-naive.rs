@@ -132,6 +132,7 @@ impl Naive {
                     price_cents: *price,
                     stock: *stock,
                     per_user_limit: *limit,
+                    shards: 1,
                 })
                 .collect();
             admin.load_sale(&sale_id, start, end, &items)

@@ -12,6 +12,7 @@ use clap::Parser;
 pub mod help;
 mod modes;
 mod secrets;
+mod validate;
 
 pub use modes::{Durability, KafkaProperties, LogFormat, RateScope, WriteMode};
 pub use secrets::{
@@ -101,6 +102,12 @@ settings! {
     /// The master's name in the Sentinels' configuration
     /// (`sentinel monitor <name> …`).
     redis_master_name: String = String::new(), "SECKILL_REDIS_MASTER_NAME";
+    /// Nodes of a Redis Cluster (`host:port`, comma separated; a few are
+    /// enough): the slot map is read from them, each item's script goes
+    /// to the master of its slot, MOVED / ASK redirections are followed.
+    /// `redis_url` then gives only the scheme and the credentials. Empty:
+    /// not a cluster. Excludes `redis_sentinels`.
+    redis_cluster_nodes: String = String::new(), "SECKILL_REDIS_CLUSTER_NODES";
     /// Kafka bootstrap brokers (comma separated).
     kafka_brokers: String = "127.0.0.1:9092".into(), "SECKILL_KAFKA_BROKERS";
     /// librdkafka properties for every Kafka client, as `key=value` pairs
@@ -324,96 +331,6 @@ impl Config {
     /// Defaults, as if no file, variable or flag were given.
     pub fn defaults() -> Config {
         Settings::default().resolve()
-    }
-
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |key, reason: &str| {
-            Err(ConfigError::Invalid {
-                key,
-                reason: reason.to_string(),
-            })
-        };
-        if !self.ring_size.is_power_of_two() || self.ring_size < 2 {
-            return bad("ring_size", "must be a power of two ≥ 2");
-        }
-        if self.batch_len_max == 0 || self.batch_len_max > 4096 {
-            return bad("batch_len_max", "must be 1..=4096");
-        }
-        if self.worker_threads == 0 {
-            return bad("worker_threads", "must be at least 1");
-        }
-        self.check_secrets()?;
-        self.redis_target()?;
-        if let Err(e) = self
-            .trusted_proxies
-            .parse::<crate::admission::TrustedProxies>()
-        {
-            return bad("trusted_proxies", &e.to_string());
-        }
-        if self.require_token && self.token_key.is_empty() {
-            return bad(
-                "token_key",
-                "must be set while require_token is true (openssl rand -hex 32)",
-            );
-        }
-        if !self.token_key.is_empty() || !self.token_key_previous.is_empty() {
-            if let Err(e) =
-                crate::admission::TokenKeys::new(&self.token_key, &self.token_key_previous)
-            {
-                return bad("token_key", &e.to_string());
-            }
-        }
-        if self.status_board_len_max < 100 {
-            return bad("status_board_len_max", "must be at least 100");
-        }
-        if self.kafka_retry_queue_max == 0 {
-            return bad("kafka_retry_queue_max", "must be at least 1");
-        }
-        if self.sweep_interval_ms == 0 {
-            return bad("sweep_interval_ms", "must be at least 1");
-        }
-        if self.body_bytes_max < 64 {
-            return bad("body_bytes_max", "must be at least 64");
-        }
-        for (key, name) in [
-            ("kafka_orders_topic", &self.kafka_orders_topic),
-            ("kafka_events_topic", &self.kafka_events_topic),
-        ] {
-            if let Err(e) = crate::kafka::check_topic_name(name) {
-                return bad(key, &e);
-            }
-        }
-        if self.kafka_orders_topic == self.kafka_events_topic {
-            return bad("kafka_events_topic", "must differ from kafka_orders_topic");
-        }
-        if let Err(e) = self.admin_addr() {
-            return bad("admin_listen", &e);
-        }
-        if let Err(e) = self.peer_list() {
-            return bad("peers", &e);
-        }
-        if let Err(e) = self.sentinel_list() {
-            return bad("redis_sentinels", &e);
-        }
-        if self.redis_sentinels.trim().is_empty() != self.redis_master_name.is_empty() {
-            return bad(
-                "redis_master_name",
-                "redis_sentinels and redis_master_name go together",
-            );
-        }
-        if self.redis_wait_replicas > 0 && self.redis_wait_timeout_ms == 0 {
-            return bad(
-                "redis_wait_timeout_ms",
-                "must be at least 1 (0 would make WAIT block for ever)",
-            );
-        }
-        if !self.peers.trim().is_empty() && self.admin_token.is_empty() {
-            return bad(
-                "peers",
-                "peers are asked with the admin token: set admin_token",
-            );
-        }
-        Ok(())
     }
 
     /// The admin socket's address, if it has one of its own.

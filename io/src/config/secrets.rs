@@ -144,6 +144,13 @@ impl Config {
                 reason,
             })?;
         target.master_name = self.redis_master_name.clone();
+        target.cluster_nodes =
+            super::host_port_list(&self.redis_cluster_nodes).map_err(|reason| {
+                ConfigError::Invalid {
+                    key: "redis_cluster_nodes",
+                    reason,
+                }
+            })?;
         Ok(target)
     }
 

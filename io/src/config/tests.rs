@@ -51,7 +51,7 @@ fn unknown_keys_and_bad_values_are_refused() {
 }
 
 #[test]
-fn sentinels_need_the_masters_name_and_a_wait_needs_a_timeout() {
+fn sentinels_need_the_masters_name_a_cluster_excludes_them_and_a_wait_needs_a_timeout() {
     let base = || {
         let mut c = Config::defaults();
         c.admin_token = "an-admin-token-of-our-own".into();
@@ -71,6 +71,24 @@ fn sentinels_need_the_masters_name_and_a_wait_needs_a_timeout() {
     c.redis_sentinels = "127.0.0.1".into();
     let err = c.validate().expect_err("no port");
     assert!(err.to_string().contains("redis_sentinels"), "{err}");
+
+    let mut c = base();
+    c.redis_cluster_nodes = "127.0.0.1:7000,127.0.0.1:7001".into();
+    c.validate().expect("cluster nodes");
+    let t = c.redis_target().expect("target");
+    assert_eq!(t.cluster_nodes, ["127.0.0.1:7000", "127.0.0.1:7001"]);
+    assert!(t.is_cluster() && !t.is_sentinel());
+    c.redis_sentinels = "127.0.0.1:26379".into();
+    c.redis_master_name = "seckill".into();
+    let err = c
+        .validate()
+        .expect_err("a cluster does not sit behind Sentinels");
+    assert!(err.to_string().contains("redis_cluster_nodes"), "{err}");
+    c.redis_sentinels.clear();
+    c.redis_master_name.clear();
+    c.redis_cluster_nodes = "127.0.0.1".into();
+    let err = c.validate().expect_err("no port");
+    assert!(err.to_string().contains("redis_cluster_nodes"), "{err}");
 
     let mut c = base();
     c.redis_wait_replicas = 1;

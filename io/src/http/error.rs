@@ -58,6 +58,7 @@ error_codes! {
     InvalidItems = "invalid_items", BAD_REQUEST, "A sale has 1 to 10000 items, each id once.";
     InvalidStock = "invalid_stock", BAD_REQUEST, "stock may be at most 1000000000.";
     InvalidLimit = "invalid_limit", BAD_REQUEST, "per_user_limit must be 1 to 1000.";
+    InvalidShards = "invalid_shards", BAD_REQUEST, "shards must be 1 to 64.";
     InvalidTitle = "invalid_title", BAD_REQUEST, "title may be at most 512 bytes.";
     InvalidPrice = "invalid_price", BAD_REQUEST, "price_cents may be at most 1000000000000.";
     BodyRead = "body_read", BAD_REQUEST, "The body could not be read.";
@@ -80,7 +81,7 @@ error_codes! {
     TokensDisabled = "tokens_disabled", CONFLICT, "This daemon has no token key: purchases need no token.";
     SaleStarted = "sale_started", CONFLICT, "A sale that has started cannot be replaced.";
     OrderClosed = "order_closed", CONFLICT, "The order is already paid, cancelled or expired.";
-    SaleNotLost = "sale_not_lost", CONFLICT, "Redis still holds this sale's stock: a rebuild would overwrite live state.";
+    SaleNotLost = "sale_not_lost", CONFLICT, "Redis holds the stock of every item of this sale (or some shards of a sharded item): nothing to rebuild without overwriting live state.";
     NoSummary = "no_summary", CONFLICT, "The sale has neither sold out nor ended yet: no summary.";
     BodyTooLarge = "body_too_large", PAYLOAD_TOO_LARGE, "The body is larger than this endpoint takes.";
     RateLimitedGlobal = "rate_limited_global", TOO_MANY_REQUESTS, "The daemon's global rate is used up (Retry-After).";

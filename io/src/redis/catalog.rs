@@ -1,26 +1,21 @@
-//! The admin side of Redis: loading a sale, reading the catalog every
-//! daemon refreshes from, stock and wins, and the probe.
+//! The admin side of Redis: the client every admin, order, status and
+//! background call goes through ([`RedisAdmin`]), the catalog every
+//! daemon refreshes from, and the probe.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use redis::{Connection, RedisError};
 
-use super::keys::{self, item_keys, CATALOG_VERSION};
+use super::conn::{Connector, RedisConn};
+use super::keys::{self, item_keys, CATALOG_VERSION, ROUNDS};
+use super::layout::{item_tag, parse_tags, Layouts, Tags};
 use super::pool::{Pool, PoolStats, Pooled};
-use super::target::{Connector, RedisTarget};
+use super::target::RedisTarget;
 
 /// Latest sale end accepted (9999-12-31T23:59:59.999Z).
 pub const SALE_END_MS_MAX: u64 = 253_402_300_799_999;
-
-/// The stock hash of one item.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct StockHash {
-    pub available: i64,
-    pub locked: i64,
-    pub sold: i64,
-    pub total: i64,
-}
 
 /// Admin-side Redis access (loading sales, reading stock, probing).
 #[derive(Clone)]
@@ -29,6 +24,11 @@ pub struct RedisAdmin {
     timeout: Duration,
     /// Connections kept between calls (shared by the clones).
     pool: Arc<Pool>,
+    /// The [`ROUNDS`] index was checked for rounds loaded before it
+    /// existed (once per process).
+    rounds_indexed: Arc<AtomicBool>,
+    /// Which items are split into stock shards, and where.
+    pub(super) layouts: Arc<Layouts>,
 }
 
 /// What the admin API writes for one item.
@@ -39,6 +39,8 @@ pub struct ItemLoad<'a> {
     pub price_cents: u64,
     pub stock: u64,
     pub per_user_limit: u32,
+    /// Stock shards (1: the item's stock in one place).
+    pub shards: u32,
 }
 
 impl<'a> From<&'a seckill_pipeline::Item> for ItemLoad<'a> {
@@ -50,6 +52,7 @@ impl<'a> From<&'a seckill_pipeline::Item> for ItemLoad<'a> {
             price_cents: i.price_cents,
             stock: i.stock,
             per_user_limit: i.per_user_limit,
+            shards: i.shards,
         }
     }
 }
@@ -60,10 +63,23 @@ impl RedisAdmin {
         timeout: Duration,
     ) -> Result<RedisAdmin, RedisError> {
         Ok(RedisAdmin {
-            connector: target.into().connector()?,
+            connector: Connector::new(&target.into())?,
             timeout,
             pool: Arc::default(),
+            rounds_indexed: Arc::default(),
+            layouts: Arc::default(),
         })
+    }
+
+    /// The registry of sharded items this process knows (the deduct
+    /// stage's store takes the same).
+    pub fn layouts(&self) -> Arc<Layouts> {
+        Arc::clone(&self.layouts)
+    }
+
+    /// Whether this Redis is a cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.connector.is_cluster()
     }
 
     /// A connection from the pool (a kept one, or a new one).
@@ -71,9 +87,10 @@ impl RedisAdmin {
         self.pool.get(&self.connector, self.timeout)
     }
 
-    /// A connection of its own, never pooled (a subscriber keeps it).
+    /// A plain connection of its own, never pooled (a subscriber keeps
+    /// it): to the server, or to any node of a cluster.
     pub(super) fn own_conn(&self) -> Result<Connection, RedisError> {
-        self.connector.connect(self.timeout)
+        self.connector.connect_server(self.timeout)
     }
 
     /// What the connection pool did.
@@ -96,121 +113,11 @@ impl RedisAdmin {
             .query(&mut *c)
     }
 
-    /// Replaces a sale: resets every item's stock, buyers, stored outcomes
-    /// and unpaid orders, and writes the sale and item metadata (the seed's
-    /// round/info/products layout). Keys expire a day after the sale ends.
-    pub fn load_sale(
-        &self,
-        sale_id: &str,
-        start_ms: u64,
-        end_ms: u64,
-        items: &[ItemLoad<'_>],
-    ) -> Result<(), RedisError> {
-        let mut c = self.conn()?;
-        load_pipe(&mut c, sale_id, start_ms, end_ms, items)?.query::<()>(&mut *c)
-    }
-
     /// The catalog version: bumped by every sale load.
     pub fn catalog_version(&self) -> Result<u64, RedisError> {
         let mut c = self.conn()?;
         let v: Option<u64> = redis::cmd("GET").arg(CATALOG_VERSION).query(&mut *c)?;
         Ok(v.unwrap_or(0))
-    }
-
-    /// `available` and the number of wins of every item, in one pipelined
-    /// round trip (what each daemon reads once a second); `None` for an
-    /// item Redis holds no stock hash of.
-    pub fn item_counters(
-        &self,
-        items: &[(&str, &str)],
-    ) -> Result<Vec<Option<(i64, u64)>>, RedisError> {
-        if items.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut c = self.conn()?;
-        let mut pipe = redis::pipe();
-        for (sale, item) in items {
-            let k = item_keys(sale, item);
-            pipe.hget(&k.stock, "available");
-            pipe.hlen(&k.orders);
-        }
-        let v: Vec<Option<i64>> = pipe.query(&mut *c)?;
-        Ok(v.chunks(2)
-            .map(|p| {
-                // No `available`: the item has no stock hash.
-                let available = p.first().copied().flatten()?;
-                // The orders hash carries a placeholder field.
-                let wins = p.get(1).copied().flatten().unwrap_or(0).max(1) as u64 - 1;
-                Some((available, wins))
-            })
-            .collect())
-    }
-
-    pub fn stock(&self, sale_id: &str, item_id: &str) -> Result<Option<StockHash>, RedisError> {
-        Ok(self.stocks(&[(sale_id, item_id)])?.pop().flatten())
-    }
-
-    /// The stock hashes of `items` (`None`: the item has none), in one
-    /// round trip.
-    pub fn stocks(&self, items: &[(&str, &str)]) -> Result<Vec<Option<StockHash>>, RedisError> {
-        if items.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut c = self.conn()?;
-        let mut pipe = redis::pipe();
-        for (sale, item) in items {
-            pipe.cmd("HMGET")
-                .arg(item_keys(sale, item).stock)
-                .arg("available")
-                .arg("locked")
-                .arg("sold")
-                .arg("total");
-        }
-        let all: Vec<Vec<Option<i64>>> = pipe.query(&mut *c)?;
-        Ok(all
-            .into_iter()
-            .map(|v| {
-                if v.iter().all(Option::is_none) {
-                    return None;
-                }
-                let g = |i: usize| v.get(i).copied().flatten().unwrap_or(0);
-                Some(StockHash {
-                    available: g(0),
-                    locked: g(1),
-                    sold: g(2),
-                    total: g(3),
-                })
-            })
-            .collect())
-    }
-}
-
-impl StockHash {
-    /// The stock hash's own arithmetic holds (seed 003 §9, the check before
-    /// orders are created): `available + locked + sold = total`,
-    /// `locked + sold ≤ total`, nothing negative. Otherwise, what is wrong.
-    pub fn anomaly(&self) -> Option<String> {
-        let StockHash {
-            available,
-            locked,
-            sold,
-            total,
-        } = *self;
-        if available < 0 || locked < 0 || sold < 0 || total < 0 {
-            return Some(format!(
-                "a negative count (available {available}, locked {locked}, sold {sold}, total {total})"
-            ));
-        }
-        if locked.saturating_add(sold) > total {
-            return Some(format!("locked {locked} + sold {sold} > total {total}"));
-        }
-        let sum = available.saturating_add(locked).saturating_add(sold);
-        if sum != total {
-            return Some(format!(
-                "available {available} + locked {locked} + sold {sold} = {sum}, not total {total}"
-            ));
-        }
-        None
     }
 }
 
@@ -226,27 +133,18 @@ impl RedisAdmin {
     /// second one, knows the sales another daemon created).
     pub fn load_sales(&self) -> Result<Vec<StoredSale>, RedisError> {
         let mut c = self.conn()?;
-        // SCAN, not KEYS: never block a production Redis.
-        let mut keys: Vec<String> = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(keys::ROUND_INFO_PATTERN)
-                .arg("COUNT")
-                .arg(1000)
-                .query(&mut *c)?;
-            keys.extend(batch);
-            if next == 0 {
-                break;
+        if !self.rounds_indexed.swap(true, Ordering::Relaxed) && !self.is_cluster() {
+            // Best effort, once: a proxy may refuse SCAN.
+            if let Err(e) = index_old_rounds(&mut c) {
+                tracing::warn!(error = %e, "cannot look for sale rounds loaded before the rounds index; load them again to list them");
             }
-            cursor = next;
         }
-        let sale_ids: Vec<&str> = keys
-            .iter()
-            .filter_map(|k| keys::sale_of_round_info(k))
-            .collect();
+        let keys: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(ROUNDS)
+            .arg(now_ms())
+            .arg("+inf")
+            .query(&mut *c)?;
+        let sale_ids: Vec<&str> = keys.iter().map(String::as_str).collect();
         // Two pipelined round trips however many sales and items there
         // are: every daemon runs this once a second.
         let mut pipe = redis::pipe();
@@ -261,200 +159,129 @@ impl RedisAdmin {
         } else {
             pipe.query(&mut *c)?
         };
-        let mut pipe = redis::pipe();
-        for (sale_id, item_ids) in sale_ids.iter().zip(&item_lists) {
-            for item_id in item_ids {
-                let k = item_keys(sale_id, item_id);
-                pipe.cmd("HGETALL").arg(&k.info);
-                pipe.cmd("HMGET")
-                    .arg(&k.stock)
-                    .arg("total")
-                    .arg("available");
-            }
-        }
-        let replies: Vec<redis::Value> = if item_lists.iter().all(Vec::is_empty) {
+        // The items' metadata, then their stock (each shard's, for a
+        // sharded item): three round trips when the catalog moved.
+        let all: Vec<(&str, &str)> = sale_ids
+            .iter()
+            .zip(&item_lists)
+            .flat_map(|(s, items)| items.iter().map(move |i| (*s, i.as_str())))
+            .collect();
+        let infos: Vec<std::collections::HashMap<String, String>> = if all.is_empty() {
             Vec::new()
         } else {
+            let mut pipe = redis::pipe();
+            for (sale, item) in &all {
+                pipe.cmd("HGETALL").arg(item_keys(sale, item).info);
+            }
             pipe.query(&mut *c)?
         };
-        let mut replies = replies.into_iter();
-        let mut out = Vec::new();
-        for (sale_id, item_ids) in sale_ids.iter().zip(item_lists) {
-            let mut items = Vec::new();
-            for item_id in item_ids {
-                let (Some(info), Some(stock)) = (replies.next(), replies.next()) else {
-                    break;
-                };
-                let info: std::collections::HashMap<String, String> =
-                    redis::from_redis_value(info).unwrap_or_default();
-                let stock: Vec<Option<i64>> = redis::from_redis_value(stock).unwrap_or_default();
-                let num = |f: &str| info.get(f).and_then(|v| v.parse::<u64>().ok());
-                let (Some(price), Some(limit), Some(start), Some(end)) = (
-                    num("price_cents"),
-                    num("per_user_limit"),
-                    num("start_ms"),
-                    num("end_ms"),
-                ) else {
-                    continue;
-                };
-                let total = stock.first().copied().flatten().unwrap_or(0).max(0) as u64;
-                let available = stock.get(1).copied().flatten().unwrap_or(0);
-                let item = seckill_pipeline::Item::new(
-                    sale_id,
-                    &item_id,
-                    info.get("title").map_or("", String::as_str),
-                    price,
-                    total,
-                    limit.min(u64::from(u32::MAX)) as u32,
-                    start,
-                    end,
-                );
-                item.set_remaining(available);
-                items.push(item);
+        let tags: Vec<Tags> = all
+            .iter()
+            .zip(&infos)
+            .map(|((sale, item), info)| {
+                let t = parse_tags(info.get("shard_tags").map(String::as_str))
+                    .unwrap_or_else(|| vec![item_tag(sale, item)].into());
+                self.layouts.put(sale, item, std::sync::Arc::clone(&t));
+                t
+            })
+            .collect();
+        let counts = self.sum_stocks(&mut c, &tags)?;
+        let mut out: Vec<StoredSale> = sale_ids
+            .iter()
+            .map(|s| StoredSale {
+                sale_id: s.to_string(),
+                items: Vec::new(),
+            })
+            .collect();
+        let sale_index = |sale: &str| sale_ids.iter().position(|s| *s == sale);
+        for (((sale_id, item_id), info), (stock, t)) in
+            all.iter().zip(&infos).zip(counts.iter().zip(&tags))
+        {
+            let num = |f: &str| info.get(f).and_then(|v| v.parse::<u64>().ok());
+            let (Some(price), Some(limit), Some(start), Some(end)) = (
+                num("price_cents"),
+                num("per_user_limit"),
+                num("start_ms"),
+                num("end_ms"),
+            ) else {
+                continue;
+            };
+            let stock = stock.unwrap_or_default();
+            let item = seckill_pipeline::Item::new(
+                sale_id,
+                item_id,
+                info.get("title").map_or("", String::as_str),
+                price,
+                stock.total.max(0) as u64,
+                limit.min(u64::from(u32::MAX)) as u32,
+                start,
+                end,
+            )
+            .with_shards(t.len() as u32);
+            item.set_remaining(stock.available);
+            if let Some(i) = sale_index(sale_id) {
+                out[i].items.push(item);
             }
-            out.push(StoredSale {
-                sale_id: sale_id.to_string(),
-                items,
-            });
         }
         Ok(out)
     }
 }
 
-/// A win as the stock script recorded it in `seckill:{S:I}:orders`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredWin {
-    pub order_id: String,
-    pub user_id: String,
-    pub quantity: u32,
-    pub request_id: String,
+/// When a sale's keys expire: a day after it ends. Redis refuses expiry
+/// times past its range; the admin API bounds `end_ms` to the year 9999,
+/// this keeps direct callers safe too.
+pub(super) fn expire_at(end_ms: u64) -> u64 {
+    end_ms.min(SALE_END_MS_MAX).saturating_add(24 * 3600 * 1000)
 }
 
-impl RedisAdmin {
-    /// How many wins each item has (`HLEN` of its orders hash, placeholder
-    /// excluded), in one round trip.
-    pub fn win_counts(&self, items: &[(&str, &str)]) -> Result<Vec<u64>, RedisError> {
-        if items.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut c = self.conn()?;
-        let mut pipe = redis::pipe();
-        for (sale, item) in items {
-            pipe.hlen(item_keys(sale, item).orders);
-        }
-        let lens: Vec<u64> = pipe.query(&mut *c)?;
-        Ok(lens.into_iter().map(|n| n.saturating_sub(1)).collect())
-    }
-
-    /// Every win of an item.
-    pub fn wins(&self, sale_id: &str, item_id: &str) -> Result<Vec<StoredWin>, RedisError> {
-        let mut c = self.conn()?;
-        let all: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(item_keys(sale_id, item_id).orders)
-            .query(&mut *c)?;
-        Ok(all
-            .into_iter()
-            .filter(|(oid, _)| !oid.is_empty())
-            .filter_map(|(order_id, v)| {
-                let mut parts = v.splitn(3, '|');
-                let user_id = parts.next()?.to_string();
-                let quantity = parts.next()?.parse().ok()?;
-                let request_id = parts.next()?.to_string();
-                Some(StoredWin {
-                    order_id,
-                    user_id,
-                    quantity,
-                    request_id,
-                })
-            })
-            .collect())
-    }
+/// The wall clock in epoch ms (what key expiry runs on).
+pub(super) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// The commands that load a sale (one MULTI/EXEC, not yet sent): every
-/// item's stock, buyers, stored outcomes and unpaid orders reset, the sale
-/// and item metadata written, the catalog version bumped. Keys expire a
-/// day after the sale ends.
-pub(super) fn load_pipe(
-    c: &mut Connection,
-    sale_id: &str,
-    start_ms: u64,
-    end_ms: u64,
-    items: &[ItemLoad<'_>],
-) -> Result<redis::Pipeline, RedisError> {
-    // Redis refuses expiry times past its range; the admin API bounds
-    // `end_ms` to the year 9999, this keeps direct callers safe too.
-    let expire_at_ms = end_ms.min(SALE_END_MS_MAX).saturating_add(24 * 3600 * 1000);
+/// Fills the [`ROUNDS`] index with the rounds a version without it loaded
+/// (found with `SCAN`, never `KEYS`: a production Redis is not blocked),
+/// once, when the index does not exist yet.
+fn index_old_rounds(c: &mut RedisConn) -> Result<(), RedisError> {
+    let exists: bool = redis::cmd("EXISTS").arg(ROUNDS).query(c)?;
+    if exists {
+        return Ok(());
+    }
+    let mut found: Vec<String> = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(keys::ROUND_INFO_PATTERN)
+            .arg("COUNT")
+            .arg(1000)
+            .query(c)?;
+        found.extend(batch);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    let sales: Vec<&str> = found
+        .iter()
+        .filter_map(|k| keys::sale_of_round_info(k))
+        .collect();
+    if sales.is_empty() {
+        return Ok(());
+    }
     let mut pipe = redis::pipe();
-    pipe.atomic();
-    let round_info = keys::round_info(sale_id);
-    let round_items = keys::round_items(sale_id);
-    // The rounds of a day (the seed's `seckill::#{date}::rounds`): a
-    // replaced round leaves the list of its old day.
-    let old_start: Option<u64> = redis::cmd("HGET")
-        .arg(&round_info)
-        .arg("start_ms")
-        .query(c)?;
-    if let Some(old) = old_start {
-        pipe.lrem(keys::day_rounds(old), 0, sale_id).ignore();
+    for s in &sales {
+        pipe.hget(keys::round_info(s), "end_ms");
     }
-    let day_rounds = keys::day_rounds(start_ms);
-    pipe.lrem(&day_rounds, 0, sale_id).ignore();
-    pipe.rpush(&day_rounds, sale_id).ignore();
-    pipe.cmd("PEXPIREAT")
-        .arg(&day_rounds)
-        .arg(expire_at_ms)
-        .ignore();
-    pipe.del(&round_items).ignore();
-    pipe.hset_multiple(
-        &round_info,
-        &[
-            ("start_ms", start_ms.to_string()),
-            ("end_ms", end_ms.to_string()),
-        ],
-    )
-    .ignore();
-    for it in items {
-        let k = item_keys(sale_id, it.item_id);
-        pipe.del(&[
-            &k.stock, &k.buyers, &k.req, &k.unpaid, &k.orders, &k.info, &k.closed, &k.events,
-        ])
-        .ignore();
-        pipe.hset_multiple(
-            &k.stock,
-            &[
-                ("available", it.stock),
-                ("locked", 0),
-                ("sold", 0),
-                ("total", it.stock),
-            ],
-        )
-        .ignore();
-        pipe.hset_multiple(
-            &k.info,
-            &[
-                ("title", it.title.to_string()),
-                ("price_cents", it.price_cents.to_string()),
-                ("per_user_limit", it.per_user_limit.to_string()),
-                ("start_ms", start_ms.to_string()),
-                ("end_ms", end_ms.to_string()),
-            ],
-        )
-        .ignore();
-        pipe.rpush(&round_items, it.item_id).ignore();
-        // The script fills these hashes; a placeholder field (ids are
-        // never empty) lets them carry the sale's expiry from the start.
-        for key in [&k.buyers, &k.req, &k.orders, &k.closed] {
-            pipe.hset(key, "", "").ignore();
-        }
-        for key in [&k.stock, &k.info, &k.buyers, &k.req, &k.orders, &k.closed] {
-            pipe.cmd("PEXPIREAT").arg(key).arg(expire_at_ms).ignore();
+    let ends: Vec<Option<u64>> = pipe.query(c)?;
+    let mut pipe = redis::pipe();
+    for (s, end) in sales.iter().zip(ends) {
+        if let Some(end) = end {
+            pipe.zadd(ROUNDS, *s, expire_at(end)).ignore();
         }
     }
-    for key in [&round_info, &round_items] {
-        pipe.cmd("PEXPIREAT").arg(key).arg(expire_at_ms).ignore();
-    }
-    // Every daemon re-reads the sale metadata when this moves.
-    pipe.incr(CATALOG_VERSION, 1).ignore();
-    Ok(pipe)
+    pipe.query(c)
 }

@@ -2,32 +2,37 @@
 -- or for several (each item's keys share a hash tag; a call covering
 -- several items needs a standalone Redis, see `redis_script_per_item`).
 --
--- KEYS, five per item, items in the order of ARGV:
---   seckill:{S:I}:stock   hash available / locked / sold / total
---   seckill:{S:I}:buyers  hash user -> units won
---   seckill:{S:I}:req     hash request id -> stored outcome
---   seckill:{S:I}:unpaid  zset order id -> payment deadline (ms)
---   seckill:{S:I}:orders  hash order id -> "user|quantity|request id"
+-- KEYS, five per item, items in the order of ARGV (T: the item's tag
+-- `S:I`, or for a sharded item the tag of the requests' home shard):
+--   seckill:{T}:stock   hash available / locked / sold / total
+--   seckill:{T}:buyers  hash user -> units won
+--   seckill:{T}:req     hash request id -> stored outcome
+--   seckill:{T}:unpaid  zset order id -> payment deadline (ms)
+--   seckill:{T}:orders  hash order id -> "user|quantity|request id"
 -- ARGV[1] the number of items; then per item: sale id, item id, per-user
--- limit, payment deadline (epoch ms), the number of requests n, and n
+-- limit, payment deadline (epoch ms), the number of requests n, the
+-- shard to borrow from when this one is dry ('' : not sharded), and n
 -- (request id, user id, quantity) triples in arrival order.
 --
 -- Returns one outcome per request, items in order, joined by newlines
 -- (one string: the caller parses one reply, not one per request):
--- "ok:<order id>", "sold_out", "duplicate", "limit_exceeded" or
--- "unknown_item". A request
--- id seen before gets its stored outcome, so retries and replays are
--- idempotent. The order id is the first 16 hex digits of
--- sha1(sale, item, user, n), n being the user's units after this win:
--- deterministic, so a replay reproduces it.
+-- "ok:<order id>", "sold_out", "duplicate", "limit_exceeded",
+-- "unknown_item", or for a sharded item whose home shard is dry
+-- "borrow:<shard>:<units>": the user's units are reserved here (the
+-- per-user limit counts them) and the unit is to be taken from another
+-- shard (take.lua, then finish.lua here). A request id seen before gets
+-- its stored outcome, so retries and replays are idempotent (a stored
+-- borrow continues where it was). The order id is the first 16 hex
+-- digits of sha1(sale, item, user, n), n being the user's units after
+-- this win: deterministic, so a replay reproduces it.
 local out = {}
 local a = 2
 for g = 0, tonumber(ARGV[1]) - 1 do
   local stock, buyers, req, unpaid, orders =
     KEYS[g * 5 + 1], KEYS[g * 5 + 2], KEYS[g * 5 + 3], KEYS[g * 5 + 4], KEYS[g * 5 + 5]
-  local sale, item, limit, deadline, n =
-    ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3], tonumber(ARGV[a + 4])
-  a = a + 5
+  local sale, item, limit, deadline, n, borrow =
+    ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3], tonumber(ARGV[a + 4]), ARGV[a + 5]
+  a = a + 6
   local counts = redis.call('HMGET', stock, 'available', 'locked')
   if not counts[1] then
     -- No stock hash (every loaded item has `available`): not on sale.
@@ -46,8 +51,14 @@ for g = 0, tonumber(ARGV[1]) - 1 do
           res = 'limit_exceeded'
         elseif units + q > limit then
           res = 'duplicate'
-        elseif available < q then
+        elseif available < q and borrow == '' then
           res = 'sold_out'
+        elseif available < q then
+          -- A dry home shard: the units are reserved in the user's count
+          -- before any is taken elsewhere, so the limit holds across shards.
+          units = units + q
+          redis.call('HSET', buyers, uid, units)
+          res = 'borrow:' .. borrow .. ':' .. units
         else
           available = available - q
           taken = taken + q

@@ -5,8 +5,10 @@
 
 use redis::RedisError;
 
-use super::catalog::{RedisAdmin, StockHash};
-use super::keys::{item_keys, FLEET};
+use super::catalog::RedisAdmin;
+use super::counts::{read_stock, StockHash};
+use super::keys::{tag_keys, FLEET};
+use super::shards::expand;
 
 /// How long the fleet hash outlives the last daemon that wrote to it.
 const FLEET_TTL_MS: u64 = 60_000;
@@ -45,13 +47,10 @@ impl RedisAdmin {
             return Ok(DashboardRead::default());
         }
         pipe.hgetall(FLEET);
-        for (sale, item) in items {
-            pipe.cmd("HMGET")
-                .arg(item_keys(sale, item).stock)
-                .arg("available")
-                .arg("locked")
-                .arg("sold")
-                .arg("total");
+        let tags = self.tags(&mut c, items)?;
+        let flat = expand(&tags);
+        for (_, tag) in &flat {
+            read_stock(&mut pipe, &tag_keys(tag).stock);
         }
         let mut replies: Vec<redis::Value> = pipe.query(&mut *c)?;
         let mut replies = replies.drain(..);
@@ -59,21 +58,16 @@ impl RedisAdmin {
             Some(v) => redis::from_redis_value(v)?,
             None => Vec::new(),
         };
-        let stocks = replies
-            .map(|v| {
-                let f: Vec<Option<i64>> = redis::from_redis_value(v)?;
-                if f.iter().all(Option::is_none) {
-                    return Ok(None);
-                }
-                let g = |i: usize| f.get(i).copied().flatten().unwrap_or(0);
-                Ok(Some(StockHash {
-                    available: g(0),
-                    locked: g(1),
-                    sold: g(2),
-                    total: g(3),
-                }))
-            })
-            .collect::<Result<_, RedisError>>()?;
+        // Each item's shards summed; an item a shard of which has no stock
+        // hash reads as none.
+        let mut stocks: Vec<Option<StockHash>> = vec![Some(StockHash::default()); items.len()];
+        for ((i, _), v) in flat.iter().zip(replies) {
+            let f: Vec<Option<i64>> = redis::from_redis_value(v)?;
+            stocks[*i] = match (stocks[*i], StockHash::read(&f)) {
+                (Some(sum), Some(s)) => Some(sum.plus(&s)),
+                _ => None,
+            };
+        }
         Ok(DashboardRead { stocks, fleet })
     }
 

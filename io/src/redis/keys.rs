@@ -7,7 +7,12 @@
 
 /// Bumped by every sale load: daemons re-read the metadata when it moves.
 pub const CATALOG_VERSION: &str = "seckill:catalog:version";
-/// What `SCAN` matches to find every sale round.
+/// Every sale round loaded: a sorted set, sale id → when its keys expire
+/// (epoch ms). Read instead of scanning the keyspace, which a Redis
+/// Cluster or a proxy cannot do in one call.
+pub const ROUNDS: &str = "seckill:rounds";
+/// What `SCAN` matches to find every sale round loaded before the
+/// [`ROUNDS`] index existed (read once, on a single Redis, to fill it).
 pub const ROUND_INFO_PATTERN: &str = "seckill:round:*:info";
 /// Channel told `sale\nitem` whenever units go back to `available`.
 pub const RELEASED_CHANNEL: &str = "seckill:released";
@@ -18,6 +23,10 @@ pub const BLACKLIST_IPS: &str = "seckill:blacklist:ips";
 
 /// The keys the stock script takes per item, in its `KEYS` order.
 pub const DEDUCT_KEY_SUFFIXES: [&str; 5] = ["stock", "buyers", "req", "unpaid", "orders"];
+/// The keys the load and rebuild scripts take, in their `KEYS` order.
+pub const STOCK_KEY_SUFFIXES: [&str; 7] = [
+    "stock", "buyers", "req", "unpaid", "orders", "closed", "events",
+];
 
 /// The keys of one item.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,10 +56,20 @@ pub fn item_key_parts<'a>(sale_id: &'a str, item_id: &'a str, suffix: &'a str) -
     ]
 }
 
+/// `seckill:{tag}:<suffix>` as the parts of one RESP bulk string.
+pub fn tag_key_parts<'a>(tag: &'a str, suffix: &'a str) -> [&'a [u8]; 4] {
+    [b"seckill:{", tag.as_bytes(), b"}:", suffix.as_bytes()]
+}
+
+/// The keys of an item (its tag `sale:item`); for a sharded item, `info`
+/// is here and the stock keys are under each shard's tag ([`tag_keys`]).
 pub fn item_keys(sale_id: &str, item_id: &str) -> ItemKeys {
-    let key = |suffix: &str| item_key_parts(sale_id, item_id, suffix).concat();
-    // The parts are all UTF-8 (ids and ASCII literals).
-    let key = |suffix: &str| String::from_utf8(key(suffix)).unwrap_or_default();
+    tag_keys(&format!("{sale_id}:{item_id}"))
+}
+
+/// The keys under one hash tag: an item's, or one stock shard's.
+pub fn tag_keys(tag: &str) -> ItemKeys {
+    let key = |suffix: &str| format!("seckill:{{{tag}}}:{suffix}");
     ItemKeys {
         stock: key("stock"),
         buyers: key("buyers"),
@@ -60,6 +79,21 @@ pub fn item_keys(sale_id: &str, item_id: &str) -> ItemKeys {
         info: key("info"),
         closed: key("closed"),
         events: key("events"),
+    }
+}
+
+impl ItemKeys {
+    /// The keys of [`STOCK_KEY_SUFFIXES`], in that order.
+    pub fn stock_keys(&self) -> [&str; 7] {
+        [
+            &self.stock,
+            &self.buyers,
+            &self.req,
+            &self.unpaid,
+            &self.orders,
+            &self.closed,
+            &self.events,
+        ]
     }
 }
 
@@ -103,6 +137,9 @@ mod tests {
         assert_eq!(k.events, "seckill:{s1:i1}:events");
         let parts = item_key_parts("s1", "i1", DEDUCT_KEY_SUFFIXES[4]).concat();
         assert_eq!(parts, k.orders.as_bytes());
+        let parts = tag_key_parts("s1:i1#2", "stock").concat();
+        assert_eq!(parts, tag_keys("s1:i1#2").stock.as_bytes());
+        assert_eq!(tag_keys("s1:i1").stock, k.stock);
     }
 
     #[test]

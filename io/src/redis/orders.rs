@@ -8,7 +8,9 @@ use std::net::IpAddr;
 use redis::{RedisError, Script};
 
 use super::catalog::RedisAdmin;
-use super::keys::{item_keys, BLACKLIST_IPS, BLACKLIST_USERS, RELEASED_CHANNEL};
+use super::conn::RedisConn;
+use super::keys::{tag_keys, BLACKLIST_IPS, BLACKLIST_USERS, RELEASED_CHANNEL};
+use super::shards::expand;
 
 const ORDER_LUA: &str = include_str!("order.lua");
 const SWEEP_LUA: &str = include_str!("sweep.lua");
@@ -112,6 +114,8 @@ pub struct OutboxEntry {
     pub sale_id: String,
     pub item_id: String,
     pub order_id: String,
+    /// The list it was read from (the item's, or its shard's).
+    pub events_key: String,
     /// The JSON stored by the script: the Kafka payload, and the exact
     /// list element to remove once Kafka acknowledged it.
     pub json: String,
@@ -125,7 +129,9 @@ pub fn state_of(closed: &str) -> (Option<OrderState>, Option<u64>) {
 
 impl RedisAdmin {
     /// Pays, cancels or fails an order for `user_id` (who must own it,
-    /// except for `Fail`).
+    /// except for `Fail`). A sharded item's order is looked for on every
+    /// shard first: it lives on the shard that gave its unit, and its
+    /// release goes back there.
     pub fn order_action(
         &self,
         sale_id: &str,
@@ -136,7 +142,11 @@ impl RedisAdmin {
         now_ms: u64,
     ) -> Result<OrderAction, RedisError> {
         let mut c = self.conn()?;
-        let k = item_keys(sale_id, item_id);
+        let tags = self.tags(&mut c, &[(sale_id, item_id)])?;
+        let Some(tag) = self.shard_of_order(&mut c, &tags[0], order_id)? else {
+            return Ok(OrderAction::Unknown);
+        };
+        let k = tag_keys(tag);
         let (result, state): (String, String) = Script::new(ORDER_LUA)
             .key(&k.stock)
             .key(&k.unpaid)
@@ -161,6 +171,29 @@ impl RedisAdmin {
         })
     }
 
+    /// The tag (of `tags`, an item's) whose orders hash holds `order_id`;
+    /// an unsharded item's own tag without a round trip.
+    fn shard_of_order<'t>(
+        &self,
+        c: &mut RedisConn,
+        tags: &'t [String],
+        order_id: &str,
+    ) -> Result<Option<&'t str>, RedisError> {
+        if tags.len() == 1 {
+            return Ok(tags.first().map(String::as_str));
+        }
+        let mut pipe = redis::pipe();
+        for tag in tags {
+            pipe.hexists(tag_keys(tag).orders, order_id);
+        }
+        let found: Vec<bool> = pipe.query(c)?;
+        Ok(tags
+            .iter()
+            .zip(found)
+            .find(|(_, f)| *f)
+            .map(|(t, _)| t.as_str()))
+    }
+
     /// Reads one order of a known item.
     pub fn order(
         &self,
@@ -169,7 +202,11 @@ impl RedisAdmin {
         order_id: &str,
     ) -> Result<Option<OrderRecord>, RedisError> {
         let mut c = self.conn()?;
-        let k = item_keys(sale_id, item_id);
+        let tags = self.tags(&mut c, &[(sale_id, item_id)])?;
+        let Some(tag) = self.shard_of_order(&mut c, &tags[0], order_id)? else {
+            return Ok(None);
+        };
+        let k = tag_keys(tag);
         let (entry, closed, deadline): (Option<String>, Option<String>, Option<f64>) =
             redis::pipe()
                 .hget(&k.orders, order_id)
@@ -210,12 +247,18 @@ impl RedisAdmin {
             return Ok(None);
         }
         let mut c = self.conn()?;
+        let tags = self.tags_owned(&mut c, items)?;
+        let flat = expand(&tags);
         let mut pipe = redis::pipe();
-        for (sale, item) in items {
-            pipe.hexists(item_keys(sale, item).orders, order_id);
+        for (_, tag) in &flat {
+            pipe.hexists(tag_keys(tag).orders, order_id);
         }
         let found: Vec<bool> = pipe.query(&mut *c)?;
-        Ok(items.iter().zip(found).find(|(_, f)| *f).map(|(i, _)| i))
+        Ok(flat
+            .iter()
+            .zip(found)
+            .find(|(_, f)| *f)
+            .map(|((i, _), _)| &items[*i]))
     }
 
     /// The outcome the stock script stored for `request_id`, looked up in
@@ -231,15 +274,19 @@ impl RedisAdmin {
             return Ok(None);
         }
         let mut c = self.conn()?;
+        let tags = self.tags_owned(&mut c, items)?;
+        let flat = expand(&tags);
         let mut pipe = redis::pipe();
-        for (sale, item) in items {
-            pipe.hget(item_keys(sale, item).req, request_id);
+        for (_, tag) in &flat {
+            pipe.hget(tag_keys(tag).req, request_id);
         }
         let found: Vec<Option<String>> = pipe.query(&mut *c)?;
-        Ok(items
+        // A shard a borrow found dry keeps `dry` for the request: the
+        // outcome is the home shard's.
+        Ok(flat
             .iter()
             .zip(found)
-            .find_map(|(i, f)| f.map(|outcome| (i, outcome))))
+            .find_map(|((i, _), f)| f.filter(|o| o != "dry").map(|o| (&items[*i], o))))
     }
 
     /// Expires every unpaid order past its deadline, for every item (one
@@ -254,13 +301,16 @@ impl RedisAdmin {
             return Ok(Vec::new());
         }
         let mut c = self.conn()?;
+        let tags = self.tags_owned(&mut c, items)?;
+        let flat = expand(&tags);
         let script = Script::new(SWEEP_LUA);
         let mut pipe = redis::pipe();
         // Loaded in the same pipeline, before the calls that need it: a
         // restarted Redis never answers NOSCRIPT here.
         pipe.cmd("SCRIPT").arg("LOAD").arg(SWEEP_LUA).ignore();
-        for (sale, item) in items {
-            let k = item_keys(sale, item);
+        for (i, tag) in &flat {
+            let (sale, item) = &items[*i];
+            let k = tag_keys(tag);
             pipe.cmd("EVALSHA")
                 .arg(script.get_hash())
                 .arg(5)
@@ -275,7 +325,12 @@ impl RedisAdmin {
                 .arg(item)
                 .arg(RELEASED_CHANNEL);
         }
-        pipe.query(&mut *c)
+        let per_shard: Vec<u64> = pipe.query(&mut *c)?;
+        let mut out = vec![0u64; items.len()];
+        for ((i, _), n) in flat.iter().zip(per_shard) {
+            out[*i] += n;
+        }
+        Ok(out)
     }
 
     /// Up to `per_item_max` waiting events of every item.
@@ -288,13 +343,16 @@ impl RedisAdmin {
             return Ok(Vec::new());
         }
         let mut c = self.conn()?;
+        let tags = self.tags_owned(&mut c, items)?;
+        let flat = expand(&tags);
         let mut pipe = redis::pipe();
-        for (sale, item) in items {
-            pipe.lrange(item_keys(sale, item).events, 0, per_item_max - 1);
+        for (_, tag) in &flat {
+            pipe.lrange(tag_keys(tag).events, 0, per_item_max - 1);
         }
         let lists: Vec<Vec<String>> = pipe.query(&mut *c)?;
         let mut out = Vec::new();
-        for ((sale, item), list) in items.iter().zip(lists) {
+        for ((i, tag), list) in flat.iter().zip(lists) {
+            let (sale, item) = &items[*i];
             for json in list {
                 let order_id = serde_json::from_str::<serde_json::Value>(&json)
                     .ok()
@@ -304,6 +362,7 @@ impl RedisAdmin {
                     sale_id: sale.clone(),
                     item_id: item.clone(),
                     order_id,
+                    events_key: tag_keys(tag).events,
                     json,
                 });
             }
@@ -321,8 +380,7 @@ impl RedisAdmin {
         let mut c = self.conn()?;
         let mut pipe = redis::pipe();
         for e in published {
-            pipe.lrem(item_keys(&e.sale_id, &e.item_id).events, 1, &e.json)
-                .ignore();
+            pipe.lrem(&e.events_key, 1, &e.json).ignore();
         }
         pipe.query(&mut *c)
     }
@@ -334,9 +392,14 @@ impl RedisAdmin {
         item_id: &str,
     ) -> Result<std::collections::HashMap<String, String>, RedisError> {
         let mut c = self.conn()?;
-        let mut all: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(item_keys(sale_id, item_id).closed)
-            .query(&mut *c)?;
+        let tags = self.tags(&mut c, &[(sale_id, item_id)])?;
+        let mut pipe = redis::pipe();
+        for (_, tag) in expand(&tags) {
+            pipe.hgetall(tag_keys(tag).closed);
+        }
+        let shards: Vec<std::collections::HashMap<String, String>> = pipe.query(&mut *c)?;
+        let mut all: std::collections::HashMap<String, String> =
+            shards.into_iter().flatten().collect();
         // The sale load's placeholder field.
         all.remove("");
         Ok(all)
@@ -345,11 +408,18 @@ impl RedisAdmin {
     /// The units the per-user counts of an item add up to.
     pub fn buyer_units(&self, sale_id: &str, item_id: &str) -> Result<u64, RedisError> {
         let mut c = self.conn()?;
-        let counts: Vec<String> = redis::cmd("HVALS")
-            .arg(item_keys(sale_id, item_id).buyers)
-            .query(&mut *c)?;
+        let tags = self.tags(&mut c, &[(sale_id, item_id)])?;
+        let mut pipe = redis::pipe();
+        for (_, tag) in expand(&tags) {
+            pipe.hvals(tag_keys(tag).buyers);
+        }
+        let shards: Vec<Vec<String>> = pipe.query(&mut *c)?;
         // The placeholder's empty value reads as nothing.
-        Ok(counts.iter().filter_map(|n| n.parse::<u64>().ok()).sum())
+        Ok(shards
+            .iter()
+            .flatten()
+            .filter_map(|n| n.parse::<u64>().ok())
+            .sum())
     }
 
     /// The item ids of a sale round, in order (empty: no such round).

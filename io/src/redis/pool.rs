@@ -14,9 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redis::{Connection, ConnectionLike, RedisError};
+use redis::{ConnectionLike, RedisError};
 
-use super::target::Connector;
+use super::conn::Connector;
+use super::conn::RedisConn;
 
 /// Most idle connections kept.
 pub const IDLE_MAX: usize = 8;
@@ -28,7 +29,7 @@ pub const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
 /// Open connections ready for the next call.
 #[derive(Default)]
 pub struct Pool {
-    idle: Mutex<Vec<(Connection, Instant)>>,
+    idle: Mutex<Vec<(RedisConn, Instant)>>,
     stats: PoolStats,
 }
 
@@ -90,21 +91,21 @@ impl Pool {
 
 /// A connection lent by the pool; it goes back when dropped, if still open.
 pub struct Pooled {
-    conn: Option<Connection>,
+    conn: Option<RedisConn>,
     pool: Arc<Pool>,
 }
 
 impl Deref for Pooled {
-    type Target = Connection;
+    type Target = RedisConn;
 
-    fn deref(&self) -> &Connection {
+    fn deref(&self) -> &RedisConn {
         // Some from construction until drop.
         self.conn.as_ref().unwrap_or_else(|| unreachable!())
     }
 }
 
 impl DerefMut for Pooled {
-    fn deref_mut(&mut self) -> &mut Connection {
+    fn deref_mut(&mut self) -> &mut RedisConn {
         self.conn.as_mut().unwrap_or_else(|| unreachable!())
     }
 }

@@ -51,6 +51,7 @@ const LISTED: &[&str] = &[
     "redis_tls_key_file",
     "redis_sentinels",
     "redis_master_name",
+    "redis_cluster_nodes",
     "redis_timeout_ms",
     "redis_wait_replicas",
     "redis_wait_timeout_ms",

@@ -14,7 +14,7 @@ use crate::app::{blocking, App};
 use crate::http::codec::{self, check_id, json, Resp, CLIENT_ID_LEN_MAX, ID_LEN_MAX};
 use crate::http::error::{ApiError, ErrorBody, ErrorCode};
 use crate::http::extract::{authorize, read_body};
-use crate::redis::{utc_date, ItemLoad, SALE_END_MS_MAX};
+use crate::redis::{sum_shards, utc_date, ItemLoad, StockHash, SALE_END_MS_MAX, SHARDS_MAX};
 use crate::tasks::catalog::catch_up;
 
 /// Largest admin body (a sale with many items).
@@ -50,6 +50,13 @@ pub struct ItemBody {
     #[serde(default = "one")]
     #[schema(minimum = 1, maximum = 1000)]
     pub per_user_limit: u32,
+    /// Stock shards: the stock split over this many sub-stocks in
+    /// different hash slots (on a Redis Cluster, different masters), for
+    /// an item hotter than one Redis core. A buyer is served by a home
+    /// shard chosen from the user id, and by the others once it is dry.
+    #[serde(default = "one")]
+    #[schema(minimum = 1, maximum = 64)]
+    pub shards: u32,
 }
 
 fn one() -> u32 {
@@ -127,6 +134,7 @@ pub async fn put_sale(
                     price_cents: i.price_cents,
                     stock: i.stock,
                     per_user_limit: i.per_user_limit,
+                    shards: i.shards,
                 })
                 .collect();
             redis
@@ -160,6 +168,7 @@ pub async fn put_sale(
                 s.start_ms,
                 s.end_ms,
             )
+            .with_shards(i.shards)
         })
         .collect();
     app.catalog.put_sale(&sale_id, items);
@@ -212,6 +221,12 @@ fn check_sale(s: &SaleBody) -> Result<(), ApiError> {
                 format!("per_user_limit must be 1 to {}", codec::QUANTITY_MAX),
             ));
         }
+        if it.shards == 0 || it.shards > SHARDS_MAX {
+            return Err(ApiError::new(
+                ErrorCode::InvalidShards,
+                format!("shards must be 1 to {SHARDS_MAX}"),
+            ));
+        }
         if it.title.len() > 512 {
             return Err(ApiError::new(
                 ErrorCode::InvalidTitle,
@@ -242,31 +257,43 @@ pub async fn get_sale(
         .catalog
         .sale_items(sale)
         .ok_or_else(|| ApiError::new(ErrorCode::UnknownSale, format!("no sale {sale}")))?;
-    let redis = app.redis.clone();
-    let sale_id = sale.to_string();
-    let stocks = tokio::task::spawn_blocking(move || {
-        items
-            .iter()
-            .map(|i| {
-                let stock = redis.stock(&sale_id, &i.item_id);
-                (Arc::clone(i), stock)
-            })
-            .collect::<Vec<_>>()
-    })
-    .await
-    .map_err(ApiError::internal)?;
+    let shards = shard_stocks(app, sale, &items).await?;
     let mut out = Vec::new();
-    for (i, stock) in stocks {
-        let stock = stock.map_err(ApiError::redis_down)?;
-        out.push(serde_json::json!({
+    for (i, shards) in items.iter().zip(shards) {
+        let stock = sum_shards(&shards);
+        let mut item = serde_json::json!({
             "item_id": i.item_id, "title": i.title, "price_cents": i.price_cents,
-            "per_user_limit": i.per_user_limit, "stock": stock,
-        }));
+            "per_user_limit": i.per_user_limit, "shards": i.shards, "stock": stock,
+        });
+        if shards.len() > 1 {
+            item["shard_stocks"] = serde_json::json!(shards);
+        }
+        out.push(item);
     }
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({"sale_id": sale, "items": out}),
     ))
+}
+
+/// Every item's stock, each shard's for a sharded one: one round trip.
+pub(super) async fn shard_stocks(
+    app: &Arc<App>,
+    sale: &str,
+    items: &[Arc<Item>],
+) -> Result<Vec<Vec<Option<StockHash>>>, ApiError> {
+    let (redis, sale_id, ids) = (
+        app.redis.clone(),
+        sale.to_string(),
+        items.iter().map(|i| i.item_id.clone()).collect::<Vec<_>>(),
+    );
+    blocking(move || {
+        let keys: Vec<(&str, &str)> = ids.iter().map(|i| (sale_id.as_str(), i.as_str())).collect();
+        redis.stocks_by_shard(&keys)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::redis_down)
 }
 
 #[utoipa::path(get, path = "/admin/v1/sales", tag = "admin",
@@ -411,6 +438,7 @@ mod tests {
                 price_cents,
                 stock,
                 per_user_limit: 1,
+                shards: 1,
             }],
         }
     }
@@ -425,5 +453,18 @@ mod tests {
         );
         assert_eq!(code(sale(u64::MAX, 1)), Some(ErrorCode::InvalidPrice));
         assert_eq!(code(sale(1, STOCK_MAX + 1)), Some(ErrorCode::InvalidStock));
+    }
+
+    #[test]
+    fn shards_past_their_bounds_are_refused() {
+        let with = |shards| {
+            let mut s = sale(1, 10);
+            s.items[0].shards = shards;
+            check_sale(&s).err().map(|e| e.code)
+        };
+        assert_eq!(with(1), None);
+        assert_eq!(with(SHARDS_MAX), None);
+        assert_eq!(with(0), Some(ErrorCode::InvalidShards));
+        assert_eq!(with(SHARDS_MAX + 1), Some(ErrorCode::InvalidShards));
     }
 }

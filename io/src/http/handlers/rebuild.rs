@@ -12,6 +12,7 @@ use hyper::{Request, StatusCode};
 use seckill_pipeline::health::State;
 use seckill_pipeline::Item;
 
+use super::admin::shard_stocks;
 use crate::app::{blocking, App};
 use crate::http::codec::{check_id, json, Resp, ID_LEN_MAX};
 use crate::http::error::{ApiError, ErrorBody, ErrorCode};
@@ -24,7 +25,7 @@ const HISTORY_READ_MAX: Duration = Duration::from_secs(30);
 
 #[utoipa::path(post, path = "/admin/v1/sales/{sale_id}/rebuild", tag = "admin",
     params(("sale_id" = String, Path)),
-    responses((status = 200, description = "the sale is back in Redis: each item's wins and stock as rebuilt"),
+    responses((status = 200, description = "the items Redis lost are back: each one's wins and stock as rebuilt; the items left as they were, and why"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 503, body = ErrorBody)),
@@ -40,24 +41,38 @@ pub async fn rebuild_sale(
         .catalog
         .sale_items(sale)
         .ok_or_else(|| ApiError::new(ErrorCode::UnknownSale, format!("no sale {sale}")))?;
-    // Never over live state: every item's stock hash must be gone.
-    let (redis, sale_id, ids) = (
-        app.redis.clone(),
-        sale.to_string(),
-        items.iter().map(|i| i.item_id.clone()).collect::<Vec<_>>(),
-    );
-    let stocks = blocking(move || {
-        let keys: Vec<(&str, &str)> = ids.iter().map(|i| (sale_id.as_str(), i.as_str())).collect();
-        redis.stocks(&keys)
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(ApiError::redis_down)?;
-    if let Some((item, _)) = items.iter().zip(&stocks).find(|(_, s)| s.is_some()) {
-        return Err(ApiError::new(
-            ErrorCode::SaleNotLost,
-            format!("Redis holds the stock of {sale}/{}", item.item_id),
-        ));
+    // Never over live state: only the items Redis lost (every shard's
+    // stock hash gone) are rebuilt; a live item, or a sharded one that
+    // lost only some shards, is left as it is and named.
+    let shards = shard_stocks(app, sale, &items).await?;
+    let mut lost = Vec::new();
+    let mut left = Vec::new();
+    for (item, shards) in items.iter().zip(&shards) {
+        let present = shards.iter().filter(|s| s.is_some()).count();
+        match present {
+            0 => lost.push(Arc::clone(item)),
+            n if n == shards.len() => {
+                left.push(serde_json::json!({"item_id": item.item_id, "reason": "live"}))
+            }
+            _ => left.push(serde_json::json!({"item_id": item.item_id, "reason": "partly_lost"})),
+        }
+    }
+    if lost.is_empty() {
+        let partial: Vec<&str> = items
+            .iter()
+            .zip(&shards)
+            .filter(|(_, s)| s.iter().any(Option::is_none))
+            .map(|(i, _)| i.item_id.as_str())
+            .collect();
+        let why = if partial.is_empty() {
+            format!("Redis holds the stock of every item of {sale}")
+        } else {
+            format!(
+                "Redis holds some shards of {}: delete the item's remaining shard keys to rebuild it whole (docs/operations.md)",
+                partial.join(", ")
+            )
+        };
+        return Err(ApiError::new(ErrorCode::SaleNotLost, why));
     }
     if app.kafka.state() != State::Up
         || app
@@ -88,11 +103,16 @@ pub async fn rebuild_sale(
                     .retry_after(5)
             })?;
     add_journal_wins(app, sale, &mut history).await?;
-    let written = restore(app, sale, &items, history).await?;
-    tracing::warn!(sale, "sale rebuilt in Redis from its record on Kafka");
+    let written = restore(app, sale, &lost, &items, history).await?;
+    tracing::warn!(
+        sale,
+        rebuilt = lost.len(),
+        left = left.len(),
+        "sale rebuilt in Redis from its record on Kafka"
+    );
     Ok(json(
         StatusCode::OK,
-        &serde_json::json!({"sale_id": sale, "items": written}),
+        &serde_json::json!({"sale_id": sale, "items": written, "left": left}),
     ))
 }
 
@@ -144,6 +164,7 @@ async fn restore(
     app: &Arc<App>,
     sale: &str,
     items: &[Arc<Item>],
+    all: &[Arc<Item>],
     history: SaleHistory,
 ) -> Result<Vec<serde_json::Value>, ApiError> {
     let pay_timeout_ms = app.cfg.pay_timeout_ms;
@@ -152,6 +173,8 @@ async fn restore(
     // re-driven win is decided later), and the loss cut into the window.
     let deadline_ms = app.clock.now_ms().saturating_add(pay_timeout_ms);
     let (redis, sale_id, owned) = (app.redis.clone(), sale.to_string(), items.to_vec());
+    let mut round: Vec<String> = all.iter().map(|i| i.item_id.clone()).collect();
+    round.sort();
     let (stocks, counts) = blocking(move || {
         let loads: Vec<ItemLoad<'_>> = owned.iter().map(|i| ItemLoad::from(&**i)).collect();
         let mut wins: HashMap<&str, Vec<RestoredWin<'_>>> = HashMap::new();
@@ -176,8 +199,9 @@ async fn restore(
             .map(|i| wins.get(i.item_id.as_str()).map_or(0, Vec::len))
             .collect();
         let (start, end) = owned.first().map_or((0, 0), |i| (i.start_ms, i.end_ms));
+        let round: Vec<&str> = round.iter().map(String::as_str).collect();
         redis
-            .restore_sale(&sale_id, start, end, &loads, &wins)
+            .restore_sale(&sale_id, start, end, &loads, &round, &wins)
             .map(|s| s.map(|s| (s, counts)))
     })
     .await

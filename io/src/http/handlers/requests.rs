@@ -185,6 +185,8 @@ async fn stored(app: &Arc<App>, id: &str) -> Result<Option<Known>, ApiError> {
         "duplicate" => Status::Duplicate,
         "limit_exceeded" => Status::LimitExceeded,
         "unknown_item" => Status::Rejected,
+        // A sharded item's borrow not ended yet: a journal re-drives it.
+        _ if outcome.starts_with("borrow:") => Status::Pending,
         // The board lets go only of wins Kafka acknowledged; a win another
         // daemon decided reads the same once its order is in Redis.
         _ if outcome.starts_with("ok:") && order.is_some() => Status::OrderCreated,

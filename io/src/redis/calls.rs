@@ -1,0 +1,94 @@
+//! The pieces the stock scripts' calls share: where a call's keys live
+//! (an item's own tag, or a shard's), what a stored outcome says, and a
+//! request in the middle of a borrow.
+
+use redis::Value;
+use seckill_pipeline::port::{DeductOutcome, StoreError};
+use seckill_pipeline::OrderId;
+
+use super::keys;
+use super::resp;
+use super::slots::slot_of_tag;
+
+/// Where a call's keys live: an item's own tag `sale:item`, or a shard's.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Tag<'a> {
+    Own(&'a str, &'a str),
+    Shard(&'a str),
+}
+
+impl Tag<'_> {
+    /// Writes the key `seckill:{tag}:<suffix>` as one bulk string.
+    pub fn key(self, buf: &mut Vec<u8>, suffix: &str) {
+        match self {
+            Tag::Own(sale, item) => resp::bulk(buf, &keys::item_key_parts(sale, item, suffix)),
+            Tag::Shard(t) => resp::bulk(buf, &keys::tag_key_parts(t, suffix)),
+        }
+    }
+
+    pub fn slot(self) -> u16 {
+        match self {
+            Tag::Own(sale, item) => slot_of_tag(&[sale.as_bytes(), b":", item.as_bytes()]),
+            Tag::Shard(t) => slot_of_tag(&[t.as_bytes()]),
+        }
+    }
+}
+
+/// What a stored outcome says.
+pub(super) enum Parsed {
+    Final(DeductOutcome),
+    /// The home shard was dry: the unit is sought from shard `shard` on,
+    /// the user's count being `units` once it is found.
+    Borrow {
+        shard: usize,
+        units: u64,
+    },
+}
+
+pub(super) fn parse(res: &str) -> Result<Parsed, StoreError> {
+    Ok(Parsed::Final(match res {
+        "sold_out" => DeductOutcome::SoldOut,
+        "duplicate" => DeductOutcome::Duplicate,
+        "limit_exceeded" => DeductOutcome::LimitExceeded,
+        "unknown_item" => DeductOutcome::UnknownItem,
+        other => {
+            if let Some(b) = other.strip_prefix("borrow:") {
+                let parsed = b
+                    .split_once(':')
+                    .and_then(|(s, u)| Some((s.parse().ok()?, u.parse().ok()?)));
+                if let Some((shard, units)) = parsed {
+                    return Ok(Parsed::Borrow { shard, units });
+                }
+            }
+            let id = other
+                .strip_prefix("ok:")
+                .and_then(OrderId::parse)
+                .ok_or_else(|| StoreError::Protocol(format!("unexpected outcome {other:?}")))?;
+            DeductOutcome::Success(id)
+        }
+    }))
+}
+
+/// The outcomes of one script reply (one string, newline separated).
+pub(super) fn reply_lines(v: &Value) -> Result<std::str::Split<'_, char>, StoreError> {
+    let Value::BulkString(bytes) = v else {
+        return Err(StoreError::Protocol(format!(
+            "unexpected script answer {v:?}"
+        )));
+    };
+    std::str::from_utf8(bytes)
+        .map(|t| t.split('\n'))
+        .map_err(|_| StoreError::Protocol("script answer is not UTF-8".into()))
+}
+
+/// A request in the middle of a borrow (see `borrow.rs`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Borrow {
+    /// Index in the batch's flat request list.
+    pub request: usize,
+    pub home: usize,
+    /// The shard to ask next.
+    pub at: usize,
+    /// The user's units once this request is won.
+    pub units: u64,
+}
