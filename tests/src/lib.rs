@@ -447,6 +447,7 @@ pub mod cluster;
 mod nginx;
 mod observe;
 pub mod orders;
+mod records;
 pub mod sentinel;
 pub mod sql;
 mod stack;
@@ -455,6 +456,7 @@ mod verdict;
 
 pub use nginx::Nginx;
 pub use observe::{scrape, wait_acknowledged};
+pub use records::restored;
 pub use stack::{another_daemon, Stack};
 pub use verdict::{distinct_requests, open_checked_sale, verdict_at, verdict_within, CHECKED_ITEM};
 
@@ -485,29 +487,6 @@ pub async fn one_item_sale(
     )
     .await
     .expect("sale created");
-}
-
-/// The wins Redis holds of an item as a rebuild takes them: unpaid ones
-/// due at `deadline_ms`, closed ones as `closed` (order id →
-/// `<state>:<ms>`, as `RedisAdmin::closed_orders` reads them) says.
-pub fn restored<'a>(
-    wins: &'a [seckill_io::redis::StoredWin],
-    closed: &'a std::collections::HashMap<String, String>,
-    deadline_ms: u64,
-) -> Vec<seckill_io::redis::RestoredWin<'a>> {
-    wins.iter()
-        .map(|w| seckill_io::redis::RestoredWin {
-            order_id: &w.order_id,
-            request_id: &w.request_id,
-            user_id: &w.user_id,
-            quantity: w.quantity,
-            deadline_ms,
-            closed: closed.get(&w.order_id).and_then(|c| {
-                let (state, at) = c.split_once(':')?;
-                Some((state, at.parse().ok()?))
-            }),
-        })
-        .collect()
 }
 
 pub mod settle {

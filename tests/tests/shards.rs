@@ -6,10 +6,10 @@
 //! double win (a user hammering from two daemons while its home runs dry
 //! stays at its limit), idempotency (a retry, a re-drive after a cut
 //! between the unit taken and the borrow ended), and the unit's way back
-//! (pay, cancel, expiry release into the shard it came from; a rebuild
-//! puts every win back within the shards' totals).
+//! (pay, cancel, expiry release into the shard it came from). A rebuild
+//! of a sharded item: `shards_rebuild.rs`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
@@ -49,19 +49,33 @@ fn store(redis: &RedisServer, admin: &RedisAdmin) -> RedisStockStore {
         .layouts(admin.layouts())
 }
 
-/// One batch of (request id, user) for the item.
+/// One batch of (request id, user) for the item, a unit each.
 fn batch(
     store: &mut RedisStockStore,
     sale: &str,
     limit: u32,
     reqs: &[(String, String)],
 ) -> Result<Vec<DeductOutcome>, seckill_pipeline::port::StoreError> {
+    let reqs: Vec<(String, String, u32)> = reqs
+        .iter()
+        .map(|(r, u)| (r.clone(), u.clone(), 1))
+        .collect();
+    batch_q(store, sale, limit, &reqs)
+}
+
+/// One batch of (request id, user, quantity) for the item.
+fn batch_q(
+    store: &mut RedisStockStore,
+    sale: &str,
+    limit: u32,
+    reqs: &[(String, String, u32)],
+) -> Result<Vec<DeductOutcome>, seckill_pipeline::port::StoreError> {
     let requests: Vec<DeductRequest<'_>> = reqs
         .iter()
-        .map(|(r, u)| DeductRequest {
+        .map(|(r, u, q)| DeductRequest {
             request_id: r,
             user_id: u,
-            quantity: 1,
+            quantity: *q,
         })
         .collect();
     let groups = [DeductGroup {
@@ -364,61 +378,53 @@ fn pay_cancel_and_expiry_release_into_the_shard_the_unit_came_from() {
     assert!(admin.outbox(&all, 10).expect("outbox").is_empty());
 }
 
+/// A borrow that found no shard gives the user's reserved units back;
+/// a later win of the same user, for as many units, must not get the
+/// order id of one the user won meanwhile (order ids follow the request,
+/// not the user's count, which a released borrow lowers).
 #[test]
-fn a_rebuild_puts_every_win_back_within_the_shards_totals() {
+fn a_released_borrow_never_makes_two_wins_share_an_order_id() {
     let redis = RedisServer::start();
     let admin = RedisAdmin::new(redis.url(), Duration::from_secs(2)).expect("admin");
-    load(&admin, "s5", 10, 1, 3);
+    // Three units: two on shard 0, one on shard 1; a limit of three.
+    load(&admin, "s6", 3, 3, 2);
+    let (filler, user) = (user_at(0, 2, "filler"), user_at(0, 2, "user"));
     let mut s = store(&redis, &admin);
-    let reqs: Vec<(String, String)> = (0..12)
-        .map(|n| (format!("r{n}"), format!("u{n}")))
-        .collect();
-    let first = batch(&mut s, "s5", 1, &reqs).expect("sold out");
-    assert_eq!(wins(&first).len(), 10);
-    let record = admin.wins("s5", ITEM).expect("wins");
-    let mut c = redis.connection();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("seckill:{s5:hot#*")
-        .query(&mut c)
-        .expect("keys");
-    assert!(!keys.is_empty());
-    redis::cmd("DEL")
-        .arg(&keys)
-        .query::<()>(&mut c)
-        .expect("lose the shards");
-    assert!(admin.stock("s5", ITEM).expect("stock").is_none());
-    let now = seckill_pipeline::now_ms();
-    let none = HashMap::new();
-    let restored = seckill_tests::restored(&record, &none, now + 600_000);
-    let mut by_item = HashMap::new();
-    by_item.insert(ITEM, restored);
-    let load = ItemLoad {
-        item_id: ITEM,
-        title: "t",
-        price_cents: 100,
-        stock: 10,
-        per_user_limit: 1,
-        shards: 3,
+    let q = |r: &str, u: &str, q: u32| (r.to_string(), u.to_string(), q);
+    let o = batch_q(&mut s, "s6", 3, &[q("f", &filler, 2)]).expect("the home emptied");
+    let DeductOutcome::Success(fill) = o[0] else {
+        panic!("{o:?}");
     };
-    let stocks = admin
-        .restore_sale("s5", now, now + 600_000, &[load], &[ITEM], &by_item)
-        .expect("rebuild")
-        .expect("written");
-    assert_eq!((stocks[0].available, stocks[0].locked), (0, 10));
-    for shard in &admin.stocks_by_shard(&[("s5", ITEM)]).expect("shards")[0] {
-        let shard = shard.expect("hash");
-        assert!(shard.anomaly().is_none(), "within its total: {shard:?}");
-    }
-    // Every earlier buyer retried gets its order back; every limit holds.
-    let mut fresh = store(&redis, &admin);
-    assert_eq!(batch(&mut fresh, "s5", 1, &reqs).expect("retries"), first);
-    let again: Vec<(String, String)> = reqs
+    // Both borrow: two units are nowhere, one is on shard 1.
+    let o = batch_q(&mut s, "s6", 3, &[q("a", &user, 2), q("b", &user, 1)]).expect("borrows");
+    assert_eq!(o[0], DeductOutcome::SoldOut, "{o:?}");
+    let DeductOutcome::Success(b) = o[1] else {
+        panic!("{o:?}");
+    };
+    // The filler cancels: two units back home, where the user wins two.
+    let now = seckill_pipeline::now_ms();
+    admin
+        .order_action("s6", ITEM, &fill.to_string(), Action::Cancel, &filler, now)
+        .expect("cancel");
+    let o = batch_q(&mut s, "s6", 3, &[q("c", &user, 2)]).expect("home again");
+    let DeductOutcome::Success(c) = o[0] else {
+        panic!("{o:?}");
+    };
+    assert_ne!(b, c, "two wins, two order ids");
+    let quantities: Vec<u32> = [b, c]
         .iter()
-        .zip(&first)
-        .filter(|(_, o)| matches!(o, DeductOutcome::Success(_)))
-        .map(|((r, u), _)| (format!("again-{r}"), u.clone()))
+        .map(|id| {
+            admin
+                .order("s6", ITEM, &id.to_string())
+                .expect("read")
+                .expect("each order has its own record")
+                .quantity
+        })
         .collect();
-    assert_eq!(again.len(), 10);
-    let o = batch(&mut fresh, "s5", 1, &again).expect("same users");
-    assert!(o.iter().all(|o| *o == DeductOutcome::Duplicate), "{o:?}");
+    assert_eq!(quantities, vec![1, 2]);
+    assert_eq!(
+        admin.buyer_units("s6", ITEM).expect("buyers"),
+        3 + 2,
+        "filler 2, user 3"
+    );
 }

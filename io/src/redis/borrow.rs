@@ -51,7 +51,7 @@ impl RedisStockStore {
                 let tag = shard_tag(tags, flat, first, first.at)?;
                 let buf = &mut self.buf;
                 let start = buf.len();
-                resp::array(buf, 3 + 4 + 4 + 4 * run.len());
+                resp::array(buf, 3 + 4 + 4 + 3 * run.len());
                 resp::bulk(buf, &[b"EVALSHA"]);
                 resp::bulk(buf, &[self.shas.take.as_bytes()]);
                 resp::bulk_u64(buf, 4);
@@ -68,7 +68,6 @@ impl RedisStockStore {
                     resp::bulk(buf, &[r.request_id.as_bytes()]);
                     resp::bulk(buf, &[r.user_id.as_bytes()]);
                     resp::bulk_u64(buf, u64::from(r.quantity));
-                    resp::bulk_u64(buf, b.units);
                 }
                 self.calls.push((start..buf.len(), tag.slot()));
             }

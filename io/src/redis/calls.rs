@@ -37,11 +37,10 @@ impl Tag<'_> {
 /// What a stored outcome says.
 pub(super) enum Parsed {
     Final(DeductOutcome),
-    /// The home shard was dry: the unit is sought from shard `shard` on,
-    /// the user's count being `units` once it is found.
+    /// The home shard was dry: the unit is sought from shard `shard` on
+    /// (the user's units are reserved on the home).
     Borrow {
         shard: usize,
-        units: u64,
     },
 }
 
@@ -52,12 +51,10 @@ pub(super) fn parse(res: &str) -> Result<Parsed, StoreError> {
         "limit_exceeded" => DeductOutcome::LimitExceeded,
         "unknown_item" => DeductOutcome::UnknownItem,
         other => {
+            // `borrow:<shard>:<user>` (a user id may hold colons).
             if let Some(b) = other.strip_prefix("borrow:") {
-                let parsed = b
-                    .split_once(':')
-                    .and_then(|(s, u)| Some((s.parse().ok()?, u.parse().ok()?)));
-                if let Some((shard, units)) = parsed {
-                    return Ok(Parsed::Borrow { shard, units });
+                if let Some(shard) = b.split_once(':').and_then(|(s, _)| s.parse().ok()) {
+                    return Ok(Parsed::Borrow { shard });
                 }
             }
             let id = other
@@ -89,6 +86,4 @@ pub(super) struct Borrow {
     pub home: usize,
     /// The shard to ask next.
     pub at: usize,
-    /// The user's units once this request is won.
-    pub units: u64,
 }

@@ -121,6 +121,10 @@ impl RedisAdmin {
     }
 }
 
+/// An item's terms as Redis keeps them: its `info` hash, or the round's
+/// copy of it (field → value).
+type Terms = std::collections::HashMap<String, String>;
+
 /// A sale as stored in Redis by the admin API.
 #[derive(Debug)]
 pub struct StoredSale {
@@ -166,14 +170,41 @@ impl RedisAdmin {
             .zip(&item_lists)
             .flat_map(|(s, items)| items.iter().map(move |i| (*s, i.as_str())))
             .collect();
-        let infos: Vec<std::collections::HashMap<String, String>> = if all.is_empty() {
+        // Each item's `info`; where a master lost it with the item's
+        // stock (they share the item's slot), the round's copy of its
+        // terms, so a lost item is still known (and answered 503, and
+        // rebuilt) rather than forgotten.
+        let infos: Vec<Terms> = if all.is_empty() {
             Vec::new()
         } else {
             let mut pipe = redis::pipe();
+            for sale_id in &sale_ids {
+                pipe.cmd("HGETALL").arg(keys::round_terms(sale_id));
+            }
             for (sale, item) in &all {
                 pipe.cmd("HGETALL").arg(item_keys(sale, item).info);
             }
-            pipe.query(&mut *c)?
+            let mut replies: Vec<redis::Value> = pipe.query(&mut *c)?;
+            let item_replies = replies.split_off(sale_ids.len().min(replies.len()));
+            let copies: Vec<Terms> = replies
+                .into_iter()
+                .map(|v| redis::from_redis_value(v).unwrap_or_default())
+                .collect();
+            all.iter()
+                .zip(item_replies)
+                .map(|((sale, item), v)| {
+                    let info: Terms = redis::from_redis_value(v).unwrap_or_default();
+                    if !info.is_empty() {
+                        return info;
+                    }
+                    sale_ids
+                        .iter()
+                        .position(|s| s == sale)
+                        .and_then(|i| copies[i].get(*item))
+                        .and_then(|json| serde_json::from_str(json).ok())
+                        .unwrap_or_default()
+                })
+                .collect()
         };
         let tags: Vec<Tags> = all
             .iter()
@@ -206,19 +237,27 @@ impl RedisAdmin {
             ) else {
                 continue;
             };
-            let stock = stock.unwrap_or_default();
+            // The stock is the item's terms (a sale loaded before `info`
+            // held it: its stock hash's total).
+            let total = num("stock")
+                .or_else(|| stock.map(|s| s.total.max(0) as u64))
+                .unwrap_or(0);
             let item = seckill_pipeline::Item::new(
                 sale_id,
                 item_id,
                 info.get("title").map_or("", String::as_str),
                 price,
-                stock.total.max(0) as u64,
+                total,
                 limit.min(u64::from(u32::MAX)) as u32,
                 start,
                 end,
             )
             .with_shards(t.len() as u32);
-            item.set_remaining(stock.available);
+            // No stock hash (of a shard): Redis lost it; the catalog sync
+            // marks the item lost, never sold out from a count it lacks.
+            if let Some(stock) = stock {
+                item.set_remaining(stock.available);
+            }
             if let Some(i) = sale_index(sale_id) {
                 out[i].items.push(item);
             }

@@ -140,10 +140,10 @@ impl RedisAdmin {
             .collect())
     }
 
-    /// `available` and the number of wins of every item, in one pipelined
-    /// round trip (what each daemon reads once a second); `None` for an
-    /// item Redis holds no stock hash of (for a sharded item: of one of
-    /// its shards).
+    /// `available` (of a sharded item, the units its shards have) and the
+    /// number of wins of every item, in one pipelined round trip (what
+    /// each daemon reads once a second); `None` for an item Redis holds no
+    /// stock hash of (for a sharded item: of one of its shards).
     pub fn item_counters(
         &self,
         items: &[(&str, &str)],
@@ -168,7 +168,9 @@ impl RedisAdmin {
             // The orders hash carries a placeholder field.
             let wins = p.get(1).copied().flatten().unwrap_or(0).max(1) as u64 - 1;
             out[*i] = match (out[*i], available) {
-                (Some((a, w)), Some(avail)) => Some((a.saturating_add(avail), w + wins)),
+                // A shard below zero (a rebuild of an oversold record)
+                // takes nothing from the others' units.
+                (Some((a, w)), Some(avail)) => Some((a.saturating_add(avail.max(0)), w + wins)),
                 _ => None,
             };
         }

@@ -18,13 +18,15 @@
 -- (one string: the caller parses one reply, not one per request):
 -- "ok:<order id>", "sold_out", "duplicate", "limit_exceeded",
 -- "unknown_item", or for a sharded item whose home shard is dry
--- "borrow:<shard>:<units>": the user's units are reserved here (the
+-- "borrow:<shard>:<user>": the user's units are reserved here (the
 -- per-user limit counts them) and the unit is to be taken from another
 -- shard (take.lua, then finish.lua here). A request id seen before gets
 -- its stored outcome, so retries and replays are idempotent (a stored
--- borrow continues where it was). The order id is the first 16 hex
--- digits of sha1(sale, item, user, n), n being the user's units after
--- this win: deterministic, so a replay reproduces it.
+-- borrow continues where it was); one another user's request stored
+-- (a borrow, or a walk's `dry` mark) is `duplicate`: a request id is
+-- never taken over. The order id is the first 16 hex digits of
+-- sha1(sale, item, user, request id): deterministic, so a replay
+-- reproduces it, and never the same for two wins of a user.
 local out = {}
 local a = 2
 for g = 0, tonumber(ARGV[1]) - 1 do
@@ -45,7 +47,10 @@ for g = 0, tonumber(ARGV[1]) - 1 do
     for i = a, a + 3 * (n - 1), 3 do
       local rid, uid, q = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
       local res = redis.call('HGET', req, rid)
-      if not res then
+      if res == 'dry' or (string.sub(res or '', 1, 7) == 'borrow:'
+          and string.match(res, '^borrow:%d+:(.*)$') ~= uid) then
+        res = 'duplicate'
+      elseif not res then
         local units = tonumber(redis.call('HGET', buyers, uid) or '0')
         if q > limit then
           res = 'limit_exceeded'
@@ -56,15 +61,13 @@ for g = 0, tonumber(ARGV[1]) - 1 do
         elseif available < q then
           -- A dry home shard: the units are reserved in the user's count
           -- before any is taken elsewhere, so the limit holds across shards.
-          units = units + q
-          redis.call('HSET', buyers, uid, units)
-          res = 'borrow:' .. borrow .. ':' .. units
+          redis.call('HSET', buyers, uid, units + q)
+          res = 'borrow:' .. borrow .. ':' .. uid
         else
           available = available - q
           taken = taken + q
-          units = units + q
-          redis.call('HSET', buyers, uid, units)
-          local oid = string.sub(redis.sha1hex(sale .. '\0' .. item .. '\0' .. uid .. '\0' .. units), 1, 16)
+          redis.call('HSET', buyers, uid, units + q)
+          local oid = string.sub(redis.sha1hex(sale .. '\0' .. item .. '\0' .. uid .. '\0' .. rid), 1, 16)
           redis.call('ZADD', unpaid, deadline, oid)
           redis.call('HSET', orders, oid, uid .. '|' .. q .. '|' .. rid)
           res = 'ok:' .. oid

@@ -8,13 +8,13 @@
 -- quantity, outcome.
 --
 -- Returns each request's stored outcome after the call, joined by
--- newlines. Only a stored borrow is ended: a second finish (a re-drive)
--- changes nothing and returns the same.
+-- newlines. Only a borrow the same user stored is ended: a second finish
+-- (a re-drive) changes nothing and returns the same.
 local out = {}
 for i = 2, 2 + 4 * (tonumber(ARGV[1]) - 1), 4 do
   local rid, uid, q, res = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
   local cur = redis.call('HGET', KEYS[2], rid)
-  if cur and string.sub(cur, 1, 7) == 'borrow:' then
+  if cur and string.match(cur, '^borrow:%d+:(.*)$') == uid then
     if res == 'sold_out' then
       redis.call('HINCRBY', KEYS[1], uid, -q)
     end

@@ -97,6 +97,12 @@ impl ItemKeys {
     }
 }
 
+/// The key a rebuild holds an item by (under the item's own tag): two
+/// rebuilds never write the same item's shards from different records.
+pub fn rebuild_lock(sale_id: &str, item_id: &str) -> String {
+    format!("seckill:{{{sale_id}:{item_id}}}:rebuilding")
+}
+
 /// A sale round's metadata (`start_ms`, `end_ms`).
 pub fn round_info(sale_id: &str) -> String {
     format!("seckill:round:{sale_id}:info")
@@ -105,6 +111,14 @@ pub fn round_info(sale_id: &str) -> String {
 /// The sale id of a key matched by [`ROUND_INFO_PATTERN`].
 pub fn sale_of_round_info(key: &str) -> Option<&str> {
     key.strip_prefix("seckill:round:")?.strip_suffix(":info")
+}
+
+/// A copy of every item's terms (item id → JSON: title, price, limit,
+/// stock, shards): in a slot of its own, so that a master that lost an
+/// item's keys (its `info` shares the item's slot) does not take the
+/// item's terms with them.
+pub fn round_terms(sale_id: &str) -> String {
+    format!("seckill:round:{sale_id}:terms")
 }
 
 /// A sale round's item ids, in order.

@@ -8,7 +8,7 @@ use redis::{RedisError, Script};
 use super::catalog::{expire_at, now_ms, ItemLoad, RedisAdmin};
 use super::conn::RedisConn;
 use super::keys::{self, item_keys, tag_keys, CATALOG_VERSION, ROUNDS};
-use super::layout::{shard_stocks, Tags};
+use super::layout::{item_tag, shard_stocks, Tags};
 use super::shards::pick_tags;
 
 /// The per-item part of a sale load (see its header).
@@ -40,6 +40,21 @@ impl RedisAdmin {
             .iter()
             .map(|it| pick_tags(&c, sale_id, it.item_id, it.shards))
             .collect();
+        // A replaced round's items may have had another layout (another
+        // shard count, shards salted for another slot map): their old
+        // stock keys go, so no stale layout can sell from them.
+        let ids: Vec<(&str, &str)> = items.iter().map(|it| (sale_id, it.item_id)).collect();
+        let old = self.read_tags(&mut c, &ids)?;
+        for ((it, new), old) in items.iter().zip(&tags).zip(&old) {
+            let own = item_tag(sale_id, it.item_id);
+            let gone = old
+                .iter()
+                .chain(std::iter::once(&own))
+                .filter(|t| !new.contains(t));
+            for tag in gone {
+                pipe.del(&tag_keys(tag).stock_keys()[..]).ignore();
+            }
+        }
         for (it, t) in items.iter().zip(&tags) {
             for (tag, stock) in t.iter().zip(shard_stocks(it.stock, t.len() as u32)) {
                 pipe.cmd("EVALSHA")
@@ -51,6 +66,7 @@ impl RedisAdmin {
                     .ignore();
             }
         }
+        pipe.del(keys::round_terms(sale_id)).ignore();
         item_info(&mut pipe, sale_id, start_ms, end_ms, items, &tags);
         let ids: Vec<&str> = items.iter().map(|i| i.item_id).collect();
         round_keys(&mut c, &mut pipe, sale_id, start_ms, end_ms, &ids)?;
@@ -62,8 +78,9 @@ impl RedisAdmin {
     }
 }
 
-/// Adds the commands writing every item's metadata (`info`), with where
-/// its stock lives (`shards`; for a sharded item `shard_tags`).
+/// Adds the commands writing every item's metadata (`info`), with its
+/// stock and where it lives (`shards`; for a sharded item `shard_tags`),
+/// and the same terms into the round's copy ([`keys::round_terms`]).
 pub(super) fn item_info(
     pipe: &mut redis::Pipeline,
     sale_id: &str,
@@ -81,14 +98,25 @@ pub(super) fn item_info(
             ("per_user_limit", it.per_user_limit.to_string()),
             ("start_ms", start_ms.to_string()),
             ("end_ms", end_ms.to_string()),
+            ("stock", it.stock.to_string()),
             ("shards", t.len().to_string()),
         ];
         if t.len() > 1 {
             fields.push(("shard_tags", t.join(",")));
         }
+        let terms = serde_json::json!(fields
+            .iter()
+            .cloned()
+            .collect::<std::collections::BTreeMap<_, _>>());
         pipe.hset_multiple(&info, &fields).ignore();
         pipe.cmd("PEXPIREAT")
             .arg(&info)
+            .arg(expire_at(end_ms))
+            .ignore();
+        let copy = keys::round_terms(sale_id);
+        pipe.hset(&copy, it.item_id, terms.to_string()).ignore();
+        pipe.cmd("PEXPIREAT")
+            .arg(&copy)
             .arg(expire_at(end_ms))
             .ignore();
     }

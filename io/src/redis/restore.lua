@@ -3,15 +3,12 @@
 -- state is never overwritten: another rebuild, or a load, came first).
 --
 -- KEYS as load.lua. ARGV[1] the stock (total), ARGV[2] when the keys
--- expire (epoch ms), then three lists, each its length first:
---   the wins whose unit this stock gave, seven fields each: order id,
---     request id, user id, quantity, payment deadline (ms), closed state
---     ('' while awaiting payment: paid, cancelled, expired, failed),
---     closed at (ms) — each one's order, stored outcome and state;
---   the buyers' counts kept here (user id, units): the users whose home
---     this is;
---   more stored outcomes (request id, outcome): the wins of users whose
---     home this is, won from another shard.
+-- expire (epoch ms), ARGV[3] the number of wins n, then n times seven
+-- fields: order id, request id, user id, quantity, payment deadline (ms),
+-- closed state ('' while awaiting payment: paid, cancelled, expired,
+-- failed), closed at (ms) — each one's order, stored outcome, buyer
+-- count and state (a sharded item's wins go back to their users' home
+-- shard: every count of a user is there).
 --
 -- Returns {1, available, locked, sold}, or {0} when the stock was there.
 -- `available` may end negative when the record holds more wins than the
@@ -25,11 +22,11 @@ local stock, buyers, req, unpaid, orders, closed = KEYS[1], KEYS[2], KEYS[3], KE
 redis.call('DEL', stock, buyers, req, unpaid, orders, closed, KEYS[7])
 local total = tonumber(ARGV[1])
 local locked, sold = 0, 0
-local at = 3
-local n = tonumber(ARGV[at])
-for i = at + 1, at + 7 * n, 7 do
+local units = {}
+local n = tonumber(ARGV[3])
+for i = 4, 4 + 7 * (n - 1), 7 do
   local oid, rid, uid, q = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  local deadline, state, closed_at = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
+  local deadline, state, at = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6]
   redis.call('HSET', req, rid, 'ok:' .. oid)
   redis.call('HSET', orders, oid, uid .. '|' .. q .. '|' .. rid)
   if state == '' then
@@ -39,18 +36,12 @@ for i = at + 1, at + 7 * n, 7 do
     if state == 'paid' then
       sold = sold + q
     end
-    redis.call('HSET', closed, oid, state .. ':' .. closed_at)
+    redis.call('HSET', closed, oid, state .. ':' .. at)
   end
+  units[uid] = (units[uid] or 0) + q
 end
-at = at + 7 * n + 1
-local m = tonumber(ARGV[at])
-for i = at + 1, at + 2 * m, 2 do
-  redis.call('HSET', buyers, ARGV[i], ARGV[i + 1])
-end
-at = at + 2 * m + 1
-local r = tonumber(ARGV[at])
-for i = at + 1, at + 2 * r, 2 do
-  redis.call('HSET', req, ARGV[i], ARGV[i + 1])
+for uid, u in pairs(units) do
+  redis.call('HSET', buyers, uid, u)
 end
 for _, k in ipairs({buyers, req, orders, closed}) do
   redis.call('HSET', k, '', '')

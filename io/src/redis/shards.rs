@@ -10,7 +10,7 @@ use redis::RedisError;
 
 use super::catalog::RedisAdmin;
 use super::conn::RedisConn;
-use super::keys::item_keys;
+use super::keys::{self, item_keys};
 use super::layout::{item_tag, parse_tags, shard_tag, Tags};
 use super::slots::slot_of;
 
@@ -19,7 +19,7 @@ use super::slots::slot_of;
 const SALTS_MAX: u32 = 100_000;
 
 impl RedisAdmin {
-    /// The tags of each item of `items`.
+    /// The tags of each item of `items`: from the registry, else read.
     pub(super) fn tags(
         &self,
         c: &mut RedisConn,
@@ -29,26 +29,58 @@ impl RedisAdmin {
             .iter()
             .map(|(s, i)| self.layouts.fresh(s, i))
             .collect();
-        let misses: Vec<usize> = (0..items.len()).filter(|&i| out[i].is_none()).collect();
-        if !misses.is_empty() {
-            let mut pipe = redis::pipe();
-            for &i in &misses {
-                let (sale, item) = items[i];
-                pipe.hget(item_keys(sale, item).info, "shard_tags");
-            }
-            let fields: Vec<Option<String>> = pipe.query(c)?;
-            for (&i, field) in misses.iter().zip(fields) {
-                let (sale, item) = items[i];
-                let t = parse_tags(field.as_deref())
-                    .unwrap_or_else(|| vec![item_tag(sale, item)].into());
-                self.layouts.put(sale, item, Arc::clone(&t));
-                out[i] = Some(t);
-            }
+        let misses: Vec<(&str, &str)> = items
+            .iter()
+            .zip(&out)
+            .filter(|(_, t)| t.is_none())
+            .map(|(i, _)| *i)
+            .collect();
+        let mut read = self.read_tags(c, &misses)?.into_iter();
+        for t in out.iter_mut().filter(|t| t.is_none()) {
+            *t = read.next();
         }
         Ok(out
             .into_iter()
             .zip(items)
             .map(|(t, (s, i))| t.unwrap_or_else(|| vec![item_tag(s, i)].into()))
+            .collect())
+    }
+
+    /// The tags of each item of `items` as Redis has them now (the
+    /// registry takes them): the item's `info`, else the round's copy of
+    /// its terms (an `info` a master lost with the item's stock), else
+    /// the item's own tag.
+    pub(super) fn read_tags(
+        &self,
+        c: &mut RedisConn,
+        items: &[(&str, &str)],
+    ) -> Result<Vec<Tags>, RedisError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (sale, item) in items {
+            pipe.hget(item_keys(sale, item).info, "shard_tags");
+            pipe.hget(keys::round_terms(sale), *item);
+        }
+        let fields: Vec<Option<String>> = pipe.query(c)?;
+        Ok(items
+            .iter()
+            .zip(fields.chunks(2))
+            .map(|((sale, item), pair)| {
+                let copy: Option<std::collections::HashMap<String, String>> = pair
+                    .get(1)
+                    .and_then(Option::as_deref)
+                    .and_then(|json| serde_json::from_str(json).ok());
+                let field = pair.first().and_then(Option::as_deref).or_else(|| {
+                    copy.as_ref()
+                        .and_then(|c| c.get("shard_tags"))
+                        .map(String::as_str)
+                });
+                let t = parse_tags(field).unwrap_or_else(|| vec![item_tag(sale, item)].into());
+                self.layouts.put(sale, item, Arc::clone(&t));
+                t
+            })
             .collect())
     }
 

@@ -432,14 +432,13 @@ impl StockStore for RedisStockStore {
                     })?;
                     match (parse(line)?, p.shard, tags[p.group].as_ref()) {
                         (Parsed::Final(o), _, _) => results[gi] = Some(o),
-                        (Parsed::Borrow { shard, units }, Some(home), Some(t))
+                        (Parsed::Borrow { shard }, Some(home), Some(t))
                             if shard < t.len() && shard != home =>
                         {
                             borrows.push(Borrow {
                                 request: gi,
                                 home,
                                 at: shard,
-                                units,
                             });
                         }
                         (Parsed::Borrow { .. }, _, _) => {

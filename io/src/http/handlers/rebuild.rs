@@ -103,7 +103,7 @@ pub async fn rebuild_sale(
                     .retry_after(5)
             })?;
     add_journal_wins(app, sale, &mut history).await?;
-    let written = restore(app, sale, &lost, &items, history).await?;
+    let written = restore(app, sale, &lost, &items, history, &mut left).await?;
     tracing::warn!(
         sale,
         rebuilt = lost.len(),
@@ -159,13 +159,16 @@ async fn add_journal_wins(
     Ok(())
 }
 
-/// Writes the sale and its wins back; the items are served again at once.
+/// Writes the lost items and their wins back; they are served again at
+/// once. An item another call wrote first (a second rebuild, a load) is
+/// added to `left`; none written at all is a 409.
 async fn restore(
     app: &Arc<App>,
     sale: &str,
     items: &[Arc<Item>],
     all: &[Arc<Item>],
     history: SaleHistory,
+    left: &mut Vec<serde_json::Value>,
 ) -> Result<Vec<serde_json::Value>, ApiError> {
     let pay_timeout_ms = app.cfg.pay_timeout_ms;
     // An unpaid order gets its whole payment window again from now: the
@@ -202,24 +205,26 @@ async fn restore(
         let round: Vec<&str> = round.iter().map(String::as_str).collect();
         redis
             .restore_sale(&sale_id, start, end, &loads, &round, &wins)
-            .map(|s| s.map(|s| (s, counts)))
+            .map(|s| (s, counts))
     })
     .await
     .map_err(ApiError::internal)?
-    .map_err(ApiError::redis_down)?
-    .ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::SaleNotLost,
-            format!(
-                "Redis holds stock of {sale} again (another rebuild or a load): nothing written"
-            ),
-        )
-    })?;
+    .map_err(ApiError::redis_down)?;
     let mut out = Vec::with_capacity(items.len());
     for ((item, stock), wins) in items.iter().zip(&stocks).zip(counts) {
+        let Some(stock) = stock else {
+            left.push(serde_json::json!({"item_id": item.item_id, "reason": "rebuilt_elsewhere"}));
+            continue;
+        };
         item.set_data_lost(false);
         item.set_remaining(stock.available);
         out.push(serde_json::json!({"item_id": item.item_id, "wins": wins, "stock": stock}));
+    }
+    if out.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::SaleNotLost,
+            format!("another rebuild or a load wrote every lost item of {sale} first: nothing written here"),
+        ));
     }
     Ok(out)
 }
