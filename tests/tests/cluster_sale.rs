@@ -233,6 +233,19 @@ async fn a_hot_item_of_three_shards_on_three_masters_sells_exactly_its_stock() {
         page["items"][0]["shard_stocks"].as_array().map(Vec::len),
         Some(3)
     );
+    // The public sale page: the item's totals, whatever its shards.
+    let (status, body) = load::send(
+        &s.client,
+        hyper::Method::GET,
+        &format!("{}/api/v1/sales/{sale}", s.base),
+        None,
+        Vec::new(),
+    )
+    .await
+    .expect("sale page");
+    assert_eq!(status, 200);
+    let page: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(page["items"][0]["stock_total"], UNITS, "{page}");
     let verdict = s
         .verdict(sale, &fin, &BTreeMap::from([("hot".to_string(), stock)]))
         .await;
