@@ -1,12 +1,15 @@
 //! The pieces the stock scripts' calls share: where a call's keys live
 //! (an item's own tag, or a shard's), what a stored outcome says, and a
-//! request in the middle of a borrow.
+//! request in the middle of a borrow, and the buffers a batch reuses.
+
+use std::ops::Range;
 
 use redis::Value;
 use seckill_pipeline::port::{DeductOutcome, StoreError};
 use seckill_pipeline::OrderId;
 
 use super::keys;
+use super::layout::Tags;
 use super::resp;
 use super::slots::slot_of_tag;
 
@@ -86,4 +89,36 @@ pub(super) struct Borrow {
     pub home: usize,
     /// The shard to ask next.
     pub at: usize,
+}
+
+/// The buffers of one batch, kept for the next.
+#[derive(Default)]
+pub(super) struct Scratch {
+    /// The batch's requests: (group, index in the group).
+    pub flat: Vec<(usize, usize)>,
+    /// Each group's shard tags (`None`: not sharded).
+    pub tags: Vec<Option<Tags>>,
+    /// The parts' requests, as indexes into `flat`.
+    pub idx: Vec<usize>,
+    pub parts: Vec<Part>,
+    /// Each request's outcome, as it is decided.
+    pub results: Vec<Option<DeductOutcome>>,
+}
+
+impl Scratch {
+    pub fn clear(&mut self) {
+        self.flat.clear();
+        self.tags.clear();
+        self.idx.clear();
+        self.parts.clear();
+        self.results.clear();
+    }
+}
+
+/// The requests of one item sent under one tag: the item's own, or one
+/// shard's (`shard`), as indexes into the batch's flat request list.
+pub(super) struct Part {
+    pub group: usize,
+    pub shard: Option<usize>,
+    pub reqs: Range<usize>,
 }

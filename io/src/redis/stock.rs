@@ -11,7 +11,7 @@ use std::time::Duration;
 use redis::{ConnectionLike, ErrorKind, RedisError, ServerErrorKind, Value};
 use seckill_pipeline::port::{DeductGroup, DeductOutcome, StockStore, StoreError};
 
-use super::calls::{parse, reply_lines, Borrow, Parsed, Tag};
+use super::calls::{parse, reply_lines, Borrow, Parsed, Part, Scratch, Tag};
 use super::cluster::{Route, Routed};
 use super::conn::{Connector, RedisConn};
 use super::keys;
@@ -82,6 +82,7 @@ pub struct RedisStockStore {
     pub(super) buf: Vec<u8>,
     /// Where each script call lies in `buf`, and the hash slot of its keys.
     pub(super) calls: Vec<(Range<usize>, u16)>,
+    scratch: Scratch,
 }
 
 /// The scripts' SHA-1s, as `EVALSHA` names them.
@@ -89,14 +90,6 @@ pub(super) struct Shas {
     pub deduct: String,
     pub take: String,
     pub finish: String,
-}
-
-/// The requests of one item sent under one tag: the item's own, or one
-/// shard's (`shard`), as indexes into the batch's flat request list.
-struct Part {
-    group: usize,
-    shard: Option<usize>,
-    reqs: Range<usize>,
 }
 
 impl RedisStockStore {
@@ -122,6 +115,7 @@ impl RedisStockStore {
             layouts: Arc::default(),
             buf: Vec::with_capacity(16 << 10),
             calls: Vec::with_capacity(64),
+            scratch: Scratch::default(),
         })
     }
 
@@ -356,24 +350,44 @@ impl StockStore for RedisStockStore {
         groups: &[DeductGroup<'_>],
         out: &mut Vec<DeductOutcome>,
     ) -> Result<(), StoreError> {
+        // The buffers go back whatever the call's fate: a warm store
+        // allocates nothing for a batch but Redis's replies.
+        let mut sc = std::mem::take(&mut self.scratch);
+        let r = self.deduct_with(&mut sc, groups, out);
+        sc.clear();
+        self.scratch = sc;
+        r
+    }
+}
+
+impl RedisStockStore {
+    fn deduct_with(
+        &mut self,
+        sc: &mut Scratch,
+        groups: &[DeductGroup<'_>],
+        out: &mut Vec<DeductOutcome>,
+    ) -> Result<(), StoreError> {
         self.connection()?;
         // The batch's requests as one flat list (group, index in it), and
         // the parts: per item, its own tag, or each home shard with requests.
-        let flat: Vec<(usize, usize)> = groups
-            .iter()
-            .enumerate()
-            .flat_map(|(g, grp)| (0..grp.requests.len()).map(move |i| (g, i)))
-            .collect();
-        let tags: Vec<Option<Tags>> = groups
-            .iter()
-            .map(|g| {
-                self.layouts
-                    .known(g.sale_id, g.item_id)
-                    .filter(|t| t.len() > 1)
-            })
-            .collect();
-        let mut idx: Vec<usize> = Vec::with_capacity(flat.len());
-        let mut parts: Vec<Part> = Vec::with_capacity(groups.len());
+        sc.flat.extend(
+            groups
+                .iter()
+                .enumerate()
+                .flat_map(|(g, grp)| (0..grp.requests.len()).map(move |i| (g, i))),
+        );
+        sc.tags.extend(groups.iter().map(|g| {
+            self.layouts
+                .known(g.sale_id, g.item_id)
+                .filter(|t| t.len() > 1)
+        }));
+        let Scratch {
+            flat,
+            tags,
+            idx,
+            parts,
+            results,
+        } = sc;
         let mut base = 0;
         for (g, grp) in groups.iter().enumerate() {
             let n = grp.requests.len();
@@ -407,9 +421,9 @@ impl StockStore for RedisStockStore {
             }
             base += n;
         }
-        self.write_deduct(groups, &tags, &parts, &flat, &idx);
+        self.write_deduct(groups, tags, parts, flat, idx);
         let replies = self.send()?;
-        let mut results: Vec<Option<DeductOutcome>> = vec![None; flat.len()];
+        results.resize(flat.len(), None);
         let mut borrows = Vec::new();
         let chunk_len = if self.one_slot_per_call() {
             1
@@ -454,10 +468,10 @@ impl StockStore for RedisStockStore {
             }
         }
         if !borrows.is_empty() {
-            self.walk(groups, &tags, &flat, borrows, &mut results)?;
+            self.walk(groups, tags, flat, borrows, results)?;
         }
         let first = out.len();
-        for r in results {
+        for r in results.drain(..) {
             match r {
                 Some(o) => out.push(o),
                 None => {

@@ -24,6 +24,11 @@ pub const STARTUP_REPLAY_MAX: Duration = Duration::from_secs(60);
 const ROUND_MAX: Duration = Duration::from_secs(30);
 /// How often the drain task looks at Redis's state.
 const DRAIN_TICK: Duration = Duration::from_millis(200);
+/// Longest pause between two re-drive rounds that moved nothing (every
+/// intent still pending: an item whose sale Redis lost waits for its
+/// rebuild), so a stuck backlog is not re-read from the journal five
+/// times a second.
+const STUCK_PAUSE_MAX: Duration = Duration::from_secs(5);
 
 /// Before serving: publish again every win since the checkpoint (Kafka may
 /// not have it) and, if Redis answers, re-drive every pending intent.
@@ -70,6 +75,10 @@ pub async fn run(
     wal_dir: PathBuf,
     mut stop: watch::Receiver<bool>,
 ) {
+    // The backlog after the last round, and the pause before the next.
+    let mut last: Option<u64> = None;
+    let mut pause = DRAIN_TICK;
+    let mut waited = Duration::ZERO;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(DRAIN_TICK) => {}
@@ -79,8 +88,14 @@ pub async fn run(
         reread_dropped(&app, &replayer, &wal_dir).await;
         let redis = &app.shared.redis;
         if redis.state() != State::Draining {
+            (last, pause, waited) = (None, DRAIN_TICK, Duration::ZERO);
             continue;
         }
+        waited += DRAIN_TICK;
+        if waited < pause {
+            continue;
+        }
+        waited = Duration::ZERO;
         let dir = wal_dir.clone();
         let r = Arc::clone(&replayer);
         let backlog = Arc::clone(&app.shared.backlog);
@@ -99,6 +114,15 @@ pub async fn run(
             Ok(round.complete && backlog.total() == 0 && health.state() == State::Draining)
         })
         .await;
+        // A round that left the backlog as it found it: wait longer
+        // before the next (up to STUCK_PAUSE_MAX); any progress resets it.
+        let now = app.shared.backlog.total();
+        pause = if last.is_some_and(|l| now >= l) {
+            (pause * 2).min(STUCK_PAUSE_MAX)
+        } else {
+            DRAIN_TICK
+        };
+        last = Some(now);
         match done {
             Ok(Ok(true)) => {
                 redis.transition(&[State::Draining], State::Up, "backlog drained");
