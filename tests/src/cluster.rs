@@ -18,6 +18,7 @@ const NODE_TIMEOUT_MS: u64 = 2_000;
 struct Node {
     port: u16,
     child: Proc,
+    alive: bool,
 }
 
 /// The masters of a Redis Cluster, killed when dropped.
@@ -29,15 +30,25 @@ pub struct RedisCluster {
 impl RedisCluster {
     /// A cluster of `masters` masters and no replicas, every slot served.
     pub fn start(masters: usize) -> RedisCluster {
+        Self::start_with_replicas(masters, 0)
+    }
+
+    /// A cluster of `masters` masters, each with `replicas` replicas (a
+    /// killed master's replica takes its slots over by itself).
+    pub fn start_with_replicas(masters: usize, replicas: usize) -> RedisCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut c = RedisCluster {
             nodes: Vec::new(),
             dir,
         };
-        for _ in 0..masters {
+        for _ in 0..masters * (1 + replicas) {
             let port = free_port();
             let child = c.spawn(port);
-            c.nodes.push(Node { port, child });
+            c.nodes.push(Node {
+                port,
+                child,
+                alive: true,
+            });
         }
         for n in &c.nodes {
             wait_ping(n.port);
@@ -47,7 +58,7 @@ impl RedisCluster {
         for n in &c.nodes {
             create.arg(format!("127.0.0.1:{}", n.port));
         }
-        create.args(["--cluster-replicas", "0", "--cluster-yes"]);
+        create.args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"]);
         let out = run(&mut create);
         assert!(
             out.status.success(),
@@ -55,6 +66,17 @@ impl RedisCluster {
             String::from_utf8_lossy(&out.stdout)
         );
         c.wait_ok(Duration::from_secs(30));
+        if replicas > 0 {
+            // Every master's replicas in sync, so a `WAIT` is answered.
+            let masters: std::collections::HashSet<u16> = c
+                .slot_ranges()
+                .into_iter()
+                .map(|(_, _, port)| port)
+                .collect();
+            for port in masters {
+                crate::sentinel::wait_replicas_online(port, replicas, Duration::from_secs(30));
+            }
+        }
         c
     }
 
@@ -84,7 +106,19 @@ impl RedisCluster {
     pub fn kill(&mut self, port: u16) {
         if let Some(n) = self.nodes.iter_mut().find(|n| n.port == port) {
             n.child.kill();
+            n.alive = false;
         }
+    }
+
+    /// Starts the node on `port` again, with its cluster configuration:
+    /// a master that was replaced rejoins as its successor's replica.
+    pub fn restart(&mut self, port: u16) {
+        let child = self.spawn(port);
+        if let Some(n) = self.nodes.iter_mut().find(|n| n.port == port) {
+            n.child = child;
+            n.alive = true;
+        }
+        wait_ping(port);
     }
 
     /// The nodes as `host:port,…` (the daemon's `redis_cluster_nodes`).
@@ -105,7 +139,7 @@ impl RedisCluster {
         format!("redis://127.0.0.1:{}/", self.nodes[0].port)
     }
 
-    /// How seckill reaches this cluster.
+    /// How seckill reaches this cluster (every node a seed).
     pub fn target(&self) -> RedisTarget {
         RedisTarget {
             cluster_nodes: self
@@ -135,37 +169,40 @@ impl RedisCluster {
     /// The port of the master that serves `key`'s slot.
     pub fn master_of(&self, key: &str) -> u16 {
         let slot = seckill_io::redis::slot_of(key.as_bytes());
-        let mut c = self.node(self.nodes[0].port);
-        let slots: Vec<(u16, u16, (String, u16))> = {
-            let v: redis::Value = redis::cmd("CLUSTER")
-                .arg("SLOTS")
-                .query(&mut c)
-                .expect("slots");
-            let redis::Value::Array(ranges) = v else {
-                panic!("CLUSTER SLOTS: {v:?}");
-            };
-            ranges
-                .into_iter()
-                .filter_map(|r| {
-                    let redis::Value::Array(f) = r else {
-                        return None;
-                    };
-                    let start: u16 = redis::from_redis_value_ref(f.first()?).ok()?;
-                    let end: u16 = redis::from_redis_value_ref(f.get(1)?).ok()?;
-                    let redis::Value::Array(m) = f.get(2)? else {
-                        return None;
-                    };
-                    let host: String = redis::from_redis_value_ref(m.first()?).ok()?;
-                    let port: u16 = redis::from_redis_value_ref(m.get(1)?).ok()?;
-                    Some((start, end, (host, port)))
-                })
-                .collect()
-        };
-        slots
+        self.slot_ranges()
             .into_iter()
             .find(|(s, e, _)| (*s..=*e).contains(&slot))
-            .map(|(_, _, (_, p))| p)
+            .map(|(_, _, p)| p)
             .expect("every slot is served")
+    }
+
+    /// The slot ranges and their masters' ports, as a running node sees
+    /// them.
+    fn slot_ranges(&self) -> Vec<(u16, u16, u16)> {
+        let alive = self.nodes.iter().find(|n| n.alive).expect("a node runs");
+        let mut c = self.node(alive.port);
+        let v: redis::Value = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query(&mut c)
+            .expect("slots");
+        let redis::Value::Array(ranges) = v else {
+            panic!("CLUSTER SLOTS: {v:?}");
+        };
+        ranges
+            .into_iter()
+            .filter_map(|r| {
+                let redis::Value::Array(f) = r else {
+                    return None;
+                };
+                let start: u16 = redis::from_redis_value_ref(f.first()?).ok()?;
+                let end: u16 = redis::from_redis_value_ref(f.get(1)?).ok()?;
+                let redis::Value::Array(m) = f.get(2)? else {
+                    return None;
+                };
+                let port: u16 = redis::from_redis_value_ref(m.get(1)?).ok()?;
+                Some((start, end, port))
+            })
+            .collect()
     }
 
     /// Moves `slots` slots from the master on `from` to the one on `to`
@@ -185,14 +222,14 @@ impl RedisCluster {
         out
     }
 
-    /// Until every node reports `cluster_state:ok` with every slot
-    /// assigned, and agrees on the slot map.
+    /// Until every node still running reports `cluster_state:ok` with
+    /// every slot assigned, and agrees on the slot map.
     pub fn wait_ok(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
             let mut ok = true;
             let mut maps = Vec::new();
-            for n in &self.nodes {
+            for n in self.nodes.iter().filter(|n| n.alive) {
                 let Ok(mut c) = redis::Client::open(format!("redis://127.0.0.1:{}/", n.port))
                     .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(500)))
                 else {

@@ -301,3 +301,114 @@ fn a_sale_lives_on_a_redis_cluster_from_load_to_rebuild() {
         "the round keeps every item"
     );
 }
+
+/// A master of a cluster with replicas is SIGKILLed after a batch the
+/// store made wait for a replica (`redis_wait_replicas = 1`, one `WAIT`
+/// per master's share): its replica takes its slots over, the store
+/// follows (its calls fail while the slots are unserved and while the new
+/// master has no replica of its own, then the map is read again), every
+/// stored outcome is on the new master — a retried request gets its
+/// order id back — and the item sells on from where it was, not from a
+/// stale count.
+#[test]
+fn a_killed_masters_replica_takes_over_with_every_waited_win() {
+    let mut cluster = RedisCluster::start_with_replicas(3, 1);
+    let admin = RedisAdmin::new(cluster.target(), Duration::from_secs(2)).expect("admin");
+    let sale = "failover";
+    let ids: Vec<String> = (0..10).map(|i| format!("item-{i}")).collect();
+    let loads: Vec<ItemLoad<'_>> = ids
+        .iter()
+        .map(|id| ItemLoad {
+            item_id: id,
+            title: "t",
+            price_cents: 100,
+            stock: 5,
+            per_user_limit: 1,
+            shards: 1,
+        })
+        .collect();
+    let now = seckill_pipeline::now_ms();
+    admin
+        .load_sale(sale, now, now + 600_000, &loads)
+        .expect("load");
+    let mut store = RedisStockStore::new(cluster.target(), Duration::from_millis(500))
+        .expect("store")
+        .wait_replicas(1, 1_000);
+    let users = ["u1", "u2"];
+    let first = buy_all(&mut store, sale, &ids, "w", &users);
+    assert!(first.iter().all(|o| matches!(o, DeductOutcome::Success(_))));
+
+    let victim = cluster.master_of(&format!("seckill:{{{sale}:{}}}:stock", ids[0]));
+    cluster.kill(victim);
+    // The others call it failing after the node timeout, then its replica
+    // is elected.
+    let promoted = std::time::Instant::now() + Duration::from_secs(30);
+    while cluster.master_of(&format!("seckill:{{{sale}:{}}}:stock", ids[0])) == victim {
+        assert!(
+            std::time::Instant::now() < promoted,
+            "no replica took the slots over"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cluster.wait_ok(Duration::from_secs(30));
+    // The promoted master has no replica: with WAIT 1 nothing it decides
+    // is final (pending, re-driven) until the old master, restarted,
+    // rejoins as its replica.
+    cluster.restart(victim);
+    // The store follows: calls fail (a connection to a dead master, a
+    // stale map, a WAIT no replica answers) until the map is read again
+    // and the new master has its replica.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let again = loop {
+        let rids: Vec<Vec<String>> = ids
+            .iter()
+            .map(|i| users.iter().map(|u| format!("w-{i}-{u}")).collect())
+            .collect();
+        let requests: Vec<Vec<DeductRequest<'_>>> = rids
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .zip(users)
+                    .map(|(r, u)| DeductRequest {
+                        request_id: r,
+                        user_id: u,
+                        quantity: 1,
+                    })
+                    .collect()
+            })
+            .collect();
+        let groups: Vec<DeductGroup<'_>> = ids
+            .iter()
+            .zip(&requests)
+            .map(|(i, reqs)| DeductGroup {
+                sale_id: sale,
+                item_id: i,
+                per_user_limit: 1,
+                pay_deadline_ms: now + 600_000,
+                requests: reqs,
+            })
+            .collect();
+        let mut out = Vec::new();
+        match store.deduct(&groups, &mut out) {
+            Ok(()) => break out,
+            Err(e) => {
+                assert!(e.is_retryable(), "{e}");
+                assert!(std::time::Instant::now() < deadline, "never followed: {e}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    };
+    assert_eq!(again, first, "every waited win is on the new master");
+    let more = buy_all(&mut store, sale, &ids, "x", &["u3", "u4", "u5", "u6"]);
+    let won = more
+        .iter()
+        .filter(|o| matches!(o, DeductOutcome::Success(_)))
+        .count();
+    assert_eq!(won, ids.len() * 3, "5 units each: 2 before, 3 after");
+    let stocks = admin
+        .stocks(&ids.iter().map(|i| (sale, i.as_str())).collect::<Vec<_>>())
+        .expect("stocks");
+    assert!(stocks
+        .iter()
+        .all(|s| s.is_some_and(|s| (s.available, s.locked) == (0, 5))));
+}

@@ -1,5 +1,5 @@
 //! The pieces the stock scripts' calls share: where a call's keys live
-//! (an item's own tag, or a shard's), what a stored outcome says, and a
+//! (an item's own tag, or a shard's), what a stored outcome says, a
 //! request in the middle of a borrow, and the buffers a batch reuses.
 
 use std::ops::Range;
