@@ -15,7 +15,8 @@
 # Three more, not comparisons of the scenario table:
 # `wrk` plays all-win with wrk -t2 -c64 -d8s (a new user per request,
 # scripts/wrk-purchase.lua) against seckilld, the os-durability seckilld,
-# the naive baseline and the bare server (apt-get install wrk if missing);
+# the naive baseline and the bare server (apt-get install wrk if missing),
+# and shows where the box's CPU went meanwhile (scripts/cpu-share.py);
 # `oha` cross-checks the open-loop p99 of sold-out-storm with oha (latency
 # correction on; cargo install oha if missing);
 #
@@ -231,7 +232,11 @@ if wanted wrk; then
         "http://127.0.0.1:$port/admin/v1/sales/$sale" >/dev/null
     fi
     quiet
+    # Where the box's two cores went while wrk ran (seconds 1 to 7).
+    (sleep 1; python3 scripts/cpu-share.py 6 seckilld seckill-naive seckill-bare redis-server tansu wrk \
+      >"$STATE/cpu-$name") &
     read -r rps p99 n <<<"$(wrk_run "$port" "$sale")"
+    wait "$!" 2>/dev/null || true
     # The wins, as Redis holds them: every answer a real deduction?
     wins=-
     if [ "$name" != bare ]; then
@@ -250,6 +255,10 @@ print(r[1].decode() if r[0].startswith(b'\$') and r[0] != b'\$-1' else 0)")
   for name in seckilld seckilld-os naive bare; do
     read -r rps p99 n wins <<<"${WRK[$name]}"
     printf '%-14s %10s/s %10s %10s %14s\n' "$name" "$rps" "$p99" "$(python3 -c "print(f'{$rps/$bare_rps:.2f}x')")" "$wins/$n"
+  done
+  printf '\nthe box while wrk ran (share of both cores)\n'
+  for name in seckilld seckilld-os naive bare; do
+    printf '%-14s %s\n' "$name" "$(cat "$STATE/cpu-$name" 2>/dev/null)"
   done
 fi
 for sc in "${SCENARIOS[@]}"; do

@@ -189,6 +189,7 @@ pub fn start_ring(
             ring_size: cfg.ring_size,
             batch_len_max: cfg.batch_len_max,
             pay_timeout_ms: cfg.pay_timeout_ms,
+            stage_threads: cfg.stage_threads,
             ..PipelineConfig::default()
         },
         Ports {

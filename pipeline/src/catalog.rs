@@ -44,6 +44,14 @@ pub struct Item {
     /// nothing may be answered from Redis's silence — not `sold_out`, not
     /// `rejected` — until the sale is rebuilt or loaded again.
     data_lost: AtomicBool,
+    /// Wall-clock ms before which no unpaid order of the item can be due,
+    /// as the last sweep found it (0: sweep at the next pass): the
+    /// sweeper visits only items whose next deadline has come.
+    next_sweep_ms: AtomicU64,
+    /// This daemon wrote order events for the item (a pay, a cancel, an
+    /// expiry) that its outbox may still hold: the outbox publisher reads
+    /// these items every pass, the others less often.
+    events_pending: AtomicBool,
 }
 
 impl Item {
@@ -74,7 +82,36 @@ impl Item {
             wins_forgotten: AtomicBool::new(false),
             sold_out_at_ms: AtomicU64::new(0),
             data_lost: AtomicBool::new(false),
+            next_sweep_ms: AtomicU64::new(0),
+            events_pending: AtomicBool::new(false),
         }
+    }
+
+    /// Whether an unpaid order of the item may be due at `now_ms`.
+    pub fn sweep_due(&self, now_ms: u64) -> bool {
+        self.next_sweep_ms.load(Ordering::Relaxed) <= now_ms
+    }
+
+    /// No unpaid order of the item is due before `ms` (a sweep's finding:
+    /// its earliest deadline, or now plus the payment window when none is
+    /// waiting — every later win's deadline is at least that).
+    pub fn set_next_sweep(&self, ms: u64) {
+        self.next_sweep_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// This daemon wrote order events for the item.
+    pub fn note_events(&self) {
+        self.events_pending.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether this daemon wrote order events it has not seen published.
+    pub fn events_pending(&self) -> bool {
+        self.events_pending.load(Ordering::Relaxed)
+    }
+
+    /// The item's outbox was found empty.
+    pub fn clear_events(&self) {
+        self.events_pending.store(false, Ordering::Relaxed);
     }
 
     /// The item with its stock split over `shards` shards.

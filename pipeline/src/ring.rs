@@ -1,18 +1,25 @@
-//! The topology: a multi-producer disruptor ring and one thread per stage,
-//! each polling its own `EventPoller` so it sees whole batches.
+//! The topology: a multi-producer disruptor ring and the stages on two
+//! threads by default — the decision (dedupe, deduct) and the commit
+//! (journal, reply, publish) — each thread polling its own `EventPoller`
+//! so it sees whole batches and runs its stages one after the other on
+//! each. The two overlap: the decision thread sends batch k+1 to Redis
+//! while the commit thread writes batch k to the journal.
 //!
 //! ```text
-//! ingress ─try_submit─► RING ─► dedupe ─► deduct ─► journal ─┬─► publish
-//!                                                            └─► reply
+//!                          ┌──── decide ─────┐    ┌──────── commit ────────┐
+//! ingress ─try_submit─► RING ─► dedupe ─► deduct ─► journal ─► reply ─► publish
 //! ```
+//!
+//! `stage_threads = 5` runs each stage on a thread of its own instead, in
+//! the same order, at the price of three more thread hand-offs per batch.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use disruptor::{
-    build_multi_producer, EventPoller, MultiConsumerBarrier, MultiProducer, MultiProducerBarrier,
-    Polling, Producer, SingleConsumerBarrier, Sleep,
+    build_multi_producer, EventPoller, MultiProducer, MultiProducerBarrier, Polling, Producer,
+    SingleConsumerBarrier, Sleep,
 };
 
 use smallvec::SmallVec;
@@ -76,6 +83,8 @@ pub struct PipelineConfig {
     pub publish_parked_max: usize,
     /// How long shutdown waits for the order sink to drain.
     pub publish_flush_timeout: Duration,
+    /// Threads the stages run on: 2 (decide, commit) or 5 (one each).
+    pub stage_threads: u8,
 }
 
 impl Default for PipelineConfig {
@@ -86,6 +95,7 @@ impl Default for PipelineConfig {
             pay_timeout_ms: 15 * 60 * 1000,
             publish_parked_max: 100_000,
             publish_flush_timeout: Duration::from_secs(10),
+            stage_threads: 2,
         }
     }
 }
@@ -101,6 +111,8 @@ pub struct Ports {
 pub enum PipelineError {
     #[error("ring_size must be a power of two of at least 2, not {0}")]
     RingSize(usize),
+    #[error("stage_threads must be 2 or 5, not {0}")]
+    StageThreads(u8),
     #[error("could not start stage thread {stage}: {source}")]
     Spawn {
         stage: &'static str,
@@ -114,7 +126,7 @@ pub enum PipelineError {
 #[error("ring is full")]
 pub struct RingFull;
 
-type RingProducer = MultiProducer<Event, MultiConsumerBarrier>;
+type RingProducer = MultiProducer<Event, SingleConsumerBarrier>;
 
 /// A handle the ingress publishes through. Clone one per connection; the
 /// pipeline shuts down once every clone is dropped.
@@ -178,38 +190,42 @@ pub struct Pipeline {
     pub shared: Shared,
 }
 
-/// What a stage thread runs with besides its stage.
+/// What a stage thread runs with besides its stages.
 struct Wiring {
     me: Arc<Sleeper>,
     next: Vec<Arc<Sleeper>>,
     limit: u64,
     stats: Arc<Stats>,
-    /// Index into [`crate::stats::STAGES`].
-    index: usize,
-    /// The first stage counts the ring's batches.
+    /// The first thread counts the ring's batches.
     counts_batches: bool,
 }
 
-fn run<S: Source + 'static>(mut source: S, mut stage: Box<dyn Stage>, w: Wiring) {
+/// A stage and its index into [`crate::stats::STAGES`].
+type Staged = (Box<dyn Stage>, usize);
+
+fn run<S: Source + 'static>(mut source: S, mut stages: Vec<Staged>, w: Wiring) {
     let Wiring {
         me,
         next,
         limit,
         stats,
-        index,
         counts_batches,
     } = w;
     me.register_current();
     let mut backoff = Backoff::default();
-    let latency = &stats.stage_latency[index];
     loop {
         let result = source.batch(limit, &mut |events| {
-            stage.on_batch(events);
-            let now = Instant::now();
-            for e in events {
-                if let Some(t) = e.entered {
-                    if stage.measures(e) {
-                        latency.record_duration(now.saturating_duration_since(t));
+            // Each stage over the whole batch, in order; its latency is
+            // taken as it finishes.
+            for (stage, index) in &mut stages {
+                stage.on_batch(events);
+                let latency = &stats.stage_latency[*index];
+                let now = Instant::now();
+                for e in events {
+                    if let Some(t) = e.entered {
+                        if stage.measures(e) {
+                            latency.record_duration(now.saturating_duration_since(t));
+                        }
                     }
                 }
             }
@@ -225,11 +241,15 @@ fn run<S: Source + 'static>(mut source: S, mut stage: Box<dyn Stage>, w: Wiring)
                 backoff.reset();
             }
             Err(Polling::NoEvents) => {
-                stage.on_idle();
+                for (stage, _) in &mut stages {
+                    stage.on_idle();
+                }
                 backoff.idle(&me, || source.ready());
             }
             Err(Polling::Shutdown) => {
-                stage.on_shutdown();
+                for (stage, _) in &mut stages {
+                    stage.on_shutdown();
+                }
                 for w in &next {
                     w.wake();
                 }
@@ -241,14 +261,14 @@ fn run<S: Source + 'static>(mut source: S, mut stage: Box<dyn Stage>, w: Wiring)
 
 fn spawn<S: Source + 'static>(
     threads: &mut Vec<JoinHandle<()>>,
+    name: &'static str,
     source: S,
-    stage: Box<dyn Stage>,
+    stages: Vec<Staged>,
     wiring: Wiring,
 ) -> Result<(), PipelineError> {
-    let name = stage.name();
     let handle = std::thread::Builder::new()
         .name(format!("seckill-{name}"))
-        .spawn(move || run(source, stage, wiring))
+        .spawn(move || run(source, stages, wiring))
         .map_err(|source| PipelineError::Spawn {
             stage: name,
             source,
@@ -270,6 +290,9 @@ impl Pipeline {
         if cfg.ring_size < 2 || !cfg.ring_size.is_power_of_two() {
             return Err(PipelineError::RingSize(cfg.ring_size));
         }
+        if cfg.stage_threads != 2 && cfg.stage_threads != 5 {
+            return Err(PipelineError::StageThreads(cfg.stage_threads));
+        }
         // The wait strategy only matters to a blocking `publish`, which the
         // ingress never calls; stages wait through their own backoff.
         let builder = build_multi_producer(
@@ -277,39 +300,14 @@ impl Pipeline {
             Event::default,
             Sleep::new(Duration::from_micros(100)),
         );
-        let (dedupe_poller, builder) = builder.new_event_poller();
-        let (deduct_poller, builder) = builder.and_then().new_event_poller();
-        let (journal_poller, builder) = builder.and_then().new_event_poller();
-        let (publish_poller, builder) = builder.and_then().new_event_poller();
-        let (reply_poller, builder) = builder.new_event_poller();
-        let producer = builder.build();
-
-        let sleepers: Vec<Arc<Sleeper>> = (0..5).map(|_| Arc::new(Sleeper::default())).collect();
-        let [dedupe_s, deduct_s, journal_s, publish_s, reply_s] =
-            [0, 1, 2, 3, 4].map(|i| Arc::clone(&sleepers[i]));
         let limit = cfg.batch_len_max.max(1);
-        let mut threads = Vec::new();
         let Ports {
             store,
             sink,
             journal,
         } = ports;
-        spawn(
-            &mut threads,
-            dedupe_poller,
-            Box::new(Dedupe::new(Arc::clone(board))),
-            Wiring {
-                me: dedupe_s.clone(),
-                next: vec![deduct_s.clone()],
-                limit,
-                stats: Arc::clone(stats),
-                index: 0,
-                counts_batches: true,
-            },
-        )?;
-        spawn(
-            &mut threads,
-            deduct_poller,
+        let dedupe: Staged = (Box::new(Dedupe::new(Arc::clone(board))), 0);
+        let deduct: Staged = (
             Box::new(Deduct::new(
                 store,
                 DeductShared {
@@ -323,15 +321,8 @@ impl Pipeline {
                 cfg.pay_timeout_ms,
                 Arc::clone(&clock),
             )),
-            Wiring {
-                me: deduct_s,
-                next: vec![journal_s.clone()],
-                limit,
-                stats: Arc::clone(stats),
-                index: 1,
-                counts_batches: false,
-            },
-        )?;
+            1,
+        );
         let mut journal_stage = JournalStage::new(
             journal,
             Arc::clone(stats),
@@ -344,54 +335,73 @@ impl Pipeline {
             Arc::clone(&shared.rescued),
             Arc::clone(board),
         );
-        spawn(
-            &mut threads,
-            journal_poller,
-            Box::new(journal_stage),
-            Wiring {
-                me: journal_s,
-                next: vec![publish_s.clone(), reply_s.clone()],
-                limit,
-                stats: Arc::clone(stats),
-                index: 2,
-                counts_batches: false,
-            },
-        )?;
-        spawn(
-            &mut threads,
-            publish_poller,
+        let journal: Staged = (Box::new(journal_stage), 2);
+        let publish: Staged = (
             Box::new(Publish::new(
                 sink,
                 Arc::clone(stats),
                 cfg.publish_parked_max,
                 cfg.publish_flush_timeout,
             )),
-            Wiring {
-                me: publish_s,
-                next: vec![],
-                limit,
-                stats: Arc::clone(stats),
-                index: 3,
-                counts_batches: false,
-            },
-        )?;
-        spawn(
-            &mut threads,
-            reply_poller,
-            Box::new(ReplyStage::new(Arc::clone(board))),
-            Wiring {
-                me: reply_s,
-                next: vec![],
-                limit,
-                stats: Arc::clone(stats),
-                index: 4,
-                counts_batches: false,
-            },
-        )?;
+            3,
+        );
+        let reply: Staged = (Box::new(ReplyStage::new(Arc::clone(board))), 4);
+        let wiring = |me: &Arc<Sleeper>, next: &[&Arc<Sleeper>], first: bool| Wiring {
+            me: Arc::clone(me),
+            next: next.iter().map(|s| Arc::clone(s)).collect(),
+            limit,
+            stats: Arc::clone(stats),
+            counts_batches: first,
+        };
+        let mut threads = Vec::new();
+        let first = Arc::new(Sleeper::default());
+        let producer = if cfg.stage_threads == 2 {
+            let (decide_poller, builder) = builder.new_event_poller();
+            let (commit_poller, builder) = builder.and_then().new_event_poller();
+            let producer = builder.build();
+            let commit_s = Arc::new(Sleeper::default());
+            spawn(
+                &mut threads,
+                "decide",
+                decide_poller,
+                vec![dedupe, deduct],
+                wiring(&first, &[&commit_s], true),
+            )?;
+            // The reply before the publish: a win is answered as soon as
+            // it is journaled, its order enqueued for Kafka just after.
+            spawn(
+                &mut threads,
+                "commit",
+                commit_poller,
+                vec![journal, reply, publish],
+                wiring(&commit_s, &[], false),
+            )?;
+            producer
+        } else {
+            let (dedupe_poller, builder) = builder.new_event_poller();
+            let (deduct_poller, builder) = builder.and_then().new_event_poller();
+            let (journal_poller, builder) = builder.and_then().new_event_poller();
+            let (reply_poller, builder) = builder.and_then().new_event_poller();
+            let (publish_poller, builder) = builder.and_then().new_event_poller();
+            let producer = builder.build();
+            let [deduct_s, journal_s, reply_s, publish_s] =
+                [(); 4].map(|()| Arc::new(Sleeper::default()));
+            let w = wiring(&first, &[&deduct_s], true);
+            spawn(&mut threads, "dedupe", dedupe_poller, vec![dedupe], w)?;
+            let w = wiring(&deduct_s, &[&journal_s], false);
+            spawn(&mut threads, "deduct", deduct_poller, vec![deduct], w)?;
+            let w = wiring(&journal_s, &[&reply_s], false);
+            spawn(&mut threads, "journal", journal_poller, vec![journal], w)?;
+            let w = wiring(&reply_s, &[&publish_s], false);
+            spawn(&mut threads, "reply", reply_poller, vec![reply], w)?;
+            let w = wiring(&publish_s, &[], false);
+            spawn(&mut threads, "publish", publish_poller, vec![publish], w)?;
+            producer
+        };
         Ok(Pipeline {
             submitter: Some(Submitter {
                 producer,
-                first: dedupe_s,
+                first,
                 stats: Arc::clone(stats),
             }),
             threads,

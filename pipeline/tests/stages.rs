@@ -326,6 +326,38 @@ fn reply_answers_every_slot_and_records_the_state() {
 
 #[test]
 fn the_whole_ring_sells_exactly_the_stock_with_fakes() {
+    whole_ring_sells_exactly_the_stock(2);
+}
+
+#[test]
+fn the_whole_ring_on_a_thread_per_stage_sells_exactly_the_stock_too() {
+    whole_ring_sells_exactly_the_stock(5);
+}
+
+#[test]
+fn a_topology_of_another_thread_count_is_refused() {
+    let err = Pipeline::start(
+        &PipelineConfig {
+            stage_threads: 3,
+            ..PipelineConfig::default()
+        },
+        Ports {
+            store: Box::new(FakeStore::default()),
+            sink: Box::new(FakeSink::default()),
+            journal: Box::new(FakeJournal::default()),
+        },
+        &Shared::default(),
+        Resume::default(),
+        clock(),
+    )
+    .err()
+    .expect("refused");
+    assert!(err.to_string().contains("stage_threads"), "{err}");
+}
+
+/// 400 requests from four threads for 50 units, every stage on
+/// `stage_threads` threads.
+fn whole_ring_sells_exactly_the_stock(stage_threads: u8) {
     let catalog = Catalog::default();
     catalog.put_sale(
         "s",
@@ -339,6 +371,7 @@ fn the_whole_ring_sells_exactly_the_stock_with_fakes() {
     let pipeline = Pipeline::start(
         &PipelineConfig {
             ring_size: 256,
+            stage_threads,
             ..PipelineConfig::default()
         },
         Ports {

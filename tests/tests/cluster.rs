@@ -231,7 +231,7 @@ fn a_sale_lives_on_a_redis_cluster_from_load_to_rebuild() {
     let released = admin
         .sweep(&all, now + 3_600_000, 100)
         .expect("sweep every master");
-    let total: u64 = released.iter().sum();
+    let total: u64 = released.iter().map(|s| s.released).sum();
     assert_eq!(total, ITEMS as u64 * STOCK - 2, "every other order expired");
     let events = admin.outbox(&all, 10).expect("outbox");
     assert_eq!(

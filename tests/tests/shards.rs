@@ -345,9 +345,17 @@ fn pay_cancel_and_expiry_release_into_the_shard_the_unit_came_from() {
     // The home shard's next buyer borrows the released unit.
     let o = batch(&mut s, "s4", 1, &[("r-next".into(), user_at(1, 2, "next"))]).expect("next");
     assert!(matches!(o[0], DeductOutcome::Success(_)), "{o:?}");
+    // Nothing due yet: the sweep says when the earliest order will be.
+    let early = admin.sweep(&all, now, 100).expect("sweep");
+    assert_eq!(early[0].released, 0);
+    assert!(
+        early[0].next_deadline_ms.is_some_and(|d| d > now),
+        "{early:?}"
+    );
     // Expiry: every unpaid order goes back to its own shard.
-    let released = admin.sweep(&all, now + 3_600_000, 100).expect("sweep");
-    assert_eq!(released, vec![2]);
+    let swept = admin.sweep(&all, now + 3_600_000, 100).expect("sweep");
+    assert_eq!(swept[0].released, 2);
+    assert_eq!(swept[0].next_deadline_ms, None, "nothing left waiting");
     let shards = admin.stocks_by_shard(&[("s4", ITEM)]).expect("shards");
     let counts: Vec<(i64, i64)> = shards[0]
         .iter()

@@ -37,7 +37,7 @@ macro_rules! shown_by_display {
     )*};
 }
 
-shown_by_display!(SocketAddr, bool, u32, u64, i32, usize);
+shown_by_display!(SocketAddr, bool, u8, u32, u64, i32, usize);
 
 impl Shown for String {
     fn shown(&self) -> Option<String> {

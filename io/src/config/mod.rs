@@ -142,6 +142,10 @@ settings! {
     ring_size: usize = 4096, "SECKILL_RING_SIZE";
     /// Most requests one stage takes per batch (one Redis call, one flush).
     batch_len_max: u64 = 64, "SECKILL_BATCH_LEN_MAX";
+    /// Threads the ring's stages run on: 2 (the decision — dedupe, deduct
+    /// — and the commit — journal, reply, publish — overlapping), or 5
+    /// (a thread per stage: three more hand-offs per batch).
+    stage_threads: u8 = 2, "SECKILL_STAGE_THREADS";
     /// One stock-script call per item (all in one pipelined round trip)
     /// instead of one call per ring batch covering every item: for a Redis
     /// Cluster proxy, where one script may touch only one hash slot.

@@ -19,6 +19,9 @@ impl Config {
         if self.batch_len_max == 0 || self.batch_len_max > 4096 {
             return bad("batch_len_max", "must be 1..=4096");
         }
+        if self.stage_threads != 2 && self.stage_threads != 5 {
+            return bad("stage_threads", "must be 2 or 5");
+        }
         if self.worker_threads == 0 {
             return bad("worker_threads", "must be at least 1");
         }

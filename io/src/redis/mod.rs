@@ -31,7 +31,7 @@ pub use counts::{sum as sum_shards, StockHash, StoredWin};
 pub use fleet::DashboardRead;
 pub use keys::{item_keys, utc_date, ItemKeys, RELEASED_CHANNEL};
 pub use layout::{home_shard, Layouts, SHARDS_MAX};
-pub use orders::{state_of, Action, OrderAction, OrderRecord, OrderState, OutboxEntry};
+pub use orders::{state_of, Action, OrderAction, OrderRecord, OrderState, OutboxEntry, Swept};
 pub use pool::PoolStats;
 pub use restore::RestoredWin;
 pub use slots::{slot_of, SLOT_COUNT};

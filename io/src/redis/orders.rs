@@ -108,6 +108,15 @@ pub struct OrderRecord {
     pub closed_ms: Option<u64>,
 }
 
+/// What a sweep did to an item.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Units released (unpaid orders past their deadline).
+    pub released: u64,
+    /// The earliest deadline of an order still waiting (`None`: none waits).
+    pub next_deadline_ms: Option<u64>,
+}
+
 /// An order event read from an item's outbox, as it is published.
 #[derive(Debug, Clone)]
 pub struct OutboxEntry {
@@ -290,13 +299,14 @@ impl RedisAdmin {
     }
 
     /// Expires every unpaid order past its deadline, for every item (one
-    /// pipelined round trip); returns the units released per item.
+    /// pipelined round trip); returns per item the units released and the
+    /// earliest deadline still waiting (of all its shards).
     pub fn sweep(
         &self,
         items: &[(String, String)],
         now_ms: u64,
         per_item_max: u32,
-    ) -> Result<Vec<u64>, RedisError> {
+    ) -> Result<Vec<Swept>, RedisError> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
@@ -325,10 +335,14 @@ impl RedisAdmin {
                 .arg(item)
                 .arg(RELEASED_CHANNEL);
         }
-        let per_shard: Vec<u64> = pipe.query(&mut *c)?;
-        let mut out = vec![0u64; items.len()];
-        for ((i, _), n) in flat.iter().zip(per_shard) {
-            out[*i] += n;
+        let per_shard: Vec<(u64, i64)> = pipe.query(&mut *c)?;
+        let mut out = vec![Swept::default(); items.len()];
+        for ((i, _), (released, next)) in flat.iter().zip(per_shard) {
+            let o = &mut out[*i];
+            o.released += released;
+            if let Ok(next) = u64::try_from(next) {
+                o.next_deadline_ms = Some(o.next_deadline_ms.map_or(next, |n| n.min(next)));
+            }
         }
         Ok(out)
     }

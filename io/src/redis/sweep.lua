@@ -5,7 +5,9 @@
 --
 -- KEYS as order.lua. ARGV[1] now (epoch ms), ARGV[2] most orders per call,
 -- ARGV[3] sale id, ARGV[4] item id, ARGV[5] channel told when stock goes
--- back on sale. Returns the number of units released.
+-- back on sale. Returns {units released, the earliest deadline still
+-- waiting (ms) or -1 when no order waits}: the caller need not come back
+-- before that deadline.
 local now = tonumber(ARGV[1])
 local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 local released = 0
@@ -29,4 +31,5 @@ if released > 0 then
   redis.call('HINCRBY', KEYS[1], 'available', released)
   redis.call('PUBLISH', ARGV[5], ARGV[3] .. '\n' .. ARGV[4])
 end
-return released
+local next = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+return {released, tonumber(next[2]) or -1}

@@ -5,6 +5,7 @@
 //! acknowledged it (at least once, keyed by order id: consumers drop
 //! repeats by order id and event).
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,35 +19,62 @@ use crate::shutdown::until_true;
 
 /// Most events taken from one item's outbox per tick.
 const OUTBOX_PER_ITEM: isize = 256;
+/// Every this many passes, every item that had wins is read, not only
+/// those this daemon wrote events for: the events of a daemon that
+/// stopped before publishing them.
+const FULL_PASS_EVERY: u64 = 30;
 
 pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     let producer = event_producer(&app.cfg.kafka_brokers, &app.cfg.kafka_properties.0);
     let every = Duration::from_millis(app.cfg.sweep_interval_ms.max(1));
-    let mut first = true;
+    let mut pass: u64 = 0;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = app.order_wake.woken() => {}
             _ = until_true(&mut stop) => return,
         }
-        let items = Arc::new(app.items_with_orders(std::mem::take(&mut first)));
-        if items.is_empty() {
+        let full = pass.is_multiple_of(FULL_PASS_EVERY);
+        pass += 1;
+        // The items this daemon wrote events for; on a full pass (the
+        // first included) every item that had wins.
+        let read: Vec<Arc<seckill_pipeline::Item>> = app
+            .catalog
+            .sales()
+            .into_iter()
+            .flat_map(|(_, items)| items)
+            .filter(|i| i.events_pending() || (full && i.touched()))
+            .collect();
+        if read.is_empty() {
             continue;
         }
+        let items = Arc::new(
+            read.iter()
+                .map(|i| (i.sale_id.clone(), i.item_id.clone()))
+                .collect::<Vec<_>>(),
+        );
         if let Some(p) = &producer {
             tokio::select! {
-                _ = publish_outbox(&app, p, &items) => {}
+                empty = publish_outbox(&app, p, &items) => {
+                    for (item, key) in read.iter().zip(items.iter()) {
+                        if empty.contains(key) {
+                            item.clear_events();
+                        }
+                    }
+                }
                 _ = until_true(&mut stop) => return,
             }
         }
     }
 }
 
+/// Publishes what the outboxes of `items` hold; returns the items whose
+/// outbox was read empty.
 async fn publish_outbox(
     app: &App,
     producer: &Arc<EventProducer>,
     items: &Arc<Vec<(String, String)>>,
-) {
+) -> HashSet<(String, String)> {
     let redis = app.redis.clone();
     let entries = {
         let items = Arc::clone(items);
@@ -54,16 +82,20 @@ async fn publish_outbox(
             Ok(Ok(e)) => e,
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "outbox: Redis did not answer; next tick");
-                return;
+                return HashSet::new();
             }
             Err(e) => {
                 tracing::warn!(error = %e, "outbox read failed");
-                return;
+                return HashSet::new();
             }
         }
     };
+    let mut empty: HashSet<(String, String)> = items.iter().cloned().collect();
+    for e in &entries {
+        empty.remove(&(e.sale_id.clone(), e.item_id.clone()));
+    }
     if entries.is_empty() {
-        return;
+        return empty;
     }
     let p = Arc::clone(producer);
     let redis = app.redis.clone();
@@ -94,4 +126,5 @@ async fn publish_outbox(
             tracing::debug!(failed, "order events not acknowledged; kept in the outbox");
         }
     }
+    empty
 }

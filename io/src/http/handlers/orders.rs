@@ -173,8 +173,17 @@ async fn order_action(
     .map_err(ApiError::internal)?
     .map_err(ApiError::redis_down)?;
     let (action, rec) = done;
-    if let Some(it) = app.catalog.item(&sale, &item) {
+    let it = app.catalog.item(&sale, &item);
+    if let Some(it) = &it {
         it.touch();
+    }
+    // A change of state leaves an event in the item's outbox.
+    let events = matches!(
+        action,
+        OrderAction::Done(_) | OrderAction::Conflict(OrderState::Expired)
+    );
+    if let (true, Some(it)) = (events, &it) {
+        it.note_events();
     }
     match action {
         OrderAction::Done(state) => {
