@@ -5,7 +5,8 @@
 # the dashboard lists 200), no traffic; CPU of the daemon, and of Redis,
 # over IDLE_SECONDS (30) from /proc/<pid>/stat (utime + stime), as a share
 # of one core. Run once with no dashboard viewer and once with
-# IDLE_VIEWERS (5) event streams open.
+# IDLE_VIEWERS (5) event streams open. IDLE_STOCK=1 sells every item out
+# (the default 2 leaves every item on sale).
 #
 #   ./scripts/bench-idle.sh
 set -euo pipefail
@@ -31,7 +32,7 @@ ITEMS=${IDLE_ITEMS:-500}
 say "a $ITEMS-item sale, one win on every item"
 target/release/seckill-load --target "http://127.0.0.1:$HTTP_PORT" --admin-token "$TOKEN" \
   --redis-url "redis://127.0.0.1:$REDIS_PORT/" --kafka-brokers "127.0.0.1:$KAFKA_PORT" \
-  --items "$ITEMS" --stock 2 --users "$ITEMS" --clicks 1 --countdown-s 1 --json >/dev/null
+  --items "$ITEMS" --stock "${IDLE_STOCK:-2}" --users "$ITEMS" --clicks 1 --countdown-s 1 --json >/dev/null
 sleep 5
 
 redis_pid=$(pgrep -f "redis-server .*:$REDIS_PORT" | head -1 || true)

@@ -38,6 +38,12 @@ impl CatalogBounds {
 /// Every this many ticks the sale metadata is re-read even when the
 /// catalog version did not move (a missed bump, a key that expired).
 const FULL_REFRESH_TICKS: u64 = 30;
+/// Every this many ticks the counters of sold-out and ended items are read
+/// too (the others every tick).
+const SETTLED_EVERY: u64 = 5;
+/// An item is read every tick for this long after its end (its wins are
+/// loaded into the board then, for retries after the end).
+const ENDED_GRACE_MS: u64 = 10_000;
 
 /// Keeps the local catalog in step with Redis, once a second: the sale
 /// metadata every daemon wrote (re-read only when the catalog version moves,
@@ -96,11 +102,30 @@ pub async fn refresh_catalog(
                 .unwrap_or_else(|e| e.into_inner())
                 .catalog_version = Some(version);
         }
-        let items: Vec<Arc<Item>> = catalog
-            .sales()
-            .into_iter()
-            .flat_map(|(_, items)| items)
-            .collect();
+        // Items on sale every tick; one sold out, or ended a while ago,
+        // every SETTLED_EVERY ticks: their counts move only when stock is
+        // released (the re-open channel tells at once) or Redis loses them
+        // (a sold-out item is then answered sold out a few seconds more,
+        // which it was). The per-second read follows what can change, not
+        // how many items the daemon holds.
+        let items: Vec<Arc<Item>> = {
+            let k = known.lock().unwrap_or_else(|e| e.into_inner());
+            let settled_tick = k.ticks.is_multiple_of(SETTLED_EVERY);
+            catalog
+                .sales()
+                .into_iter()
+                .flat_map(|(_, items)| items)
+                .filter(|i| {
+                    let ended = bounds.now_ms >= i.end_ms.saturating_add(ENDED_GRACE_MS);
+                    // Its wins in the board already (a sold-out item's
+                    // are loaded at the next read after it sold out).
+                    let loaded = k
+                        .wins
+                        .contains_key(&(i.sale_id.clone(), i.item_id.clone()));
+                    settled_tick || !((i.is_sold_out() && loaded) || ended)
+                })
+                .collect()
+        };
         let keys: Vec<(&str, &str)> = items
             .iter()
             .map(|i| (i.sale_id.as_str(), i.item_id.as_str()))
