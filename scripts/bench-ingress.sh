@@ -45,6 +45,7 @@ TOKEN=bench-admin-token
 TOKEN_KEY=$(od -An -N32 -tx1 /dev/urandom | tr -d " \n")
 source scripts/services.sh
 prepare
+rm -f "$STATE"/cpu-* "$STATE"/load-*.json
 
 # Purchase tokens are handed out but not required (require_token = false):
 # the naive baseline checks none, and wrk and oha send none. Checking one
@@ -77,6 +78,19 @@ load() { # target, scenario, extra args
   target/release/seckill-load --target "http://127.0.0.1:$1" --admin-token "$TOKEN" \
     --redis-url "redis://127.0.0.1:$REDIS_PORT/" --kafka-brokers "127.0.0.1:$KAFKA_PORT" \
     --scenario "$2" --concurrency "${LOAD_CONC:-$CONC}" --countdown-s 1 --json "${@:3}"
+}
+# `load`, and where the box's CPU went while it ran, into $STATE/cpu-<label>.
+measured_load() { # label, target, scenario, extra args
+  local out="$STATE/load-$1.json" pid
+  quiet
+  target/release/seckill-load --target "http://127.0.0.1:$2" --admin-token "$TOKEN" \
+    --redis-url "redis://127.0.0.1:$REDIS_PORT/" --kafka-brokers "127.0.0.1:$KAFKA_PORT" \
+    --scenario "$3" --concurrency "${LOAD_CONC:-$CONC}" --countdown-s 1 --json "${@:4}" >"$out" &
+  pid=$!
+  python3 scripts/cpu-share.py --while "$pid" seckilld seckill-naive seckill-bare redis-server tansu seckill-load \
+    >"$STATE/cpu-$1"
+  wait "$pid"
+  cat "$out"
 }
 field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 metric() { # name: its value on seckilld's /metrics
@@ -129,13 +143,13 @@ for sc in "${SCENARIOS[@]}"; do
     degraded | dashboard | wrk | oha) continue ;; # reported below
   esac
   calls0=$(metric seckill_redis_calls_total); reqs0=$(metric seckill_redis_requests_total)
-  s=$(load "$HTTP_PORT" "$sc")
+  s=$(measured_load "$sc-seckilld" "$HTTP_PORT" "$sc")
   calls1=$(metric seckill_redis_calls_total); reqs1=$(metric seckill_redis_requests_total)
   per_call=$(python3 -c "c=$calls1-$calls0; print(f'{($reqs1-$reqs0)/c:.1f}' if c else '-')")
   o=$(load "$OS_PORT" "$sc")
   o_rps=$(echo "$o" | field "round(d['report']['requests_per_sec'])")
   n=$(load "$NAIVE_PORT" "$sc")
-  b=$(load "$BARE_PORT" "$sc" --no-check)
+  b=$(measured_load "$sc-bare" "$BARE_PORT" "$sc" --no-check)
   n_rps=$(echo "$n" | field "round(d['report']['requests_per_sec'])")
   n_p99=$(echo "$n" | field "d['report']['latency']['p99_us']/1000")
   ok_n=$(echo "$n" | field "'OK' if not d['check']['violations'] else 'VIOLATED'")
@@ -158,6 +172,12 @@ for sc in "${SCENARIOS[@]}"; do
     say "$sc: the highest open-loop rate with p99 <= $P99_MAX_MS ms (seckilld, naive, bare)"
     MAXRATE[$sc]="$(max_rate "$HTTP_PORT" "$sc" $((s_rps / 2))) $(max_rate "$NAIVE_PORT" "$sc" $((n_rps / 2))) $(max_rate "$BARE_PORT" "$sc" $((b_rps / 2)))"
   fi
+done
+printf '\nthe box during the closed-loop runs (share of both cores)\n'
+for sc in "${SCENARIOS[@]}"; do
+  for who in seckilld bare; do
+    [ -f "$STATE/cpu-$sc-$who" ] && printf '%-16s %-9s %s\n' "$sc" "$who" "$(cat "$STATE/cpu-$sc-$who")"
+  done
 done
 if [ -n "${BENCH_MAX_RATE:-}" ]; then
   printf '\nopen-loop: the highest rate with p99 <= %s ms (steps of %s s, %s connections)\n' "$P99_MAX_MS" "$RATE_STEP_S" "$RATE_CONC"

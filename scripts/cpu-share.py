@@ -4,6 +4,7 @@ the CPU time the box had (user + system of every process whose command name
 starts with the name, threads included), and the box's idle share.
 
     scripts/cpu-share.py SECONDS NAME [NAME ...]
+    scripts/cpu-share.py --while PID NAME [NAME ...]   (until PID exits)
 
 Prints one line, `name share% …`, shares of the box's total (all cores
 together): on two cores, one busy core is 50 %. Used by the benchmark
@@ -45,10 +46,17 @@ def main():
     if len(sys.argv) < 3:
         print(__doc__, file=sys.stderr)
         return 2
-    seconds, names = float(sys.argv[1]), sys.argv[2:]
+    if sys.argv[1] == "--while":
+        pid, names = sys.argv[2], sys.argv[3:]
+        wait = lambda: os.path.exists(f"/proc/{pid}")  # noqa: E731
+    else:
+        until = time.monotonic() + float(sys.argv[1])
+        names = sys.argv[2:]
+        wait = lambda: time.monotonic() < until  # noqa: E731
     i0, t0 = box()
     p0 = per_name(names)
-    time.sleep(seconds)
+    while wait():
+        time.sleep(0.1)
     i1, t1 = box()
     p1 = per_name(names)
     total = max(t1 - t0, 1)
