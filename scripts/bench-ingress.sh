@@ -9,6 +9,9 @@
 #
 #   ./scripts/bench-ingress.sh [hot-item|sold-out-storm|many-items|all-win|degraded|wrk|oha|dashboard] ...
 #
+# Every scenario (and every max-rate search, and oha and wrk) starts from
+# fresh servers and, when this script started Redis, an empty Redis
+# (BENCH_FRESH=0: the same servers throughout).
 # BENCH_MAX_RATE=1 also searches, per scenario and server, the highest
 # open-loop rate (seckill-load --rate: timed from when each request was
 # due) whose p99 stays within BENCH_P99_MAX_MS (5): the headline figure.
@@ -45,52 +48,58 @@ TOKEN=bench-admin-token
 TOKEN_KEY=$(od -An -N32 -tx1 /dev/urandom | tr -d " \n")
 source scripts/services.sh
 prepare
-rm -f "$STATE"/cpu-* "$STATE"/load-*.json
+rm -f "$STATE"/cpu-*
 
 # Purchase tokens are handed out but not required (require_token = false):
 # the naive baseline checks none, and wrk and oha send none. Checking one
 # costs 0.4 µs (docs/benchmarks.md, "The demo").
-rm -rf "$STATE/bench-wal"
-SECKILL_LISTEN="127.0.0.1:$HTTP_PORT" SECKILL_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" \
-SECKILL_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" SECKILL_WAL_DIR="$STATE/bench-wal" \
-SECKILL_ADMIN_TOKEN="$TOKEN" SECKILL_TOKEN_KEY="$TOKEN_KEY" SECKILL_LOG=warn SECKILL_REQUIRE_TOKEN=false \
-  target/release/seckilld >"$STATE/bench-seckilld.log" 2>&1 &
-pids+=($!)
-rm -rf "$STATE/bench-wal-os"
-SECKILL_LISTEN="127.0.0.1:$OS_PORT" SECKILL_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" \
-SECKILL_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" SECKILL_WAL_DIR="$STATE/bench-wal-os" \
-SECKILL_ADMIN_TOKEN="$TOKEN" SECKILL_TOKEN_KEY="$TOKEN_KEY" SECKILL_LOG=warn SECKILL_DURABILITY=os SECKILL_REQUIRE_TOKEN=false \
-  target/release/seckilld >"$STATE/bench-seckilld-os.log" 2>&1 &
-pids+=($!)
-target/release/seckill-bare --listen "127.0.0.1:$BARE_PORT" >/dev/null 2>&1 &
-pids+=($!)
-SECKILL_LISTEN="127.0.0.1:$NAIVE_PORT" SECKILL_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" \
-SECKILL_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" SECKILL_ADMIN_TOKEN="$TOKEN" \
-  target/release/seckill-naive >"$STATE/bench-naive.log" 2>&1 &
-pids+=($!)
-wait_port "$HTTP_PORT"
-wait_port "$BARE_PORT"
-wait_port "$NAIVE_PORT"
-wait_port "$OS_PORT"
+server_pids=()
+start_servers() {
+  rm -rf "$STATE/bench-wal" "$STATE/bench-wal-os"
+  SECKILL_LISTEN="127.0.0.1:$HTTP_PORT" SECKILL_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" \
+  SECKILL_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" SECKILL_WAL_DIR="$STATE/bench-wal" \
+  SECKILL_ADMIN_TOKEN="$TOKEN" SECKILL_TOKEN_KEY="$TOKEN_KEY" SECKILL_LOG=warn SECKILL_REQUIRE_TOKEN=false \
+    target/release/seckilld >"$STATE/bench-seckilld.log" 2>&1 &
+  server_pids+=($!)
+  SECKILL_LISTEN="127.0.0.1:$OS_PORT" SECKILL_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" \
+  SECKILL_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" SECKILL_WAL_DIR="$STATE/bench-wal-os" \
+  SECKILL_ADMIN_TOKEN="$TOKEN" SECKILL_TOKEN_KEY="$TOKEN_KEY" SECKILL_LOG=warn SECKILL_DURABILITY=os SECKILL_REQUIRE_TOKEN=false \
+    target/release/seckilld >"$STATE/bench-seckilld-os.log" 2>&1 &
+  server_pids+=($!)
+  target/release/seckill-bare --listen "127.0.0.1:$BARE_PORT" >/dev/null 2>&1 &
+  server_pids+=($!)
+  SECKILL_LISTEN="127.0.0.1:$NAIVE_PORT" SECKILL_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/" \
+  SECKILL_KAFKA_BROKERS="127.0.0.1:$KAFKA_PORT" SECKILL_ADMIN_TOKEN="$TOKEN" \
+    target/release/seckill-naive >"$STATE/bench-naive.log" 2>&1 &
+  server_pids+=($!)
+  pids+=("${server_pids[@]}")
+  wait_port "$HTTP_PORT"
+  wait_port "$BARE_PORT"
+  wait_port "$NAIVE_PORT"
+  wait_port "$OS_PORT"
+}
+# Every measurement block starts from fresh servers (BENCH_FRESH=0: the
+# same ones throughout): a daemon that has played earlier scenarios holds
+# their sales, requests and wins, and what it does with them every second
+# on the same two cores would be measured with the next scenario. The
+# Redis this script started is emptied too.
+fresh() {
+  [ "${BENCH_FRESH:-1}" = 1 ] || return 0
+  for p in "${server_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${server_pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  server_pids=()
+  if [ -n "$REDIS_PID" ]; then
+    redis-cli -p "$REDIS_PORT" FLUSHALL >/dev/null
+  fi
+  start_servers
+}
+start_servers
 
 load() { # target, scenario, extra args
   quiet
   target/release/seckill-load --target "http://127.0.0.1:$1" --admin-token "$TOKEN" \
     --redis-url "redis://127.0.0.1:$REDIS_PORT/" --kafka-brokers "127.0.0.1:$KAFKA_PORT" \
     --scenario "$2" --concurrency "${LOAD_CONC:-$CONC}" --countdown-s 1 --json "${@:3}"
-}
-# `load`, and where the box's CPU went while it ran, into $STATE/cpu-<label>.
-measured_load() { # label, target, scenario, extra args
-  local out="$STATE/load-$1.json" pid
-  quiet
-  target/release/seckill-load --target "http://127.0.0.1:$2" --admin-token "$TOKEN" \
-    --redis-url "redis://127.0.0.1:$REDIS_PORT/" --kafka-brokers "127.0.0.1:$KAFKA_PORT" \
-    --scenario "$3" --concurrency "${LOAD_CONC:-$CONC}" --countdown-s 1 --json "${@:4}" >"$out" &
-  pid=$!
-  python3 scripts/cpu-share.py --while "$pid" seckilld seckill-naive seckill-bare redis-server tansu seckill-load \
-    >"$STATE/cpu-$1"
-  wait "$pid"
-  cat "$out"
 }
 field() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 metric() { # name: its value on seckilld's /metrics
@@ -142,14 +151,15 @@ for sc in "${SCENARIOS[@]}"; do
   case "$sc" in
     degraded | dashboard | wrk | oha) continue ;; # reported below
   esac
+  fresh
   calls0=$(metric seckill_redis_calls_total); reqs0=$(metric seckill_redis_requests_total)
-  s=$(measured_load "$sc-seckilld" "$HTTP_PORT" "$sc")
+  s=$(load "$HTTP_PORT" "$sc")
   calls1=$(metric seckill_redis_calls_total); reqs1=$(metric seckill_redis_requests_total)
   per_call=$(python3 -c "c=$calls1-$calls0; print(f'{($reqs1-$reqs0)/c:.1f}' if c else '-')")
   o=$(load "$OS_PORT" "$sc")
   o_rps=$(echo "$o" | field "round(d['report']['requests_per_sec'])")
   n=$(load "$NAIVE_PORT" "$sc")
-  b=$(measured_load "$sc-bare" "$BARE_PORT" "$sc" --no-check)
+  b=$(load "$BARE_PORT" "$sc" --no-check)
   n_rps=$(echo "$n" | field "round(d['report']['requests_per_sec'])")
   n_p99=$(echo "$n" | field "d['report']['latency']['p99_us']/1000")
   ok_n=$(echo "$n" | field "'OK' if not d['check']['violations'] else 'VIOLATED'")
@@ -170,14 +180,9 @@ for sc in "${SCENARIOS[@]}"; do
   printf '%-16s %10s/s %10s/s %10s/s %10s/s %8s %8s %10s %10s %10s %9s %12s %12s %s\n' "$sc" "$s_rps" "$o_rps" "$n_rps" "$b_rps" "$ratio" "$n_ratio" "$s_p99" "$n_p99" "$b_p99" "$per_call" "$h_p99" "$hb_p99" "$ok/$ok_h (naive $ok_n)"
   if [ -n "${BENCH_MAX_RATE:-}" ]; then
     say "$sc: the highest open-loop rate with p99 <= $P99_MAX_MS ms (seckilld, naive, bare)"
+    fresh
     MAXRATE[$sc]="$(max_rate "$HTTP_PORT" "$sc" $((s_rps / 2))) $(max_rate "$NAIVE_PORT" "$sc" $((n_rps / 2))) $(max_rate "$BARE_PORT" "$sc" $((b_rps / 2)))"
   fi
-done
-printf '\nthe box during the closed-loop runs (share of both cores)\n'
-for sc in "${SCENARIOS[@]}"; do
-  for who in seckilld bare; do
-    [ -f "$STATE/cpu-$sc-$who" ] && printf '%-16s %-9s %s\n' "$sc" "$who" "$(cat "$STATE/cpu-$sc-$who")"
-  done
 done
 if [ -n "${BENCH_MAX_RATE:-}" ]; then
   printf '\nopen-loop: the highest rate with p99 <= %s ms (steps of %s s, %s connections)\n' "$P99_MAX_MS" "$RATE_STEP_S" "$RATE_CONC"
@@ -205,6 +210,7 @@ print(f\"  once Redis was back and settled: {r['by_status']}; invariants {'OK' i
 done
 wanted() { local x; for x in "${SCENARIOS[@]}"; do [ "$x" = "$1" ] && return 0; done; return 1; }
 if wanted oha; then
+  fresh
   # An independent open-loop tool on the same path: a sold-out item, so
   # every answer comes from the sold-out flag whatever body oha picks.
   command -v oha >/dev/null 2>&1 || { say "installing oha (cargo install oha --locked)"; cargo install oha --locked; }
@@ -230,6 +236,7 @@ for n in range(50000):
   done
 fi
 if wanted wrk; then
+  fresh
   command -v wrk >/dev/null 2>&1 || apt_install wrk
   printf '\nall-win under wrk -t2 -c64 -d8s (a new user per request; stock outlasts the run)\n'
   printf '%-14s %12s %10s %10s %14s\n' server "req/s" "p99 ms" "vs bare" "wins/requests"
