@@ -19,7 +19,8 @@
 # `wrk` plays all-win with wrk -t2 -c64 -d8s (a new user per request,
 # scripts/wrk-purchase.lua) against seckilld, the os-durability seckilld,
 # the naive baseline and the bare server (apt-get install wrk if missing),
-# and shows where the box's CPU went meanwhile (scripts/cpu-share.py);
+# and shows where the box's CPU went meanwhile (scripts/cpu-share.py) and
+# where seckilld's own time went (scripts/stage-means.py);
 # `oha` cross-checks the open-loop p99 of sold-out-storm with oha (latency
 # correction on; cargo install oha if missing);
 #
@@ -48,7 +49,7 @@ TOKEN=bench-admin-token
 TOKEN_KEY=$(od -An -N32 -tx1 /dev/urandom | tr -d " \n")
 source scripts/services.sh
 prepare
-rm -f "$STATE"/cpu-*
+rm -f "$STATE"/cpu-* "$STATE"/stages-*
 
 # Purchase tokens are handed out but not required (require_token = false):
 # the naive baseline checks none, and wrk and oha send none. Checking one
@@ -277,6 +278,11 @@ r = s.recv(100).split(b'\r\n')
 print(r[1].decode() if r[0].startswith(b'\$') and r[0] != b'\$-1' else 0)")
     fi
     WRK[$name]="$rps $p99 $n $wins"
+    # Inside the daemon: its own timing of the same run (fresh servers, so
+    # the run is all its histograms hold).
+    case $name in
+      seckilld | seckilld-os) python3 scripts/stage-means.py "http://127.0.0.1:$port" "$TOKEN" >"$STATE/stages-$name" || true ;;
+    esac
   done
   read -r bare_rps _ <<<"${WRK[bare]}"
   for name in seckilld seckilld-os naive bare; do
@@ -286,6 +292,10 @@ print(r[1].decode() if r[0].startswith(b'\$') and r[0] != b'\$-1' else 0)")
   printf '\nthe box while wrk ran (share of both cores)\n'
   for name in seckilld seckilld-os naive bare; do
     printf '%-14s %s\n' "$name" "$(cat "$STATE/cpu-$name" 2>/dev/null)"
+  done
+  printf '\ninside seckilld during its wrk run (scripts/stage-means.py)\n'
+  for name in seckilld seckilld-os; do
+    printf '%-14s %s\n' "$name" "$(cat "$STATE/stages-$name" 2>/dev/null)"
   done
 fi
 for sc in "${SCENARIOS[@]}"; do
