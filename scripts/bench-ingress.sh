@@ -9,8 +9,8 @@
 #
 #   ./scripts/bench-ingress.sh [hot-item|sold-out-storm|many-items|all-win|degraded|wrk|oha|dashboard] ...
 #
-# Every scenario (and every max-rate search, and oha and wrk) starts from
-# fresh servers and, when this script started Redis, an empty Redis
+# Every scenario (and its half-rate run, every step of a max-rate search,
+# and oha and wrk) starts from fresh servers and, when this script started Redis, an empty Redis
 # (BENCH_FRESH=0: the same servers throughout).
 # BENCH_MAX_RATE=1 also searches, per scenario and server, the highest
 # open-loop rate (seckill-load --rate: timed from when each request was
@@ -37,9 +37,9 @@ SCENARIOS=("$@")
 # clients than this; 256 is where seckilld's throughput stops growing on a
 # 2-core box (the daemon is saturated, so its ring batches fill).
 CONC=${BENCH_CONCURRENCY:-256}
-# The half-rate runs are paced (--rate), so few requests are in flight; 64
-# connections are plenty and keep the client's own overhead out of the tail.
-HALF_CONC=${BENCH_HALF_CONCURRENCY:-64}
+# The half-rate runs are paced (--rate); as many connections as the max-rate
+# steps, so that a daemon answering in a few ms never waits for one.
+HALF_CONC=${BENCH_HALF_CONCURRENCY:-128}
 HTTP_PORT=${BENCH_HTTP_PORT:-18090}
 BARE_PORT=${BENCH_BARE_PORT:-18091}
 NAIVE_PORT=${BENCH_NAIVE_PORT:-18092}
@@ -119,6 +119,9 @@ RATE_STEP_S=${BENCH_RATE_STEP_S:-5}
 RATE_CONC=${BENCH_RATE_CONCURRENCY:-128}
 rate_ok() { # port, scenario, rate, extra args: exit 0 when the step passes
   local out
+  # Each step from fresh servers: a step's sale stays on sale, and the
+  # daemon's once-a-second work for it would be measured with the next.
+  fresh
   out=$(LOAD_CONC=$RATE_CONC load "$1" "$2" --rate "$3" --time-max-s "$RATE_STEP_S" --no-check "${@:4}")
   echo "$out" | python3 -c "
 import json,sys
@@ -128,7 +131,8 @@ ok=d['latency']['p99_us']<=$P99_MAX_MS*1000 and d['requests']>=0.95*due
 print(f\"  rate {$3}/s: p99 {d['latency']['p99_us']/1000:.2f} ms, {d['requests']} answers of {due:.0f} due: {'ok' if ok else 'over'}\", file=sys.stderr)
 sys.exit(0 if ok else 1)"
 }
-max_rate() { # port, scenario, start rate, extra args
+max_rate() { # port, scenario, start rate, extra args: sets MAXRATE_RESULT
+  # (not echoed: run in a subshell, fresh could not track the servers)
   local rate=$3 best=0
   if rate_ok "$1" "$2" "$rate" "${@:4}"; then
     best=$rate
@@ -143,7 +147,7 @@ max_rate() { # port, scenario, start rate, extra args
       if rate_ok "$1" "$2" "$rate" "${@:4}"; then best=$rate; break; fi
     done
   fi
-  echo "$best"
+  MAXRATE_RESULT=$best
 }
 declare -A MAXRATE=()
 
@@ -169,7 +173,10 @@ for sc in "${SCENARIOS[@]}"; do
   s_p99=$(echo "$s" | field "d['report']['latency']['p99_us']/1000")
   b_p99=$(echo "$b" | field "d['report']['latency']['p99_us']/1000")
   ok=$(echo "$s" | field "'OK' if not d['check']['violations'] else 'VIOLATED'")
-  # Latency at half of seckilld's maximum rate, the load a sale is sized for.
+  # Latency at half of seckilld's maximum rate, the load a sale is sized
+  # for, from fresh servers (128 connections: at 64, a daemon answering in
+  # 2-3 ms runs out of connections near 20 k/s and the client queues).
+  fresh
   h=$(LOAD_CONC=$HALF_CONC load "$HTTP_PORT" "$sc" --rate "$((s_rps / 2))")
   h_p99=$(echo "$h" | field "d['report']['latency']['p99_us']/1000")
   # The reference at the same rate: what the box itself adds to the tail.
@@ -181,8 +188,10 @@ for sc in "${SCENARIOS[@]}"; do
   printf '%-16s %10s/s %10s/s %10s/s %10s/s %8s %8s %10s %10s %10s %9s %12s %12s %s\n' "$sc" "$s_rps" "$o_rps" "$n_rps" "$b_rps" "$ratio" "$n_ratio" "$s_p99" "$n_p99" "$b_p99" "$per_call" "$h_p99" "$hb_p99" "$ok/$ok_h (naive $ok_n)"
   if [ -n "${BENCH_MAX_RATE:-}" ]; then
     say "$sc: the highest open-loop rate with p99 <= $P99_MAX_MS ms (seckilld, naive, bare)"
-    fresh
-    MAXRATE[$sc]="$(max_rate "$HTTP_PORT" "$sc" $((s_rps / 2))) $(max_rate "$NAIVE_PORT" "$sc" $((n_rps / 2))) $(max_rate "$BARE_PORT" "$sc" $((b_rps / 2)))"
+    max_rate "$HTTP_PORT" "$sc" $((s_rps / 2)); ms=$MAXRATE_RESULT
+    max_rate "$NAIVE_PORT" "$sc" $((n_rps / 2)); mn=$MAXRATE_RESULT
+    max_rate "$BARE_PORT" "$sc" $((b_rps / 2)); mb=$MAXRATE_RESULT
+    MAXRATE[$sc]="$ms $mn $mb"
   fi
 done
 if [ -n "${BENCH_MAX_RATE:-}" ]; then
