@@ -10,7 +10,9 @@
 #   ./scripts/bench-ingress.sh [hot-item|sold-out-storm|many-items|all-win|degraded|wrk|oha|dashboard] ...
 #
 # Every scenario (and its half-rate run, every step of a max-rate search,
-# and oha and wrk) starts from fresh servers and, when this script started Redis, an empty Redis
+# and oha and wrk) starts from fresh servers (the daemons of a scenario and
+# of a rate step warmed by a short sale of their own) and, when this
+# script started Redis, an empty Redis
 # (BENCH_FRESH=0: the same servers throughout).
 # BENCH_MAX_RATE=1 also searches, per scenario and server, the highest
 # open-loop rate (seckill-load --rate: timed from when each request was
@@ -117,11 +119,23 @@ metric() { # name: its value on seckilld's /metrics
 P99_MAX_MS=${BENCH_P99_MAX_MS:-5}
 RATE_STEP_S=${BENCH_RATE_STEP_S:-5}
 RATE_CONC=${BENCH_RATE_CONCURRENCY:-128}
+# A fresh server's first wins create its journal segment and its first
+# Kafka and Redis connections; a short sale of its own warms them so that a
+# step does not time them (hot-item's 1,000 wins are over 1 % of a step).
+warm_up() { # port
+  target/release/seckill-load --target "http://127.0.0.1:$1" --admin-token "$TOKEN" \
+    --redis-url "redis://127.0.0.1:$REDIS_PORT/" --kafka-brokers "127.0.0.1:$KAFKA_PORT" \
+    --items 1 --stock 2000 --users 2000 --clicks 1 --concurrency 16 --countdown-s 1 \
+    --rate 2000 --time-max-s 1 --no-check --json >/dev/null 2>&1 || true
+}
 rate_ok() { # port, scenario, rate, extra args: exit 0 when the step passes
   local out
   # Each step from fresh servers: a step's sale stays on sale, and the
   # daemon's once-a-second work for it would be measured with the next.
-  fresh
+  if [ "${BENCH_FRESH:-1}" = 1 ]; then
+    fresh
+    warm_up "$1"
+  fi
   out=$(LOAD_CONC=$RATE_CONC load "$1" "$2" --rate "$3" --time-max-s "$RATE_STEP_S" --no-check "${@:4}")
   echo "$out" | python3 -c "
 import json,sys
@@ -157,6 +171,9 @@ for sc in "${SCENARIOS[@]}"; do
     degraded | dashboard | wrk | oha) continue ;; # reported below
   esac
   fresh
+  if [ "${BENCH_FRESH:-1}" = 1 ]; then
+    for port in "$HTTP_PORT" "$OS_PORT" "$NAIVE_PORT"; do warm_up "$port"; done
+  fi
   calls0=$(metric seckill_redis_calls_total); reqs0=$(metric seckill_redis_requests_total)
   s=$(load "$HTTP_PORT" "$sc")
   calls1=$(metric seckill_redis_calls_total); reqs1=$(metric seckill_redis_requests_total)
@@ -177,6 +194,7 @@ for sc in "${SCENARIOS[@]}"; do
   # for, from fresh servers (128 connections: at 64, a daemon answering in
   # 2-3 ms runs out of connections near 20 k/s and the client queues).
   fresh
+  [ "${BENCH_FRESH:-1}" != 1 ] || warm_up "$HTTP_PORT"
   h=$(LOAD_CONC=$HALF_CONC load "$HTTP_PORT" "$sc" --rate "$((s_rps / 2))")
   h_p99=$(echo "$h" | field "d['report']['latency']['p99_us']/1000")
   # The reference at the same rate: what the box itself adds to the tail.
