@@ -449,6 +449,7 @@ mod observe;
 pub mod orders;
 mod records;
 pub mod sentinel;
+pub mod shards;
 pub mod sql;
 mod stack;
 pub mod tls;

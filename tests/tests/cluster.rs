@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use seckill_io::redis::{Action, ItemLoad, OrderAction, OrderState, RedisAdmin, RedisStockStore};
-use seckill_pipeline::port::{DeductGroup, DeductOutcome, DeductRequest, StockStore};
+use seckill_pipeline::port::{DeductGroup, DeductOutcome, DeductRequest, StockStore, StoreError};
 use seckill_tests::cluster::RedisCluster;
 
 const ITEMS: usize = 100;
@@ -34,6 +34,17 @@ fn buy_all(
     prefix: &str,
     users: &[&str],
 ) -> Vec<DeductOutcome> {
+    try_buy_all(store, sale, items, prefix, users).expect("a batch on the cluster")
+}
+
+/// [`buy_all`], its store error returned.
+fn try_buy_all(
+    store: &mut RedisStockStore,
+    sale: &str,
+    items: &[String],
+    prefix: &str,
+    users: &[&str],
+) -> Result<Vec<DeductOutcome>, StoreError> {
     let rids: Vec<Vec<String>> = items
         .iter()
         .map(|i| users.iter().map(|u| format!("{prefix}-{i}-{u}")).collect())
@@ -63,10 +74,7 @@ fn buy_all(
         })
         .collect();
     let mut out = Vec::new();
-    store
-        .deduct(&groups, &mut out)
-        .expect("a batch on the cluster");
-    out
+    store.deduct(&groups, &mut out).map(|()| out)
 }
 
 #[test]
@@ -360,37 +368,8 @@ fn a_killed_masters_replica_takes_over_with_every_waited_win() {
     // and the new master has its replica.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let again = loop {
-        let rids: Vec<Vec<String>> = ids
-            .iter()
-            .map(|i| users.iter().map(|u| format!("w-{i}-{u}")).collect())
-            .collect();
-        let requests: Vec<Vec<DeductRequest<'_>>> = rids
-            .iter()
-            .map(|r| {
-                r.iter()
-                    .zip(users)
-                    .map(|(r, u)| DeductRequest {
-                        request_id: r,
-                        user_id: u,
-                        quantity: 1,
-                    })
-                    .collect()
-            })
-            .collect();
-        let groups: Vec<DeductGroup<'_>> = ids
-            .iter()
-            .zip(&requests)
-            .map(|(i, reqs)| DeductGroup {
-                sale_id: sale,
-                item_id: i,
-                per_user_limit: 1,
-                pay_deadline_ms: now + 600_000,
-                requests: reqs,
-            })
-            .collect();
-        let mut out = Vec::new();
-        match store.deduct(&groups, &mut out) {
-            Ok(()) => break out,
+        match try_buy_all(&mut store, sale, &ids, "w", &users) {
+            Ok(out) => break out,
             Err(e) => {
                 assert!(e.is_retryable(), "{e}");
                 assert!(std::time::Instant::now() < deadline, "never followed: {e}");

@@ -13,81 +13,11 @@ use std::collections::HashSet;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use seckill_io::redis::{
-    home_shard, Action, ItemLoad, OrderAction, OrderState, RedisAdmin, RedisStockStore,
-};
-use seckill_pipeline::port::{DeductGroup, DeductOutcome, DeductRequest, StockStore};
+use seckill_io::redis::{Action, OrderAction, OrderState, RedisAdmin, RedisStockStore};
+use seckill_pipeline::port::DeductOutcome;
 use seckill_pipeline::OrderId;
+use seckill_tests::shards::{batch, batch_q, load, store, user_at, ITEM};
 use seckill_tests::RedisServer;
-
-const ITEM: &str = "hot";
-
-fn load(admin: &RedisAdmin, sale: &str, stock: u64, limit: u32, shards: u32) {
-    let now = seckill_pipeline::now_ms();
-    admin
-        .load_sale(
-            sale,
-            now,
-            now + 600_000,
-            &[ItemLoad {
-                item_id: ITEM,
-                title: "t",
-                price_cents: 100,
-                stock,
-                per_user_limit: limit,
-                shards,
-            }],
-        )
-        .expect("load");
-}
-
-/// A store that sees the layouts `admin` read (as a daemon's: the catalog
-/// sync and the deduct stage share them).
-fn store(redis: &RedisServer, admin: &RedisAdmin) -> RedisStockStore {
-    RedisStockStore::new(redis.url(), Duration::from_secs(2))
-        .expect("store")
-        .layouts(admin.layouts())
-}
-
-/// One batch of (request id, user) for the item, a unit each.
-fn batch(
-    store: &mut RedisStockStore,
-    sale: &str,
-    limit: u32,
-    reqs: &[(String, String)],
-) -> Result<Vec<DeductOutcome>, seckill_pipeline::port::StoreError> {
-    let reqs: Vec<(String, String, u32)> = reqs
-        .iter()
-        .map(|(r, u)| (r.clone(), u.clone(), 1))
-        .collect();
-    batch_q(store, sale, limit, &reqs)
-}
-
-/// One batch of (request id, user, quantity) for the item.
-fn batch_q(
-    store: &mut RedisStockStore,
-    sale: &str,
-    limit: u32,
-    reqs: &[(String, String, u32)],
-) -> Result<Vec<DeductOutcome>, seckill_pipeline::port::StoreError> {
-    let requests: Vec<DeductRequest<'_>> = reqs
-        .iter()
-        .map(|(r, u, q)| DeductRequest {
-            request_id: r,
-            user_id: u,
-            quantity: *q,
-        })
-        .collect();
-    let groups = [DeductGroup {
-        sale_id: sale,
-        item_id: ITEM,
-        per_user_limit: limit,
-        pay_deadline_ms: seckill_pipeline::now_ms() + 600_000,
-        requests: &requests,
-    }];
-    let mut out = Vec::new();
-    store.deduct(&groups, &mut out).map(|()| out)
-}
 
 fn wins(out: &[DeductOutcome]) -> Vec<OrderId> {
     out.iter()
@@ -99,12 +29,6 @@ fn wins(out: &[DeductOutcome]) -> Vec<OrderId> {
 }
 
 /// A user whose home among `k` shards is `home`.
-fn user_at(home: usize, k: usize, prefix: &str) -> String {
-    (0..)
-        .map(|n| format!("{prefix}-{n}"))
-        .find(|u| home_shard(u, k) == home)
-        .expect("some user lives there")
-}
 
 #[test]
 fn a_sharded_hot_item_sells_exactly_its_stock_and_every_shard_sums_to_its_total() {

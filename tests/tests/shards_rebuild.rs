@@ -7,70 +7,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use seckill_io::redis::{home_shard, ItemLoad, RedisAdmin, RedisStockStore, RestoredWin};
-use seckill_pipeline::port::{DeductGroup, DeductOutcome, DeductRequest, StockStore};
+use seckill_io::redis::{ItemLoad, RedisAdmin, RestoredWin};
+use seckill_pipeline::port::DeductOutcome;
+use seckill_tests::shards::{batch, load, store, user_at, ITEM};
 use seckill_tests::RedisServer;
-
-const ITEM: &str = "hot";
-
-fn load(admin: &RedisAdmin, sale: &str, stock: u64, limit: u32, shards: u32) {
-    let now = seckill_pipeline::now_ms();
-    admin
-        .load_sale(
-            sale,
-            now,
-            now + 600_000,
-            &[ItemLoad {
-                item_id: ITEM,
-                title: "t",
-                price_cents: 100,
-                stock,
-                per_user_limit: limit,
-                shards,
-            }],
-        )
-        .expect("load");
-}
-
-fn store(redis: &RedisServer, admin: &RedisAdmin) -> RedisStockStore {
-    RedisStockStore::new(redis.url(), Duration::from_secs(2))
-        .expect("store")
-        .layouts(admin.layouts())
-}
-
-/// One batch of (request id, user) for the item, a unit each.
-fn batch(
-    store: &mut RedisStockStore,
-    sale: &str,
-    limit: u32,
-    reqs: &[(String, String)],
-) -> Vec<DeductOutcome> {
-    let requests: Vec<DeductRequest<'_>> = reqs
-        .iter()
-        .map(|(r, u)| DeductRequest {
-            request_id: r,
-            user_id: u,
-            quantity: 1,
-        })
-        .collect();
-    let groups = [DeductGroup {
-        sale_id: sale,
-        item_id: ITEM,
-        per_user_limit: limit,
-        pay_deadline_ms: seckill_pipeline::now_ms() + 600_000,
-        requests: &requests,
-    }];
-    let mut out = Vec::new();
-    store.deduct(&groups, &mut out).expect("a batch");
-    out
-}
-
-fn user_at(home: usize, k: usize, prefix: &str) -> String {
-    (0..)
-        .map(|n| format!("{prefix}-{n}"))
-        .find(|u| home_shard(u, k) == home)
-        .expect("some user lives there")
-}
 
 #[test]
 fn a_rebuild_puts_every_win_back_within_the_shards_totals() {
@@ -81,7 +21,7 @@ fn a_rebuild_puts_every_win_back_within_the_shards_totals() {
     let reqs: Vec<(String, String)> = (0..12)
         .map(|n| (format!("r{n}"), format!("u{n}")))
         .collect();
-    let first = batch(&mut s, "s5", 1, &reqs);
+    let first = batch(&mut s, "s5", 1, &reqs).expect("a batch");
     let won = first
         .iter()
         .filter(|o| matches!(o, DeductOutcome::Success(_)))
@@ -123,7 +63,7 @@ fn a_rebuild_puts_every_win_back_within_the_shards_totals() {
     }
     // Every earlier buyer retried gets its order back; every limit holds.
     let mut fresh = store(&redis, &admin);
-    assert_eq!(batch(&mut fresh, "s5", 1, &reqs), first);
+    assert_eq!(batch(&mut fresh, "s5", 1, &reqs).expect("a batch"), first);
     let again: Vec<(String, String)> = reqs
         .iter()
         .zip(&first)
@@ -131,7 +71,7 @@ fn a_rebuild_puts_every_win_back_within_the_shards_totals() {
         .map(|((r, u), _)| (format!("again-{r}"), u.clone()))
         .collect();
     assert_eq!(again.len(), 10);
-    let o = batch(&mut fresh, "s5", 1, &again);
+    let o = batch(&mut fresh, "s5", 1, &again).expect("a batch");
     assert!(o.iter().all(|o| *o == DeductOutcome::Duplicate), "{o:?}");
 }
 
@@ -194,7 +134,7 @@ fn a_rebuild_of_wins_of_several_units_never_oversells() {
     let more: Vec<(String, String)> = (0..4)
         .map(|n| (format!("new{n}"), format!("new-{n}")))
         .collect();
-    let o = batch(&mut s, "s7", 2, &more);
+    let o = batch(&mut s, "s7", 2, &more).expect("a batch");
     assert!(o.iter().all(|o| *o == DeductOutcome::SoldOut), "{o:?}");
     let stock = admin.stock("s7", ITEM).expect("stock").expect("hash");
     assert_eq!((stock.locked, stock.total), (4, 4));
