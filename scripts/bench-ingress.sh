@@ -86,7 +86,7 @@ start_servers() {
 # their sales, requests and wins, and what it does with them every second
 # on the same two cores would be measured with the next scenario. The
 # Redis this script started is emptied too.
-fresh() {
+fresh() { # ports of the servers to warm up after the restart
   [ "${BENCH_FRESH:-1}" = 1 ] || return 0
   for p in "${server_pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${server_pids[@]}"; do wait "$p" 2>/dev/null || true; done
@@ -95,6 +95,8 @@ fresh() {
     redis-cli -p "$REDIS_PORT" FLUSHALL >/dev/null
   fi
   start_servers
+  local port
+  for port in "$@"; do warm_up "$port"; done
 }
 start_servers
 
@@ -132,10 +134,7 @@ rate_ok() { # port, scenario, rate, extra args: exit 0 when the step passes
   local out
   # Each step from fresh servers: a step's sale stays on sale, and the
   # daemon's once-a-second work for it would be measured with the next.
-  if [ "${BENCH_FRESH:-1}" = 1 ]; then
-    fresh
-    warm_up "$1"
-  fi
+  fresh "$1"
   out=$(LOAD_CONC=$RATE_CONC load "$1" "$2" --rate "$3" --time-max-s "$RATE_STEP_S" --no-check "${@:4}")
   echo "$out" | python3 -c "
 import json,sys
@@ -170,10 +169,7 @@ for sc in "${SCENARIOS[@]}"; do
   case "$sc" in
     degraded | dashboard | wrk | oha) continue ;; # reported below
   esac
-  fresh
-  if [ "${BENCH_FRESH:-1}" = 1 ]; then
-    for port in "$HTTP_PORT" "$OS_PORT" "$NAIVE_PORT"; do warm_up "$port"; done
-  fi
+  fresh "$HTTP_PORT" "$OS_PORT" "$NAIVE_PORT"
   calls0=$(metric seckill_redis_calls_total); reqs0=$(metric seckill_redis_requests_total)
   s=$(load "$HTTP_PORT" "$sc")
   calls1=$(metric seckill_redis_calls_total); reqs1=$(metric seckill_redis_requests_total)
@@ -193,8 +189,7 @@ for sc in "${SCENARIOS[@]}"; do
   # Latency at half of seckilld's maximum rate, the load a sale is sized
   # for, from fresh servers (128 connections: at 64, a daemon answering in
   # 2-3 ms runs out of connections near 20 k/s and the client queues).
-  fresh
-  [ "${BENCH_FRESH:-1}" != 1 ] || warm_up "$HTTP_PORT"
+  fresh "$HTTP_PORT"
   h=$(LOAD_CONC=$HALF_CONC load "$HTTP_PORT" "$sc" --rate "$((s_rps / 2))")
   h_p99=$(echo "$h" | field "d['report']['latency']['p99_us']/1000")
   # The reference at the same rate: what the box itself adds to the tail.
